@@ -1,0 +1,142 @@
+//! The sending side of HDE: chunk, name, skip what the receiver holds, compress the rest.
+
+use std::collections::HashSet;
+
+use crate::wire;
+use crate::{ChunkId, Chunker, ChunkerParams, CodecLevel, HdeError, Result};
+
+/// Counters for one encoded stream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EncoderStats {
+    /// Raw bytes pushed in.
+    pub bytes_in: u64,
+    /// Stream bytes written out (records and frames).
+    pub bytes_out: u64,
+    /// Chunks cut.
+    pub chunks: u64,
+    /// Chunks sent as REF because the receiver holds them or they were sent earlier.
+    pub dedup_chunks: u64,
+    /// Raw bytes those REFs stand for.
+    pub dedup_bytes: u64,
+    /// Raw bytes of the chunks sent in full.
+    pub sent_raw_bytes: u64,
+    /// Frame bytes of the chunks sent in full.
+    pub sent_frame_bytes: u64,
+}
+
+/// Turns a byte stream into the HDE wire format (see [`wire`]).
+///
+/// Feed it with [`push`](Self::push) and end with [`finish`](Self::finish); both append to
+/// a caller-owned buffer, so one call can cover many chunks with no per-chunk allocation.
+#[derive(Debug)]
+pub struct Encoder {
+    chunker: Chunker,
+    level: CodecLevel,
+    /// Chunks the receiver has: announced by it, or sent earlier in this stream.
+    present: HashSet<ChunkId>,
+    /// BLAKE3 over the ordered chunk ids: since every chunk is verified against its id,
+    /// this pins the exact stream at a fraction of the cost of rehashing the content.
+    stream_digest: blake3::Hasher,
+    stats: EncoderStats,
+    started: bool,
+    finished: bool,
+}
+
+impl Encoder {
+    /// An encoder with validated chunking parameters and codec level.
+    pub fn new(params: ChunkerParams, level: CodecLevel) -> Result<Self> {
+        Ok(Encoder {
+            chunker: Chunker::new(params)?,
+            level,
+            present: HashSet::new(),
+            stream_digest: blake3::Hasher::new(),
+            stats: EncoderStats::default(),
+            started: false,
+            finished: false,
+        })
+    }
+
+    /// Records that the receiver already holds these chunks, so they go out as REFs.
+    pub fn mark_present(&mut self, ids: impl IntoIterator<Item = ChunkId>) {
+        self.present.extend(ids);
+    }
+
+    /// Changes the codec level from the next chunk on, e.g. when the predicted bandwidth moves.
+    pub fn set_level(&mut self, level: CodecLevel) {
+        self.level = level;
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> EncoderStats {
+        self.stats
+    }
+
+    /// Encodes `data`, appending whole records to `out`. A partial chunk is held back.
+    pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.start(out)?;
+        let Encoder {
+            chunker,
+            level,
+            present,
+            stream_digest,
+            stats,
+            ..
+        } = self;
+        stats.bytes_in += data.len() as u64;
+        chunker.push(data, |chunk| emit(chunk, *level, present, stream_digest, stats, out))
+    }
+
+    /// Flushes the held-back chunk and writes the END record.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        self.start(out)?;
+        let Encoder {
+            chunker,
+            level,
+            present,
+            stream_digest,
+            stats,
+            ..
+        } = self;
+        chunker.finish(|chunk| emit(chunk, *level, present, stream_digest, stats, out))?;
+        let digest = ChunkId(*self.stream_digest.finalize().as_bytes());
+        self.stats.bytes_out += wire::write_end(out, self.stats.bytes_in, &digest) as u64;
+        self.finished = true;
+        Ok(())
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        if self.finished {
+            return Err(HdeError::Finished("encoder"));
+        }
+        if !self.started {
+            out.extend_from_slice(&wire::STREAM_HEADER);
+            self.stats.bytes_out += wire::STREAM_HEADER.len() as u64;
+            self.started = true;
+        }
+        Ok(())
+    }
+}
+
+fn emit(
+    chunk: &[u8],
+    level: CodecLevel,
+    present: &mut HashSet<ChunkId>,
+    stream_digest: &mut blake3::Hasher,
+    stats: &mut EncoderStats,
+    out: &mut Vec<u8>,
+) -> Result<()> {
+    let id = ChunkId::of(chunk);
+    stream_digest.update(&id.0);
+    stats.chunks += 1;
+    if present.insert(id) {
+        let written = wire::write_chunk(out, &id, chunk, level)?;
+        stats.sent_raw_bytes += chunk.len() as u64;
+        stats.sent_frame_bytes += (written - 33) as u64;
+        stats.bytes_out += written as u64;
+    } else {
+        stats.dedup_chunks += 1;
+        stats.dedup_bytes += chunk.len() as u64;
+        stats.bytes_out += wire::write_ref(out, &id, chunk.len())? as u64;
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The HDE stream format: a header, then one record per chunk, then an end record.
+//!
+//! ```text
+//! header  "HDE" 0x01
+//! CHUNK   0x01 | id [32] | frame            (content the receiver lacks)
+//! REF     0x02 | id [32] | raw_len u32 LE   (content the receiver already holds)
+//! END     0x03 | total_len u64 LE | stream BLAKE3 [32]
+//! ```
+//! Parsing is incremental: [`parse_record`] returns `None` until a whole record is buffered.
+
+use crate::frame::{self, FrameHeader, MAX_RAW_LEN};
+use crate::{ChunkId, HdeError, Result};
+
+/// The four bytes every stream starts with (format version 1).
+pub const STREAM_HEADER: [u8; 4] = *b"HDE\x01";
+const TAG_CHUNK: u8 = 1;
+const TAG_REF: u8 = 2;
+const TAG_END: u8 = 3;
+const ID_LEN: usize = 32;
+/// Length of a REF record.
+pub const REF_LEN: usize = 1 + ID_LEN + 4;
+const END_LEN: usize = 1 + 8 + ID_LEN;
+
+/// One parsed record, borrowing its frame from the input buffer.
+#[derive(Debug)]
+pub enum Record<'a> {
+    /// A chunk sent in full.
+    Chunk {
+        /// Its claimed id; the decoder verifies it.
+        id: ChunkId,
+        /// The frame's header.
+        header: FrameHeader,
+        /// The whole frame, header included.
+        frame: &'a [u8],
+    },
+    /// A chunk the receiver must already hold.
+    Ref {
+        /// Its id.
+        id: ChunkId,
+        /// Its raw length, so the receiver can account for it before looking it up.
+        raw_len: usize,
+    },
+    /// The end of the stream.
+    End {
+        /// Bytes in the original stream.
+        total_len: u64,
+        /// BLAKE3 of the whole original stream.
+        stream_hash: ChunkId,
+    },
+}
+
+/// Appends a CHUNK record for `raw`, compressed with `level`. Returns the bytes written.
+pub fn write_chunk(out: &mut Vec<u8>, id: &ChunkId, raw: &[u8], level: crate::CodecLevel) -> Result<usize> {
+    out.push(TAG_CHUNK);
+    out.extend_from_slice(&id.0);
+    Ok(1 + ID_LEN + frame::encode_into(raw, level, out)?)
+}
+
+/// Appends a REF record.
+pub fn write_ref(out: &mut Vec<u8>, id: &ChunkId, raw_len: usize) -> Result<usize> {
+    let len = u32::try_from(raw_len).map_err(|_| HdeError::param("raw_len", "over 4 GiB"))?;
+    out.push(TAG_REF);
+    out.extend_from_slice(&id.0);
+    out.extend_from_slice(&len.to_le_bytes());
+    Ok(REF_LEN)
+}
+
+/// Appends the END record.
+pub fn write_end(out: &mut Vec<u8>, total_len: u64, stream_hash: &ChunkId) -> usize {
+    out.push(TAG_END);
+    out.extend_from_slice(&total_len.to_le_bytes());
+    out.extend_from_slice(&stream_hash.0);
+    END_LEN
+}
+
+/// Checks the stream header at the start of `buf`; `None` if fewer than 4 bytes are buffered.
+pub fn parse_stream_header(buf: &[u8]) -> Result<Option<usize>> {
+    if buf.len() < STREAM_HEADER.len() {
+        return Ok(None);
+    }
+    if buf[..STREAM_HEADER.len()] != STREAM_HEADER {
+        return Err(HdeError::Malformed {
+            what: "stream header",
+            reason: format!("expected {:02x?}, got {:02x?}", STREAM_HEADER, &buf[..4]),
+        });
+    }
+    Ok(Some(STREAM_HEADER.len()))
+}
+
+/// Parses one record from the start of `buf`. `Ok(None)` means "incomplete, buffer more".
+pub fn parse_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>> {
+    let Some(&tag) = buf.first() else {
+        return Ok(None);
+    };
+    match tag {
+        TAG_CHUNK => {
+            let Some(rest) = buf.get(1 + ID_LEN..) else {
+                return Ok(None);
+            };
+            if rest.len() < frame::HEADER_LEN {
+                return Ok(None);
+            }
+            let header = frame::parse_header(rest)?;
+            if rest.len() < header.frame_len() {
+                return Ok(None);
+            }
+            let record = Record::Chunk {
+                id: id_at(buf, 1),
+                header,
+                frame: &rest[..header.frame_len()],
+            };
+            Ok(Some((record, 1 + ID_LEN + header.frame_len())))
+        }
+        TAG_REF => {
+            if buf.len() < REF_LEN {
+                return Ok(None);
+            }
+            let raw_len = frame::u32_at(buf, 1 + ID_LEN) as usize;
+            if raw_len == 0 || raw_len > MAX_RAW_LEN {
+                return Err(HdeError::Malformed {
+                    what: "ref record",
+                    reason: format!("raw length {raw_len} is outside 1..={MAX_RAW_LEN}"),
+                });
+            }
+            Ok(Some((Record::Ref { id: id_at(buf, 1), raw_len }, REF_LEN)))
+        }
+        TAG_END => {
+            if buf.len() < END_LEN {
+                return Ok(None);
+            }
+            let mut total = [0u8; 8];
+            total.copy_from_slice(&buf[1..9]);
+            let record = Record::End {
+                total_len: u64::from_le_bytes(total),
+                stream_hash: id_at(buf, 9),
+            };
+            Ok(Some((record, END_LEN)))
+        }
+        other => Err(HdeError::Malformed {
+            what: "record",
+            reason: format!("unknown tag 0x{other:02x}"),
+        }),
+    }
+}
+
+fn id_at(buf: &[u8], at: usize) -> ChunkId {
+    let mut id = [0u8; ID_LEN];
+    id.copy_from_slice(&buf[at..at + ID_LEN]);
+    ChunkId(id)
+}
