@@ -1,1 +1,4 @@
-fn main() { napi_build::setup(); }
+//! Links the addon against the Node-API symbols of the host process.
+fn main() {
+    napi_build::setup();
+}

@@ -1,1 +1,12 @@
+//! The `@novacron/native` addon. It converts JS values to core types and forwards calls; no
+//! domain logic lives here. Errors cross as `CODE: message` and the TS facade turns the prefix
+//! into the error's `code`.
 
+mod chunking;
+mod decoder;
+mod encoder;
+mod error;
+mod frames;
+mod options;
+mod store;
+mod work;

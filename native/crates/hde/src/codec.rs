@@ -121,7 +121,10 @@ impl CodecLevel {
             Codec::None => out.extend_from_slice(raw),
             Codec::Lz4 => {
                 let start = out.len();
-                out.resize(start + lz4_flex::block::get_maximum_output_size(raw.len()), 0);
+                out.resize(
+                    start + lz4_flex::block::get_maximum_output_size(raw.len()),
+                    0,
+                );
                 let n = lz4_flex::block::compress_into(raw, &mut out[start..])
                     .map_err(|e| codec_err(Codec::Lz4, e))?;
                 out.truncate(start + n);
@@ -145,7 +148,8 @@ impl CodecLevel {
             Codec::Deflate => {
                 let level = flate2::Compression::new(self.level.unsigned_abs());
                 let mut enc = flate2::write::DeflateEncoder::new(out, level);
-                enc.write_all(raw).map_err(|e| codec_err(Codec::Deflate, e))?;
+                enc.write_all(raw)
+                    .map_err(|e| codec_err(Codec::Deflate, e))?;
                 enc.finish().map_err(|e| codec_err(Codec::Deflate, e))?;
             }
         }
@@ -154,13 +158,19 @@ impl CodecLevel {
 }
 
 /// Decompresses `payload` into `out`, which must end up exactly `raw_len` bytes long.
-pub fn decompress_into(codec: Codec, payload: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<()> {
+pub fn decompress_into(
+    codec: Codec,
+    payload: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<()> {
     out.clear();
     match codec {
         Codec::None => out.extend_from_slice(payload),
         Codec::Lz4 => {
             out.resize(raw_len, 0);
-            let n = lz4_flex::block::decompress_into(payload, out).map_err(|e| codec_err(codec, e))?;
+            let n =
+                lz4_flex::block::decompress_into(payload, out).map_err(|e| codec_err(codec, e))?;
             out.truncate(n);
         }
         Codec::Zstd => {

@@ -74,7 +74,9 @@ pub struct Decoder {
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder").field("stats", &self.stats).finish_non_exhaustive()
+        f.debug_struct("Decoder")
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
     }
 }
 
@@ -171,13 +173,19 @@ impl Decoder {
                     if self.scratch.len() != raw_len {
                         return Err(HdeError::Malformed {
                             what: "ref record",
-                            reason: format!("chunk {id} is {} bytes, ref says {raw_len}", self.scratch.len()),
+                            reason: format!(
+                                "chunk {id} is {} bytes, ref says {raw_len}",
+                                self.scratch.len()
+                            ),
                         });
                     }
                     self.stats.chunks_reused += 1;
                     self.accept(&id, out);
                 }
-                Record::End { total_len, stream_hash } => {
+                Record::End {
+                    total_len,
+                    stream_hash,
+                } => {
                     let digest = ChunkId(*self.stream_digest.finalize().as_bytes());
                     if total_len != self.stats.bytes_out {
                         return Err(HdeError::StreamMismatch(format!(

@@ -83,7 +83,9 @@ impl Encoder {
             ..
         } = self;
         stats.bytes_in += data.len() as u64;
-        chunker.push(data, |chunk| emit(chunk, *level, present, stream_digest, stats, out))
+        chunker.push(data, |chunk| {
+            emit(chunk, *level, present, stream_digest, stats, out)
+        })
     }
 
     /// Flushes the held-back chunk and writes the END record.

@@ -45,13 +45,19 @@ pub fn encode_into(raw: &[u8], level: CodecLevel, out: &mut Vec<u8>) -> Result<u
         codec = Codec::None;
     }
     let payload_len = out.len() - start - HEADER_LEN;
-    write_header(&mut out[start..start + HEADER_LEN], codec, raw.len(), payload_len)?;
+    write_header(
+        &mut out[start..start + HEADER_LEN],
+        codec,
+        raw.len(),
+        payload_len,
+    )?;
     Ok(out.len() - start)
 }
 
 fn write_header(h: &mut [u8], codec: Codec, raw_len: usize, payload_len: usize) -> Result<()> {
     let raw = u32::try_from(raw_len).map_err(|_| HdeError::param("raw_len", "over 4 GiB"))?;
-    let payload = u32::try_from(payload_len).map_err(|_| HdeError::param("payload_len", "over 4 GiB"))?;
+    let payload =
+        u32::try_from(payload_len).map_err(|_| HdeError::param("payload_len", "over 4 GiB"))?;
     h[0] = MAGIC;
     h[1] = codec.id();
     h[2..6].copy_from_slice(&raw.to_le_bytes());
@@ -133,12 +139,15 @@ pub(crate) fn u32_at(buf: &[u8], at: usize) -> u32 {
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test data generators
 mod tests {
     use super::*;
 
     #[test]
     fn every_codec_round_trips() {
-        let raw: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8 ^ (i / 1000) as u8).collect();
+        let raw: Vec<u8> = (0..100_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 1000) as u8)
+            .collect();
         for codec in [Codec::None, Codec::Lz4, Codec::Zstd, Codec::Deflate] {
             let mut frame = Vec::new();
             encode_into(&raw, CodecLevel::fast(codec), &mut frame).expect("encode");
@@ -147,14 +156,19 @@ mod tests {
             assert_eq!(out, raw, "{codec:?}");
             assert_eq!(h.raw_len, raw.len());
             if codec != Codec::None {
-                assert!(frame.len() < raw.len() / 2, "{codec:?} should compress this");
+                assert!(
+                    frame.len() < raw.len() / 2,
+                    "{codec:?} should compress this"
+                );
             }
         }
     }
 
     #[test]
     fn incompressible_data_is_stored() {
-        let raw: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let raw: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let mut frame = Vec::new();
         encode_into(&raw, CodecLevel::fast(Codec::Zstd), &mut frame).expect("encode");
         assert!(frame.len() <= raw.len() + HEADER_LEN);
@@ -163,19 +177,36 @@ mod tests {
     #[test]
     fn bad_frames_get_typed_errors() {
         let mut frame = Vec::new();
-        encode_into(b"hello hello hello hello", CodecLevel::fast(Codec::Lz4), &mut frame).expect("encode");
+        encode_into(
+            b"hello hello hello hello",
+            CodecLevel::fast(Codec::Lz4),
+            &mut frame,
+        )
+        .expect("encode");
         let mut out = Vec::new();
         let truncated = decode_into(&frame[..frame.len() - 1], &mut out);
-        assert!(matches!(truncated, Err(HdeError::Truncated { .. })), "{truncated:?}");
+        assert!(
+            matches!(truncated, Err(HdeError::Truncated { .. })),
+            "{truncated:?}"
+        );
         let mut bad_codec = frame.clone();
         bad_codec[1] = 9;
-        assert!(matches!(decode_into(&bad_codec, &mut out), Err(HdeError::UnknownCodec(9))));
+        assert!(matches!(
+            decode_into(&bad_codec, &mut out),
+            Err(HdeError::UnknownCodec(9))
+        ));
         let mut bad_magic = frame.clone();
         bad_magic[0] = 0;
-        assert!(matches!(decode_into(&bad_magic, &mut out), Err(HdeError::Malformed { .. })));
+        assert!(matches!(
+            decode_into(&bad_magic, &mut out),
+            Err(HdeError::Malformed { .. })
+        ));
         let mut huge = frame.clone();
         huge[2..6].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(decode_into(&huge, &mut out), Err(HdeError::Malformed { .. })));
+        assert!(matches!(
+            decode_into(&huge, &mut out),
+            Err(HdeError::Malformed { .. })
+        ));
         let mut lying = frame.clone();
         lying[2] = lying[2].wrapping_add(1);
         assert!(decode_into(&lying, &mut out).is_err());
@@ -183,6 +214,9 @@ mod tests {
             CodecLevel::new(Codec::Zstd, 30),
             Err(HdeError::InvalidParam { field: "level", .. })
         ));
-        assert!(matches!(Codec::from_name("brotli"), Err(HdeError::InvalidParam { field: "codec", .. })));
+        assert!(matches!(
+            Codec::from_name("brotli"),
+            Err(HdeError::InvalidParam { field: "codec", .. })
+        ));
     }
 }

@@ -21,7 +21,7 @@ pub mod wire;
 pub use chunk_id::ChunkId;
 pub use chunker::Chunker;
 pub use codec::{Codec, CodecLevel};
-pub use decoder::{Decoder, DecoderStats};
+pub use decoder::{ChunkCache, Decoder, DecoderStats, MemoryChunks};
 pub use encoder::{Encoder, EncoderStats};
 pub use error::{HdeError, Result};
 pub use params::{ChunkerParams, Normalization};

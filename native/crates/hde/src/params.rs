@@ -25,7 +25,10 @@ impl Normalization {
             1 => Ok(Normalization::Level1),
             2 => Ok(Normalization::Level2),
             3 => Ok(Normalization::Level3),
-            _ => Err(HdeError::param("normalization", format!("{level} is not 0, 1, 2 or 3"))),
+            _ => Err(HdeError::param(
+                "normalization",
+                format!("{level} is not 0, 1, 2 or 3"),
+            )),
         }
     }
 
@@ -68,19 +71,40 @@ impl Default for ChunkerParams {
 impl ChunkerParams {
     /// Checks the ranges FastCDC supports and that min ≤ avg ≤ max, naming the bad field.
     pub fn validate(&self) -> Result<()> {
-        check_range("minSize", self.min_size, v2020::MINIMUM_MIN, v2020::MINIMUM_MAX)?;
-        check_range("avgSize", self.avg_size, v2020::AVERAGE_MIN, v2020::AVERAGE_MAX)?;
-        check_range("maxSize", self.max_size, v2020::MAXIMUM_MIN, v2020::MAXIMUM_MAX)?;
+        check_range(
+            "minSize",
+            self.min_size,
+            v2020::MINIMUM_MIN,
+            v2020::MINIMUM_MAX,
+        )?;
+        check_range(
+            "avgSize",
+            self.avg_size,
+            v2020::AVERAGE_MIN,
+            v2020::AVERAGE_MAX,
+        )?;
+        check_range(
+            "maxSize",
+            self.max_size,
+            v2020::MAXIMUM_MIN,
+            v2020::MAXIMUM_MAX,
+        )?;
         if self.min_size > self.avg_size {
             return Err(HdeError::param(
                 "minSize",
-                format!("{} is greater than avgSize {}", self.min_size, self.avg_size),
+                format!(
+                    "{} is greater than avgSize {}",
+                    self.min_size, self.avg_size
+                ),
             ));
         }
         if self.avg_size > self.max_size {
             return Err(HdeError::param(
                 "avgSize",
-                format!("{} is greater than maxSize {}", self.avg_size, self.max_size),
+                format!(
+                    "{} is greater than maxSize {}",
+                    self.avg_size, self.max_size
+                ),
             ));
         }
         Ok(())
@@ -100,13 +124,14 @@ fn check_range(field: &'static str, value: usize, min: usize, max: usize) -> Res
         ));
     }
     // The crate's two-bytes-per-step scan silently shifts odd boundaries by one byte.
-    if value % 2 != 0 {
+    if !value.is_multiple_of(2) {
         return Err(HdeError::param(field, format!("{value} must be even")));
     }
     Ok(())
 }
 
 #[cfg(test)]
+#[allow(clippy::cast_possible_truncation)] // test data generators
 mod tests {
     use super::*;
 
@@ -129,11 +154,26 @@ mod tests {
         assert_eq!(field_of(ChunkerParams { avg_size: 0, ..d }), "avgSize");
         assert_eq!(field_of(ChunkerParams { max_size: 0, ..d }), "maxSize");
         assert_eq!(
-            field_of(ChunkerParams { min_size: 128 * 1024, ..d }),
+            field_of(ChunkerParams {
+                min_size: 128 * 1024,
+                ..d
+            }),
             "minSize"
         );
-        assert_eq!(field_of(ChunkerParams { avg_size: 512 * 1024, ..d }), "avgSize");
-        assert_eq!(field_of(ChunkerParams { min_size: 16385, ..d }), "minSize");
+        assert_eq!(
+            field_of(ChunkerParams {
+                avg_size: 512 * 1024,
+                ..d
+            }),
+            "avgSize"
+        );
+        assert_eq!(
+            field_of(ChunkerParams {
+                min_size: 16385,
+                ..d
+            }),
+            "minSize"
+        );
         assert!(Normalization::from_level(4).is_err());
     }
 }

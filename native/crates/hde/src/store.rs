@@ -63,7 +63,10 @@ impl ChunkStore {
         let mut found = Vec::new();
         for fan in read_dir(&chunks)? {
             for path in read_dir(&fan)? {
-                let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| ChunkId::from_hex(n).ok())
+                let Some(id) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| ChunkId::from_hex(n).ok())
                 else {
                     continue; // not ours; leave it alone
                 };
@@ -239,7 +242,10 @@ impl ChunkStore {
 
     fn write(&mut self, id: &ChunkId, frame_bytes: &[u8]) -> Result<()> {
         let path = self.path_of(id);
-        let fan = path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone());
+        let fan = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.root.clone());
         let tmp = self.root.join("tmp").join(format!(
             "{}.{}.{}",
             id.to_hex(),
@@ -247,7 +253,8 @@ impl ChunkStore {
             TMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
         let mut file = File::create(&tmp).map_err(|e| HdeError::io(&tmp, e))?;
-        file.write_all(frame_bytes).map_err(|e| HdeError::io(&tmp, e))?;
+        file.write_all(frame_bytes)
+            .map_err(|e| HdeError::io(&tmp, e))?;
         file.sync_all().map_err(|e| HdeError::io(&tmp, e))?;
         drop(file);
         if !fan.exists() {

@@ -50,7 +50,12 @@ pub enum Record<'a> {
 }
 
 /// Appends a CHUNK record for `raw`, compressed with `level`. Returns the bytes written.
-pub fn write_chunk(out: &mut Vec<u8>, id: &ChunkId, raw: &[u8], level: crate::CodecLevel) -> Result<usize> {
+pub fn write_chunk(
+    out: &mut Vec<u8>,
+    id: &ChunkId,
+    raw: &[u8],
+    level: crate::CodecLevel,
+) -> Result<usize> {
     out.push(TAG_CHUNK);
     out.extend_from_slice(&id.0);
     Ok(1 + ID_LEN + frame::encode_into(raw, level, out)?)
@@ -122,7 +127,13 @@ pub fn parse_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>> {
                     reason: format!("raw length {raw_len} is outside 1..={MAX_RAW_LEN}"),
                 });
             }
-            Ok(Some((Record::Ref { id: id_at(buf, 1), raw_len }, REF_LEN)))
+            Ok(Some((
+                Record::Ref {
+                    id: id_at(buf, 1),
+                    raw_len,
+                },
+                REF_LEN,
+            )))
         }
         TAG_END => {
             if buf.len() < END_LEN {

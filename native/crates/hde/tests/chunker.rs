@@ -15,9 +15,15 @@ fn small() -> ChunkerParams {
 }
 
 fn reference(p: ChunkerParams, data: &[u8]) -> Vec<usize> {
-    FastCDC::with_level(data, p.min_size, p.avg_size, p.max_size, v2020::Normalization::Level1)
-        .map(|c| c.length)
-        .collect()
+    FastCDC::with_level(
+        data,
+        p.min_size,
+        p.avg_size,
+        p.max_size,
+        v2020::Normalization::Level1,
+    )
+    .map(|c| c.length)
+    .collect()
 }
 
 fn streamed(p: ChunkerParams, data: &[u8], rng: &mut Rng, max_piece: usize) -> Vec<usize> {
@@ -60,7 +66,11 @@ fn any_split_gives_the_same_chunks() {
     let p = small();
     let whole = reference(p, &data);
     for max_piece in [1usize << 6, 1000, 9000, 70_000, 1 << 20] {
-        assert_eq!(streamed(p, &data, &mut rng, max_piece), whole, "pieces up to {max_piece}");
+        assert_eq!(
+            streamed(p, &data, &mut rng, max_piece),
+            whole,
+            "pieces up to {max_piece}"
+        );
     }
 }
 
@@ -68,7 +78,10 @@ fn any_split_gives_the_same_chunks() {
 fn zeros_cut_at_max_size() {
     let p = small();
     let lens = Chunker::chunk_lengths(p, &vec![0u8; 300_000]).expect("chunk");
-    assert!(lens[..lens.len() - 1].iter().all(|&l| l == p.max_size), "{lens:?}");
+    assert!(
+        lens[..lens.len() - 1].iter().all(|&l| l == p.max_size),
+        "{lens:?}"
+    );
 }
 
 #[test]

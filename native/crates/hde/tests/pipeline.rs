@@ -34,7 +34,12 @@ fn every_codec_rebuilds_the_exact_stream() {
         assert_eq!(stats.bytes_in, data.len() as u64);
         assert_eq!(stats.bytes_out, wire.len() as u64);
         if codec != Codec::None {
-            assert!(wire.len() < data.len() / 2, "{codec:?}: {} of {}", wire.len(), data.len());
+            assert!(
+                wire.len() < data.len() / 2,
+                "{codec:?}: {} of {}",
+                wire.len(),
+                data.len()
+            );
         }
     }
 }
@@ -45,7 +50,11 @@ fn repeated_content_goes_out_once() {
     let data = [block.clone(), block.clone(), block].concat();
     let (wire, stats) = encode(&data, Codec::Zstd);
     assert!(stats.dedup_bytes > 7 << 20, "{stats:?}");
-    assert!(wire.len() < (5 << 20), "random block sent more than once: {}", wire.len());
+    assert!(
+        wire.len() < (5 << 20),
+        "random block sent more than once: {}",
+        wire.len()
+    );
     assert_eq!(decode(&wire).expect("decode"), data);
 }
 
@@ -54,22 +63,35 @@ fn chunks_the_receiver_holds_are_not_sent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = Rng::new(3).bytes(6 << 20);
     let (first, _) = encode(&data, Codec::Lz4);
-    let mut store = ChunkStore::open(dir.path(), 1 << 30, CodecLevel::fast(Codec::Lz4)).expect("open");
+    let mut store =
+        ChunkStore::open(dir.path(), 1 << 30, CodecLevel::fast(Codec::Lz4)).expect("open");
     {
-        let mut dec = Decoder::new(Box::new(ChunkStore::open(dir.path(), 1 << 30, CodecLevel::fast(Codec::Lz4)).expect("open")));
+        let mut dec = Decoder::new(Box::new(
+            ChunkStore::open(dir.path(), 1 << 30, CodecLevel::fast(Codec::Lz4)).expect("open"),
+        ));
         let mut out = Vec::new();
         dec.push(&first, &mut out).expect("decode into store");
         dec.finish().expect("finish");
         assert_eq!(out, data);
     }
-    store = ChunkStore::open(store.root().to_path_buf(), 1 << 30, CodecLevel::fast(Codec::Lz4)).expect("reopen");
-    let mut enc = Encoder::new(ChunkerParams::default(), CodecLevel::fast(Codec::Lz4)).expect("encoder");
+    store = ChunkStore::open(
+        store.root().to_path_buf(),
+        1 << 30,
+        CodecLevel::fast(Codec::Lz4),
+    )
+    .expect("reopen");
+    let mut enc =
+        Encoder::new(ChunkerParams::default(), CodecLevel::fast(Codec::Lz4)).expect("encoder");
     enc.mark_present(store.ids().copied());
     let mut wire = Vec::new();
     enc.push(&data, &mut wire).expect("push");
     enc.finish(&mut wire).expect("finish");
     assert_eq!(enc.stats().dedup_bytes, data.len() as u64);
-    assert!(wire.len() < 10_000, "second send should be refs only: {}", wire.len());
+    assert!(
+        wire.len() < 10_000,
+        "second send should be refs only: {}",
+        wire.len()
+    );
     let mut dec = Decoder::new(Box::new(store));
     let mut out = Vec::new();
     dec.push(&wire, &mut out).expect("decode refs");
@@ -96,23 +118,34 @@ fn truncated_and_malformed_streams_are_typed_errors() {
     assert!(matches!(cut, HdeError::Truncated { .. }), "{cut:?}");
     let mut bad_header = wire.clone();
     bad_header[0] = b'X';
-    assert!(matches!(decode(&bad_header), Err(HdeError::Malformed { .. })));
+    assert!(matches!(
+        decode(&bad_header),
+        Err(HdeError::Malformed { .. })
+    ));
     let mut bad_tag = wire.clone();
     bad_tag[STREAM_HEADER.len()] = 0x7f;
     assert!(matches!(decode(&bad_tag), Err(HdeError::Malformed { .. })));
     let mut trailing = wire.clone();
     trailing.push(1);
     assert!(decode(&trailing).is_err());
-    let mut enc = Encoder::new(ChunkerParams::default(), CodecLevel::fast(Codec::Zstd)).expect("encoder");
+    let mut enc =
+        Encoder::new(ChunkerParams::default(), CodecLevel::fast(Codec::Zstd)).expect("encoder");
     let mut out = Vec::new();
     enc.finish(&mut out).expect("empty stream");
-    assert!(matches!(enc.push(b"late", &mut out), Err(HdeError::Finished(_))));
-    assert_eq!(decode(&out).expect("empty stream decodes"), Vec::<u8>::new());
+    assert!(matches!(
+        enc.push(b"late", &mut out),
+        Err(HdeError::Finished(_))
+    ));
+    assert_eq!(
+        decode(&out).expect("empty stream decodes"),
+        Vec::<u8>::new()
+    );
 }
 
 #[test]
 fn a_ref_to_an_unknown_chunk_is_missing() {
     let mut wire = STREAM_HEADER.to_vec();
-    dwcp_hde::wire::write_ref(&mut wire, &dwcp_hde::ChunkId::of(b"nobody has this"), 15).expect("ref");
+    dwcp_hde::wire::write_ref(&mut wire, &dwcp_hde::ChunkId::of(b"nobody has this"), 15)
+        .expect("ref");
     assert!(matches!(decode(&wire), Err(HdeError::MissingChunk(_))));
 }

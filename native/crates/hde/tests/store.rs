@@ -22,8 +22,14 @@ fn put_get_and_reopen() {
     let chunks: Vec<Vec<u8>> = (0..20).map(|i| rng.bytes(1000 + i * 100)).collect();
     let ids: Vec<ChunkId> = {
         let mut store = ChunkStore::open(dir.path(), 1 << 30, level()).expect("open");
-        let ids = chunks.iter().map(|c| store.put(c).expect("put").0).collect();
-        assert!(!store.put(&chunks[0]).expect("put again").1, "second put is not new");
+        let ids = chunks
+            .iter()
+            .map(|c| store.put(c).expect("put").0)
+            .collect();
+        assert!(
+            !store.put(&chunks[0]).expect("put again").1,
+            "second put is not new"
+        );
         ids
     };
     let mut store = ChunkStore::open(dir.path(), 1 << 30, level()).expect("reopen");
@@ -37,7 +43,8 @@ fn put_get_and_reopen() {
 #[test]
 fn a_flipped_bit_on_disk_is_detected_and_removed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut store = ChunkStore::open(dir.path(), 1 << 30, CodecLevel::fast(Codec::None)).expect("open");
+    let mut store =
+        ChunkStore::open(dir.path(), 1 << 30, CodecLevel::fast(Codec::None)).expect("open");
     let (id, _) = store.put(&Rng::new(2).bytes(5000)).expect("put");
     let path = chunk_path(dir.path(), &id);
     let mut bytes = fs::read(&path).expect("read");
@@ -45,7 +52,10 @@ fn a_flipped_bit_on_disk_is_detected_and_removed() {
     fs::write(&path, bytes).expect("write");
     let err = store.get(&id).expect_err("corrupt");
     assert!(matches!(err, HdeError::ChunkCorrupt { .. }), "{err:?}");
-    assert!(!store.contains(&id), "corrupt chunk must be dropped so it is fetched again");
+    assert!(
+        !store.contains(&id),
+        "corrupt chunk must be dropped so it is fetched again"
+    );
     let (id2, _) = store.put(&Rng::new(3).bytes(5000)).expect("put");
     fs::write(chunk_path(dir.path(), &id2), b"garbage").expect("write");
     let report = store.verify_all().expect("verify");
@@ -67,7 +77,8 @@ fn interrupted_writes_are_cleaned_on_open() {
 fn eviction_keeps_the_budget_and_drops_the_least_recently_used() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rng = Rng::new(4);
-    let mut store = ChunkStore::open(dir.path(), 60_000, CodecLevel::fast(Codec::None)).expect("open");
+    let mut store =
+        ChunkStore::open(dir.path(), 60_000, CodecLevel::fast(Codec::None)).expect("open");
     let first = store.put(&rng.bytes(10_000)).expect("put").0;
     let second = store.put(&rng.bytes(10_000)).expect("put").0;
     for _ in 0..3 {
@@ -77,12 +88,18 @@ fn eviction_keeps_the_budget_and_drops_the_least_recently_used() {
     store.put(&rng.bytes(10_000)).expect("put over budget");
     assert!(store.size_bytes() <= 60_000, "{}", store.size_bytes());
     assert!(store.contains(&first), "recently used chunk was evicted");
-    assert!(!store.contains(&second), "least recently used chunk survived");
+    assert!(
+        !store.contains(&second),
+        "least recently used chunk survived"
+    );
     assert_eq!(store.evicted(), 1);
     let reopened = ChunkStore::open(dir.path(), 25_000, level()).expect("reopen smaller");
     assert!(reopened.size_bytes() <= 25_000);
     assert!(matches!(
         ChunkStore::open(dir.path(), 0, level()),
-        Err(HdeError::InvalidParam { field: "budgetBytes", .. })
+        Err(HdeError::InvalidParam {
+            field: "budgetBytes",
+            ..
+        })
     ));
 }

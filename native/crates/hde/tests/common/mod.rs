@@ -1,5 +1,5 @@
 //! Deterministic test data shared by the integration tests.
-#![allow(dead_code, missing_docs)]
+#![allow(dead_code, missing_docs, clippy::cast_possible_truncation)]
 
 /// xorshift64*: reproducible pseudo-random bytes without a dependency.
 pub struct Rng(u64);

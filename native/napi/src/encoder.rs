@@ -1,0 +1,174 @@
+//! `HdeEncoder`: a whole buffer in, whole records out; no per-chunk call crosses into JS.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dwcp_hde::{ChunkId, ChunkerParams, CodecLevel, Encoder, EncoderStats};
+use napi::bindgen_prelude::{AbortSignal, AsyncTask, Buffer};
+use napi_derive::napi;
+
+use crate::error::{guard, to_napi};
+use crate::options::{BindingChunkerOptions, BindingCodecOptions};
+use crate::work::Work;
+
+/// Counters of one encoded stream. Byte counts are exact up to 2^53.
+#[napi(object)]
+pub struct BindingEncoderStats {
+    pub bytes_in: f64,
+    pub bytes_out: f64,
+    pub chunks: f64,
+    pub dedup_chunks: f64,
+    pub dedup_bytes: f64,
+    pub sent_raw_bytes: f64,
+    pub sent_frame_bytes: f64,
+}
+
+// Counters stay far below 2^53, where f64 is exact.
+#[allow(clippy::cast_precision_loss)]
+impl From<EncoderStats> for BindingEncoderStats {
+    fn from(s: EncoderStats) -> Self {
+        BindingEncoderStats {
+            bytes_in: s.bytes_in as f64,
+            bytes_out: s.bytes_out as f64,
+            chunks: s.chunks as f64,
+            dedup_chunks: s.dedup_chunks as f64,
+            dedup_bytes: s.dedup_bytes as f64,
+            sent_raw_bytes: s.sent_raw_bytes as f64,
+            sent_frame_bytes: s.sent_frame_bytes as f64,
+        }
+    }
+}
+
+/// Options of a new encoder.
+#[napi(object)]
+#[derive(Default)]
+pub struct BindingEncoderOptions {
+    pub chunker: Option<BindingChunkerOptions>,
+    pub codec: Option<BindingCodecOptions>,
+}
+
+/// Encodes one stream. Await each push before the next: records must stay in order.
+#[napi(js_name = "HdeEncoder")]
+pub struct BindingEncoder {
+    inner: Arc<Mutex<Encoder>>,
+    busy: Arc<AtomicBool>,
+}
+
+#[napi]
+impl BindingEncoder {
+    #[napi(constructor, catch_unwind)]
+    pub fn new(options: Option<BindingEncoderOptions>) -> napi::Result<Self> {
+        let options = options.unwrap_or_default();
+        let encoder = guard(|| {
+            let params = ChunkerParams::try_from(options.chunker.unwrap_or_default())?;
+            Encoder::new(
+                params,
+                CodecLevel::try_from(options.codec.unwrap_or_default())?,
+            )
+        })?;
+        Ok(BindingEncoder {
+            inner: Arc::new(Mutex::new(encoder)),
+            busy: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Declares chunks (hex ids) the receiver already holds; they will be sent as references.
+    #[napi(catch_unwind)]
+    pub fn mark_present(&self, ids: Vec<String>) -> napi::Result<()> {
+        let parsed = ids
+            .iter()
+            .map(|s| ChunkId::from_hex(s))
+            .collect::<dwcp_hde::Result<Vec<_>>>()
+            .map_err(to_napi)?;
+        self.lock()?.mark_present(parsed);
+        Ok(())
+    }
+
+    /// Switches codec or level from the next chunk on.
+    #[napi(catch_unwind)]
+    pub fn set_codec(&self, codec: BindingCodecOptions) -> napi::Result<()> {
+        let level = CodecLevel::try_from(codec).map_err(to_napi)?;
+        self.lock()?.set_level(level);
+        Ok(())
+    }
+
+    /// Counters so far.
+    #[napi]
+    pub fn stats(&self) -> napi::Result<BindingEncoderStats> {
+        Ok(self.lock()?.stats().into())
+    }
+
+    /// Encodes `data`; returns the records completed by it (possibly empty).
+    #[napi(catch_unwind)]
+    pub fn push_sync(&self, data: Buffer) -> napi::Result<Buffer> {
+        let mut encoder = self.lock()?;
+        guard(|| {
+            let mut out = Vec::with_capacity(data.len() + 4096);
+            encoder.push(&data, &mut out)?;
+            Ok(out.into())
+        })
+    }
+
+    /// [`push_sync`](Self::push_sync) on a worker thread.
+    #[napi(ts_return_type = "Promise<Buffer>")]
+    pub fn push(
+        &self,
+        data: Buffer,
+        signal: Option<AbortSignal>,
+    ) -> napi::Result<AsyncTask<Work<Buffer>>> {
+        let (inner, busy) = self.claim()?;
+        Ok(AsyncTask::with_optional_signal(
+            Work::new(move || {
+                let _release = Release(busy);
+                let mut out = Vec::with_capacity(data.len() + 4096);
+                lock_core(&inner)?.push(&data, &mut out)?;
+                Ok(out.into())
+            }),
+            signal,
+        ))
+    }
+
+    /// Ends the stream: the last chunk and the END record.
+    #[napi(catch_unwind)]
+    pub fn finish_sync(&self) -> napi::Result<Buffer> {
+        let mut encoder = self.lock()?;
+        guard(|| {
+            let mut out = Vec::new();
+            encoder.finish(&mut out)?;
+            Ok(out.into())
+        })
+    }
+
+    fn lock(&self) -> napi::Result<std::sync::MutexGuard<'_, Encoder>> {
+        if self.busy.load(Ordering::Acquire) {
+            return Err(busy_error());
+        }
+        lock_core(&self.inner).map_err(to_napi)
+    }
+
+    fn claim(&self) -> napi::Result<(Arc<Mutex<Encoder>>, Arc<AtomicBool>)> {
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(busy_error());
+        }
+        Ok((Arc::clone(&self.inner), Arc::clone(&self.busy)))
+    }
+}
+
+pub(crate) fn busy_error() -> napi::Error {
+    napi::Error::from_reason("ERR_HDE_BUSY: a previous push has not finished; await it first")
+}
+
+/// Clears the busy flag when the worker is done, on every path.
+pub(crate) struct Release(pub Arc<AtomicBool>);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// A poisoned lock means an earlier call panicked mid-stream: the stream is unusable.
+pub(crate) fn lock_core<T>(m: &Mutex<T>) -> dwcp_hde::Result<std::sync::MutexGuard<'_, T>> {
+    m.lock()
+        .map_err(|_| dwcp_hde::HdeError::Finished("stream (after an internal panic)"))
+}

@@ -1,0 +1,18 @@
+import { resolve } from 'node:path';
+import { defineConfig } from 'vitest/config';
+
+// Workspace packages resolve to their TypeScript sources, so tests never run stale dist/ output.
+// The native addon itself must be built (npm ci does it).
+export default defineConfig({
+  resolve: {
+    alias: {
+      '@novacron/native': resolve(__dirname, 'native/napi/ts/index.ts'),
+      '@novacron/hde': resolve(__dirname, 'libs/hde/src/index.ts'),
+    },
+  },
+  test: {
+    include: ['libs/**/*.spec.ts', 'apps/**/*.spec.ts', 'native/napi/ts/**/*.spec.ts', 'test/**/*.spec.ts'],
+    testTimeout: 60_000,
+    pool: 'forks',
+  },
+});
