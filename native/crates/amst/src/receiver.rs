@@ -1,0 +1,222 @@
+//! The receiving half: accepts frames from any connection, drops duplicates, reorders within a
+//! bounded window, and acks each frame on the connection it came in on.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use bytes::Bytes;
+
+use crate::frame::{Ack, Frame};
+use crate::sender::FIN_SEQ;
+use crate::{AmstError, ConnId, Result};
+
+/// Receiver settings.
+#[derive(Debug, Clone)]
+pub struct ReceiverConfig {
+    /// The largest DATA payload accepted; larger frames close the connection.
+    pub max_frame: usize,
+    /// Frames accepted beyond the next in-order one; bounds the reorder buffer to
+    /// `window × max_frame` bytes.
+    pub window: u32,
+}
+
+impl Default for ReceiverConfig {
+    fn default() -> Self {
+        ReceiverConfig {
+            max_frame: 4 * 1024 * 1024,
+            window: 1024,
+        }
+    }
+}
+
+/// Counters of the receiving side.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiverStats {
+    /// Frames accepted.
+    pub frames: u64,
+    /// Frames that had already arrived (resends after a stall), dropped.
+    pub duplicates: u64,
+    /// Bytes handed out in order.
+    pub bytes_delivered: u64,
+    /// Bytes waiting in the reorder buffer.
+    pub buffered_bytes: u64,
+}
+
+/// The receiving state machine.
+#[derive(Debug)]
+pub struct Receiver {
+    config: ReceiverConfig,
+    /// The next in-order frame.
+    next: u64,
+    reorder: BTreeMap<u64, Bytes>,
+    ready: VecDeque<Bytes>,
+    acks: VecDeque<(ConnId, Ack)>,
+    fin: Option<(u64, u64)>,
+    /// The window last advertised, and where: reading reopens a closing window.
+    advertised: u32,
+    last_conn: Option<ConnId>,
+    stats: ReceiverStats,
+}
+
+/// The `seq` of an ACK that only reopens the window.
+pub const WINDOW_UPDATE_SEQ: u64 = u64::MAX - 1;
+
+impl Receiver {
+    /// A receiver with validated settings.
+    pub fn new(config: ReceiverConfig) -> Result<Self> {
+        if config.window == 0 {
+            return Err(AmstError::InvalidParam {
+                field: "window",
+                reason: "must be at least 1 frame".into(),
+            });
+        }
+        Ok(Receiver {
+            config: config.clone(),
+            next: 0,
+            reorder: BTreeMap::new(),
+            ready: VecDeque::new(),
+            acks: VecDeque::new(),
+            fin: None,
+            advertised: config.window,
+            last_conn: None,
+            stats: ReceiverStats::default(),
+        })
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> ReceiverStats {
+        self.stats
+    }
+
+    /// The largest payload this receiver accepts (for the frame parser).
+    pub fn max_frame(&self) -> usize {
+        self.config.max_frame
+    }
+
+    /// Whether the whole stream arrived and was read.
+    pub fn is_complete(&self) -> bool {
+        self.fin.is_some_and(|(frames, _)| self.next == frames) && self.ready.is_empty()
+    }
+
+    /// A frame arrived on `conn`. An error means the peer broke the protocol: close it.
+    pub fn handle_frame(&mut self, conn: ConnId, frame: Frame<'_>) -> Result<()> {
+        match frame {
+            Frame::Data { seq, payload } => self.on_data(conn, seq, payload),
+            Frame::Fin {
+                total_frames,
+                total_bytes,
+            } => {
+                if let Some(prev) = self.fin {
+                    if prev != (total_frames, total_bytes) {
+                        return Err(AmstError::Protocol("two FINs that disagree".into()));
+                    }
+                }
+                if total_frames < self.next {
+                    return Err(AmstError::Protocol(format!(
+                        "FIN says {total_frames} frames but {} already arrived",
+                        self.next
+                    )));
+                }
+                self.fin = Some((total_frames, total_bytes));
+                self.check_total()?;
+                self.last_conn = Some(conn);
+                let ack = self.ack(FIN_SEQ);
+                self.acks.push_back((conn, ack));
+                Ok(())
+            }
+            Frame::Ack(_) => Err(AmstError::Protocol("ACK sent to a receiver".into())),
+        }
+    }
+
+    /// The next in-order piece of the stream. Unread pieces count against the window, so a
+    /// consumer that stops reading stops the sender.
+    pub fn read(&mut self) -> Option<Bytes> {
+        let data = self.ready.pop_front()?;
+        let half = self.config.window / 2;
+        if let Some(conn) = self.last_conn {
+            if self.advertised < half && self.open_window() >= half {
+                let ack = self.ack(WINDOW_UPDATE_SEQ);
+                self.acks.push_back((conn, ack));
+            }
+        }
+        Some(data)
+    }
+
+    /// The next ack to write, and on which connection.
+    pub fn poll_ack(&mut self) -> Option<(ConnId, Ack)> {
+        self.acks.pop_front()
+    }
+
+    fn on_data(&mut self, conn: ConnId, seq: u64, payload: &[u8]) -> Result<()> {
+        if payload.len() > self.config.max_frame {
+            return Err(AmstError::FrameTooLarge {
+                len: payload.len(),
+                limit: self.config.max_frame,
+            });
+        }
+        let window = u64::from(self.config.window);
+        if seq >= self.next + window {
+            return Err(AmstError::BeyondWindow {
+                seq,
+                next: self.next,
+                window,
+            });
+        }
+        if let Some((frames, _)) = self.fin {
+            if seq >= frames {
+                return Err(AmstError::Protocol(format!(
+                    "frame {seq} after a FIN of {frames} frames"
+                )));
+            }
+        }
+        if seq < self.next || self.reorder.contains_key(&seq) {
+            self.stats.duplicates += 1;
+        } else {
+            self.stats.frames += 1;
+            self.stats.buffered_bytes += payload.len() as u64;
+            self.reorder.insert(seq, Bytes::copy_from_slice(payload));
+            while let Some(data) = self.reorder.remove(&self.next) {
+                self.stats.buffered_bytes -= data.len() as u64;
+                self.stats.bytes_delivered += data.len() as u64;
+                self.ready.push_back(data);
+                self.next += 1;
+            }
+            self.check_total()?;
+        }
+        // Ack duplicates too: the sender is waiting on them.
+        self.last_conn = Some(conn);
+        let ack = self.ack(seq);
+        self.acks.push_back((conn, ack));
+        if self.fin.is_some_and(|(frames, _)| frames == self.next) {
+            // The FIN came before the last frames: ack it again now that the stream is whole.
+            let ack = self.ack(FIN_SEQ);
+            self.acks.push_back((conn, ack));
+        }
+        Ok(())
+    }
+
+    fn check_total(&self) -> Result<()> {
+        if let Some((frames, bytes)) = self.fin {
+            if self.next == frames && self.stats.bytes_delivered != bytes {
+                return Err(AmstError::Protocol(format!(
+                    "FIN declared {bytes} bytes, {} arrived",
+                    self.stats.bytes_delivered
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn open_window(&self) -> u32 {
+        let unread = u32::try_from(self.ready.len()).unwrap_or(u32::MAX);
+        self.config.window.saturating_sub(unread)
+    }
+
+    fn ack(&mut self, seq: u64) -> Ack {
+        self.advertised = self.open_window();
+        Ack {
+            seq,
+            cumulative: self.next,
+            window: self.advertised,
+        }
+    }
+}
