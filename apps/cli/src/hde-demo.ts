@@ -82,7 +82,7 @@ export async function runHdeDemo(
   mkdirSync(dir, { recursive: true });
   const store = ChunkStore.open(dir, 4 * 1024 * MiB, { codec: 'zstd', level: 1 });
 
-  print('DWCP HDE demo: content-defined chunks (FastCDC), BLAKE3 ids, zstd -1, verified rebuild');
+  print('DWCP HDE demo: content-defined chunks (FastCDC), BLAKE3 ids, zstd level 1, verified rebuild');
   print(`input: ${source}`);
   print('(cluster migration arrives with the P4 work; this shows the data-reduction core)');
   print('');
