@@ -1,0 +1,74 @@
+//! Errors of the transport runtime, each with a stable code.
+
+use dwcp_amst::AmstError;
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, TransportError>;
+
+/// What can go wrong while moving a stream.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The peer broke the AMST protocol (bad frame, beyond window...).
+    #[error(transparent)]
+    Protocol(#[from] AmstError),
+    /// The TLS handshake failed: unknown CA, wrong name, expired, or not TLS at all.
+    #[error("TLS handshake with {peer} failed: {reason}")]
+    Tls {
+        /// The address or name of the peer.
+        peer: String,
+        /// rustls' explanation.
+        reason: String,
+    },
+    /// A certificate or key could not be made or read.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// A socket operation failed.
+    #[error("{context}: {reason}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The OS error.
+        reason: String,
+    },
+    /// A connection's first bytes were not a valid hello.
+    #[error("bad hello: {0}")]
+    BadHello(String),
+    /// The transfer was cancelled.
+    #[error("transfer cancelled")]
+    Cancelled,
+    /// Every connection failed and none could be made again in time.
+    #[error("no connection left: {0}")]
+    NoConnection(String),
+    /// A setting is out of range.
+    #[error("invalid parameter `{field}`: {reason}")]
+    InvalidParam {
+        /// Its name as JS spells it.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TransportError {
+    /// A stable code per kind; protocol errors keep the core's code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            TransportError::Protocol(e) => e.code(),
+            TransportError::Tls { .. } => "ERR_AMST_TLS",
+            TransportError::Certificate(_) => "ERR_AMST_CERTIFICATE",
+            TransportError::Io { .. } => "ERR_AMST_IO",
+            TransportError::BadHello(_) => "ERR_AMST_BAD_HELLO",
+            TransportError::Cancelled => "ERR_AMST_CANCELLED",
+            TransportError::NoConnection(_) => "ERR_AMST_NO_CONNECTION",
+            TransportError::InvalidParam { .. } => "ERR_AMST_INVALID_PARAM",
+        }
+    }
+
+    pub(crate) fn io(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        TransportError::Io {
+            context: context.into(),
+            reason: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The receiving side of one transfer: frames from every connection of the session go into one
+//! sans-IO [`Receiver`]; acks go back on the connection each frame came in on.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use dwcp_amst::frame::{self, encode_ack, ACK_LEN};
+use dwcp_amst::{ConnId, Receiver, ReceiverConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::{Link, Result, TransportError};
+
+/// How the receiving side behaves.
+#[derive(Debug, Clone)]
+pub struct ReceiveOptions {
+    /// Window and frame limits.
+    pub receiver: ReceiverConfig,
+    /// With every connection gone and the stream unfinished, fail after this long (the sender
+    /// may be reconnecting).
+    pub orphan_timeout: Duration,
+    /// Pieces buffered for a slow consumer before the window starts to close.
+    pub consumer_buffer: usize,
+}
+
+impl Default for ReceiveOptions {
+    fn default() -> Self {
+        ReceiveOptions {
+            receiver: ReceiverConfig::default(),
+            orphan_timeout: Duration::from_secs(10),
+            consumer_buffer: 64,
+        }
+    }
+}
+
+/// Counters of one incoming transfer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReceiveStats {
+    /// Bytes delivered in order.
+    pub bytes: u64,
+    /// Frames accepted.
+    pub frames: u64,
+    /// Copies of frames that had already arrived, dropped.
+    pub duplicates: u64,
+    /// Connections that joined the transfer.
+    pub connections_seen: u32,
+    /// Connections closed because they broke the protocol.
+    pub connections_refused: u32,
+}
+
+enum LinkEvent {
+    Frame(Bytes),
+    Closed(Option<TransportError>),
+}
+
+/// One transfer arriving at a listener. Read it to the end; `Ok(None)` means complete.
+pub struct IncomingStream {
+    session: [u8; 16],
+    data: mpsc::Receiver<Result<Bytes>>,
+    stats: watch::Receiver<ReceiveStats>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for IncomingStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IncomingStream")
+            .field("stats", &*self.stats.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for IncomingStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl IncomingStream {
+    pub(crate) fn start(
+        session: [u8; 16],
+        options: ReceiveOptions,
+    ) -> (mpsc::Sender<(u32, Link)>, Self) {
+        let (links_tx, links_rx) = mpsc::channel(16);
+        let (data_tx, data_rx) = mpsc::channel(options.consumer_buffer.max(1));
+        let (stats_tx, stats_rx) = watch::channel(ReceiveStats::default());
+        let task = tokio::spawn(async move {
+            if let Err(e) = run(links_rx, data_tx.clone(), &stats_tx, options).await {
+                let _ = data_tx.send(Err(e)).await;
+            }
+        });
+        let stream = IncomingStream {
+            session,
+            data: data_rx,
+            stats: stats_rx,
+            task,
+        };
+        (links_tx, stream)
+    }
+
+    /// The transfer's session id.
+    pub fn session(&self) -> [u8; 16] {
+        self.session
+    }
+
+    /// The next in-order piece; `Ok(None)` once the whole stream has arrived.
+    pub async fn read(&mut self) -> Result<Option<Bytes>> {
+        self.data.recv().await.transpose()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> ReceiveStats {
+        *self.stats.borrow()
+    }
+}
+
+async fn run(
+    mut links: mpsc::Receiver<(u32, Link)>,
+    data: mpsc::Sender<Result<Bytes>>,
+    stats_tx: &watch::Sender<ReceiveStats>,
+    options: ReceiveOptions,
+) -> Result<()> {
+    let mut rx = Receiver::new(options.receiver.clone())?;
+    let max_frame = rx.max_frame();
+    let (events_tx, mut events) = mpsc::channel::<(ConnId, LinkEvent)>(256);
+    let mut acks: HashMap<ConnId, mpsc::UnboundedSender<[u8; ACK_LEN]>> = HashMap::new();
+    let mut readers: HashMap<ConnId, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut stats = ReceiveStats::default();
+    let mut next_id = 0u32;
+    let mut pending: Option<Bytes> = None;
+    let mut last_error: Option<TransportError> = None;
+    loop {
+        // Hand over what is in order, as far as the consumer keeps up.
+        loop {
+            if pending.is_none() {
+                pending = rx.read();
+            }
+            let Some(piece) = pending.take() else { break };
+            match data.try_send(Ok(piece)) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(Ok(piece))) => {
+                    pending = Some(piece);
+                    break;
+                }
+                Err(_) => return Ok(()), // the consumer is gone
+            }
+        }
+        while let Some((conn, ack)) = rx.poll_ack() {
+            if let Some(tx) = acks.get(&conn) {
+                let _ = tx.send(encode_ack(&ack));
+            }
+        }
+        let s = rx.stats();
+        stats.bytes = s.bytes_delivered;
+        stats.frames = s.frames;
+        stats.duplicates = s.duplicates;
+        stats_tx.send_replace(stats);
+        if rx.is_complete() && pending.is_none() {
+            return Ok(());
+        }
+        tokio::select! {
+            link = links.recv() => {
+                let Some((_, link)) = link else {
+                    if acks.is_empty() {
+                        return Err(last_error.unwrap_or_else(|| TransportError::NoConnection("listener closed".into())));
+                    }
+                    continue;
+                };
+                let id = ConnId(next_id);
+                next_id += 1;
+                stats.connections_seen += 1;
+                let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+                acks.insert(id, ack_tx);
+                readers.insert(id, tokio::spawn(read_frames(id, link, max_frame, ack_rx, events_tx.clone())));
+            }
+            Some((id, event)) = events.recv() => match event {
+                LinkEvent::Frame(bytes) => {
+                    let accepted = frame::parse(&bytes, max_frame)
+                        .map_err(TransportError::from)
+                        .and_then(|f| {
+                            let (f, _) = f.ok_or_else(|| TransportError::BadHello("split frame".into()))?;
+                            rx.handle_frame(id, f).map_err(TransportError::from)
+                        });
+                    if let Err(e) = accepted {
+                        stats.connections_refused += 1;
+                        drop_link(id, &mut acks, &mut readers);
+                        last_error = Some(e);
+                    }
+                }
+                LinkEvent::Closed(e) => {
+                    if let Some(e) = e {
+                        stats.connections_refused += 1;
+                        last_error = Some(e);
+                    }
+                    drop_link(id, &mut acks, &mut readers);
+                }
+            },
+            permit = data.reserve(), if pending.is_some() => {
+                let Ok(permit) = permit else { return Ok(()) };
+                if let Some(piece) = pending.take() {
+                    permit.send(Ok(piece));
+                }
+            }
+            () = tokio::time::sleep(options.orphan_timeout), if acks.is_empty() => {
+                // Report why the last connection went, if it broke the protocol.
+                return Err(last_error.unwrap_or_else(|| {
+                    TransportError::NoConnection("every connection closed before the end of the stream".into())
+                }));
+            }
+        }
+    }
+}
+
+fn drop_link(
+    id: ConnId,
+    acks: &mut HashMap<ConnId, mpsc::UnboundedSender<[u8; ACK_LEN]>>,
+    readers: &mut HashMap<ConnId, tokio::task::JoinHandle<()>>,
+) {
+    acks.remove(&id);
+    if let Some(task) = readers.remove(&id) {
+        task.abort();
+    }
+}
+
+/// Splits one connection's bytes into frames and writes its acks; ends when either side ends.
+async fn read_frames(
+    id: ConnId,
+    link: Link,
+    max_frame: usize,
+    mut acks: mpsc::UnboundedReceiver<[u8; ACK_LEN]>,
+    events: mpsc::Sender<(ConnId, LinkEvent)>,
+) {
+    let Link {
+        mut reader,
+        mut writer,
+        ..
+    } = link;
+    let ack_writer = tokio::spawn(async move {
+        while let Some(ack) = acks.recv().await {
+            if writer.write_all(&ack).await.is_err() {
+                return;
+            }
+        }
+        let _ = writer.shutdown().await;
+    });
+    let mut buf = BytesMut::with_capacity(256 * 1024);
+    let outcome = loop {
+        match frame::parse(&buf, max_frame) {
+            Ok(Some((_, len))) => {
+                let one = buf.split_to(len).freeze();
+                if events.send((id, LinkEvent::Frame(one))).await.is_err() {
+                    break None;
+                }
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => break Some(TransportError::from(e)),
+        }
+        buf.reserve(64 * 1024);
+        match reader.read_buf(&mut buf).await {
+            Ok(0) => break None,
+            Ok(_) => {}
+            Err(e) => break Some(TransportError::io("read", e)),
+        }
+    };
+    let _ = events.send((id, LinkEvent::Closed(outcome))).await;
+    ack_writer.abort();
+}

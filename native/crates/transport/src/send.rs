@@ -1,0 +1,347 @@
+//! The sending side of one transfer: keeps the chosen number of connections open, drives the
+//! sans-IO [`Sender`] with the producer's bytes, acks and timers, and reports progress.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use dwcp_amst::frame::{self, Frame};
+use dwcp_amst::{
+    AdaptConfig, ConnId, ConnStats, Sender, SenderConfig, SenderEvent, StreamCountController,
+    Transmit,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+
+use crate::hello::{new_session_id, Hello};
+use crate::{Dialer, Link, Result, TransportError};
+
+/// How many connections a transfer uses.
+#[derive(Debug, Clone)]
+pub enum StreamCount {
+    /// Exactly this many.
+    Fixed(u32),
+    /// As many as keep adding goodput (see [`StreamCountController`]).
+    Adaptive(AdaptConfig),
+}
+
+/// Sending settings.
+#[derive(Debug, Clone)]
+pub struct SendOptions {
+    /// Connection count policy.
+    pub streams: StreamCount,
+    /// Framing, windows, stall timeout and rate cap.
+    pub sender: SenderConfig,
+    /// Dial attempts in a row that may fail before the transfer gives up.
+    pub max_dial_failures: u32,
+    /// How often progress is published.
+    pub stats_interval: Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            streams: StreamCount::Adaptive(AdaptConfig::default()),
+            sender: SenderConfig::default(),
+            max_dial_failures: 5,
+            stats_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Progress of a transfer, published while it runs.
+#[derive(Debug, Clone, Default)]
+pub struct TransferStats {
+    /// Bytes taken from the producer.
+    pub bytes_written: u64,
+    /// Bytes the receiver has.
+    pub bytes_acked: u64,
+    /// Frames sent again after a connection failed.
+    pub frames_resent: u64,
+    /// Seconds since the transfer started.
+    pub elapsed: f64,
+    /// Connections wanted now.
+    pub target_streams: u32,
+    /// Per-connection measurements.
+    pub connections: Vec<ConnStats>,
+}
+
+/// The outcome of a finished transfer.
+#[derive(Debug, Clone)]
+pub struct SendReport {
+    /// Final counters.
+    pub stats: TransferStats,
+    /// The most connections used at once.
+    pub max_streams: u32,
+    /// Connections that failed or stalled during the transfer.
+    pub failed_connections: u32,
+}
+
+enum ConnEvent {
+    Up(Link),
+    DialFailed(TransportError),
+    Ack(frame::Ack),
+    Closed(Option<TransportError>),
+}
+
+/// Sends everything `source` yields, then waits until the receiver has all of it.
+///
+/// Setting `cancel` to `true` stops at once: connections are dropped (the receiver sees the
+/// transfer fail) and the result is [`TransportError::Cancelled`].
+pub async fn send_stream(
+    dialer: Dialer,
+    mut source: mpsc::Receiver<Bytes>,
+    options: SendOptions,
+    mut cancel: watch::Receiver<bool>,
+    progress: Option<watch::Sender<TransferStats>>,
+) -> Result<SendReport> {
+    let session = new_session_id()?;
+    let mut sender = Sender::new(options.sender.clone())?;
+    let mut controller = match &options.streams {
+        StreamCount::Adaptive(c) => Some(StreamCountController::new(c.clone())?),
+        StreamCount::Fixed(n) if (1..=256).contains(n) => None,
+        StreamCount::Fixed(_) => {
+            return Err(TransportError::InvalidParam {
+                field: "streams",
+                reason: "must be between 1 and 256".into(),
+            })
+        }
+    };
+    let fixed = match options.streams {
+        StreamCount::Fixed(n) => n,
+        StreamCount::Adaptive(_) => 0,
+    };
+    let (events_tx, mut events) = mpsc::channel::<(ConnId, ConnEvent)>(1024);
+    let mut writers: HashMap<ConnId, mpsc::UnboundedSender<Transmit>> = HashMap::new();
+    let mut dialing = 0u32;
+    let mut next_conn = 0u32;
+    let mut dial_failures = 0u32;
+    let mut failed_connections = 0u32;
+    let mut max_streams = 0u32;
+    let mut last_error: Option<TransportError> = None;
+    let mut pending: Option<Bytes> = None;
+    let mut source_done = false;
+    let started = Instant::now();
+    let mut next_stats = started;
+    let stats_of = |sender: &Sender, target: u32| {
+        let s = sender.stats();
+        TransferStats {
+            bytes_written: s.bytes_written,
+            bytes_acked: s.bytes_acked,
+            frames_resent: s.frames_resent,
+            elapsed: started.elapsed().as_secs_f64(),
+            target_streams: target,
+            connections: sender.conn_stats(),
+        }
+    };
+
+    loop {
+        let now = Instant::now();
+        let target = controller
+            .as_ref()
+            .map_or(fixed, StreamCountController::target);
+        let live = u32::try_from(writers.len()).unwrap_or(u32::MAX);
+        while live + dialing < target {
+            if dial_failures >= options.max_dial_failures {
+                return Err(last_error.unwrap_or_else(|| {
+                    TransportError::NoConnection("dialing keeps failing".into())
+                }));
+            }
+            let id = ConnId(next_conn);
+            next_conn += 1;
+            dialing += 1;
+            let (dialer, tx) = (dialer.clone(), events_tx.clone());
+            tokio::spawn(async move {
+                let event = match dialer
+                    .dial(Hello {
+                        session,
+                        conn: id.0,
+                    })
+                    .await
+                {
+                    Ok(link) => ConnEvent::Up(link),
+                    Err(e) => ConnEvent::DialFailed(e),
+                };
+                let _ = tx.send((id, event)).await;
+            });
+        }
+        if let Some(data) = pending.take() {
+            let n = sender.write(&data);
+            if n < data.len() {
+                pending = Some(data.slice(n..));
+            }
+        }
+        if source_done && pending.is_none() && sender.writable() > 0 {
+            sender.finish();
+        }
+        while let Some(tx) = sender.poll_transmit(now) {
+            if let Some(w) = writers.get(&tx.conn) {
+                let _ = w.send(tx);
+            }
+        }
+        while let Some(event) = sender.poll_event() {
+            match event {
+                SenderEvent::ConnectionFailed(id) => {
+                    failed_connections += 1;
+                    writers.remove(&id);
+                }
+                SenderEvent::ConnectionRetired(id) => {
+                    writers.remove(&id);
+                }
+            }
+        }
+        max_streams = max_streams.max(u32::try_from(writers.len()).unwrap_or(u32::MAX));
+        if let Some(p) = &progress {
+            if now >= next_stats || sender.is_finished() {
+                p.send_replace(stats_of(&sender, target));
+                next_stats = now + options.stats_interval;
+            }
+        }
+        if sender.is_finished() {
+            return Ok(SendReport {
+                stats: stats_of(&sender, target),
+                max_streams,
+                failed_connections,
+            });
+        }
+        let wake = [
+            sender.poll_timeout(),
+            controller
+                .as_ref()
+                .and_then(StreamCountController::poll_timeout),
+            progress.as_ref().map(|_| next_stats),
+            Some(now + Duration::from_millis(100)),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(now);
+        let can_take = pending.is_none() && !source_done && sender.writable() > 0;
+        tokio::select! {
+            biased;
+            changed = cancel.changed() => {
+                if changed.is_err() || *cancel.borrow() {
+                    return Err(TransportError::Cancelled);
+                }
+            }
+            Some((id, event)) = events.recv() => match event {
+                ConnEvent::Up(link) => {
+                    dialing -= 1;
+                    dial_failures = 0;
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    tokio::spawn(run_link(id, link, rx, events_tx.clone()));
+                    writers.insert(id, tx);
+                    sender.handle_connected(id, Instant::now());
+                }
+                ConnEvent::DialFailed(e) => {
+                    dialing -= 1;
+                    dial_failures += 1;
+                    // A refused certificate will be refused again: fail now.
+                    if matches!(e, TransportError::Tls { .. }) && writers.is_empty() {
+                        return Err(e);
+                    }
+                    last_error = Some(e);
+                }
+                ConnEvent::Ack(ack) => {
+                    if let Err(e) = sender.handle_ack(id, ack, Instant::now()) {
+                        last_error = Some(e.into());
+                        writers.remove(&id);
+                        sender.handle_disconnected(id);
+                    }
+                }
+                ConnEvent::Closed(e) => {
+                    if writers.remove(&id).is_some() {
+                        failed_connections += 1;
+                    }
+                    sender.handle_disconnected(id);
+                    if let Some(e) = e {
+                        last_error = Some(e);
+                    }
+                }
+            },
+            data = source.recv(), if can_take => match data {
+                Some(d) => pending = Some(d),
+                None => source_done = true,
+            },
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
+                let now = Instant::now();
+                sender.handle_timeout(now);
+                if let Some(c) = controller.as_mut() {
+                    if let Some(target) = c.handle_progress(sender.stats().bytes_acked, now) {
+                        let mut live: Vec<ConnId> = writers.keys().copied().collect();
+                        live.sort();
+                        for id in live.into_iter().rev().take(writers.len().saturating_sub(target as usize)) {
+                            sender.retire(id);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Writes the frames given to one connection and reads its acks.
+async fn run_link(
+    id: ConnId,
+    link: Link,
+    mut frames: mpsc::UnboundedReceiver<Transmit>,
+    events: mpsc::Sender<(ConnId, ConnEvent)>,
+) {
+    let Link {
+        mut reader,
+        mut writer,
+        ..
+    } = link;
+    let acks = events.clone();
+    let read = tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(4096);
+        let outcome = loop {
+            match frame::parse(&buf, 0) {
+                Ok(Some((Frame::Ack(ack), len))) => {
+                    let _ = buf.split_to(len);
+                    if acks.send((id, ConnEvent::Ack(ack))).await.is_err() {
+                        break None;
+                    }
+                    continue;
+                }
+                Ok(Some(_)) => {
+                    break Some(TransportError::from(dwcp_amst::AmstError::Protocol(
+                        "a receiver sent data".into(),
+                    )))
+                }
+                Ok(None) => {}
+                Err(e) => break Some(e.into()),
+            }
+            match reader.read_buf(&mut buf).await {
+                Ok(0) => break None,
+                Ok(_) => {}
+                Err(e) => break Some(TransportError::io("read acks", e)),
+            }
+        };
+        let _ = acks.send((id, ConnEvent::Closed(outcome))).await;
+    });
+    let mut failure = None;
+    while let Some(tx) = frames.recv().await {
+        let written = async {
+            writer.write_all(&tx.header).await?;
+            if !tx.payload.is_empty() {
+                writer.write_all(&tx.payload).await?;
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        if let Err(e) = written.await {
+            failure = Some(TransportError::io("write", e));
+            break;
+        }
+    }
+    match failure {
+        Some(e) => {
+            let _ = events.send((id, ConnEvent::Closed(Some(e)))).await;
+        }
+        None => {
+            // Retired, finished or cancelled: close our direction and stop reading.
+            let _ = writer.shutdown().await;
+        }
+    }
+    read.abort();
+}

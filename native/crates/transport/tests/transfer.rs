@@ -1,0 +1,404 @@
+//! Real transfers on loopback: TCP+TLS and QUIC, mutual TLS, killed connections, bad peers.
+#![allow(missing_docs, clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use dwcp_transport::hello::Hello;
+use dwcp_transport::pki::{generate_cluster_ca, issue_node_certificate, NodeCertRequest, PemPair};
+use dwcp_transport::{
+    send_stream, Congestion, Dialer, LinkKind, Listener, ListenerConfig, NodeIdentity, SendOptions,
+    StreamCount, TransportError,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch, Notify};
+
+struct Pki {
+    ca: PemPair,
+    other_ca: PemPair,
+}
+
+impl Pki {
+    fn new() -> Self {
+        Pki {
+            ca: generate_cluster_ca("test").unwrap(),
+            other_ca: generate_cluster_ca("intruder").unwrap(),
+        }
+    }
+
+    fn identity(&self, name: &str) -> NodeIdentity {
+        self.identity_from(&self.ca, &NodeCertRequest::new(name))
+    }
+
+    fn identity_from(&self, ca: &PemPair, req: &NodeCertRequest) -> NodeIdentity {
+        let cert = issue_node_certificate(ca, req).unwrap();
+        // Everyone trusts the real cluster CA; `ca` only decides who signed this node.
+        NodeIdentity::from_pem(&self.ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap()
+    }
+}
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn listener_config(kind: LinkKind) -> ListenerConfig {
+    ListenerConfig {
+        kind,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        congestion: Congestion::Default,
+        receive: dwcp_transport::ReceiveOptions {
+            orphan_timeout: Duration::from_millis(800),
+            ..Default::default()
+        },
+    }
+}
+
+fn feed(data: Arc<Vec<u8>>, piece: usize) -> mpsc::Receiver<Bytes> {
+    let (tx, rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        for chunk in data.chunks(piece) {
+            if tx.send(Bytes::copy_from_slice(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Sends `data` from a node to a listener and returns the receiver's bytes and the report.
+async fn transfer(
+    kind: LinkKind,
+    data: Arc<Vec<u8>>,
+    streams: StreamCount,
+    addr_override: Option<SocketAddr>,
+    listener: &Listener,
+    sender_id: &NodeIdentity,
+) -> (Vec<u8>, dwcp_transport::SendReport) {
+    let addr = addr_override.unwrap_or_else(|| listener.local_addr());
+    let dialer = Dialer::new(kind, addr, "node-b", sender_id, Congestion::Default).unwrap();
+    let (_cancel_tx, cancel) = watch::channel(false);
+    let options = SendOptions {
+        streams,
+        ..SendOptions::default()
+    };
+    let send = tokio::spawn(send_stream(
+        dialer,
+        feed(data, 1 << 20),
+        options,
+        cancel,
+        None,
+    ));
+    let mut incoming = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(piece) = incoming.read().await.unwrap() {
+        got.extend_from_slice(&piece);
+    }
+    (got, send.await.unwrap().unwrap())
+}
+
+async fn exact_transfer(kind: LinkKind, streams: StreamCount) {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(kind), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let data = Arc::new(random(24 << 20, 1));
+    let (got, report) = transfer(
+        kind,
+        Arc::clone(&data),
+        streams,
+        None,
+        &listener,
+        &pki.identity("node-a"),
+    )
+    .await;
+    assert_eq!(blake3::hash(&got), blake3::hash(&data));
+    assert_eq!(report.stats.bytes_acked, data.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_tls_delivers_the_exact_stream_over_four_connections() {
+    exact_transfer(LinkKind::Tcp, StreamCount::Fixed(4)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_delivers_the_exact_stream_over_four_connections() {
+    exact_transfer(LinkKind::Quic, StreamCount::Fixed(4)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adaptive_stream_count_delivers_the_exact_stream() {
+    exact_transfer(
+        LinkKind::Tcp,
+        StreamCount::Adaptive(dwcp_amst::AdaptConfig::default()),
+    )
+    .await;
+}
+
+/// A TCP relay whose live connections can be cut on demand.
+async fn cuttable_proxy(target: SocketAddr, cut: Arc<Notify>) -> SocketAddr {
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = front.accept().await {
+            let cut = Arc::clone(&cut);
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                tokio::select! {
+                    _ = tokio::io::copy(&mut cr, &mut sw) => {}
+                    _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                    () = cut.notified() => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cut_mid_transfer_loses_and_duplicates_nothing() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let cut = Arc::new(Notify::new());
+    let proxy = cuttable_proxy(listener.local_addr(), Arc::clone(&cut)).await;
+    let data = Arc::new(random(48 << 20, 2));
+    let cutter = {
+        let cut = Arc::clone(&cut);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            cut.notify_one(); // exactly one live connection dies
+        })
+    };
+    let id = pki.identity("node-a");
+    let (got, report) = transfer(
+        LinkKind::Tcp,
+        Arc::clone(&data),
+        StreamCount::Fixed(4),
+        Some(proxy),
+        &listener,
+        &id,
+    )
+    .await;
+    cutter.await.unwrap();
+    assert_eq!(got.len(), data.len());
+    assert_eq!(blake3::hash(&got), blake3::hash(&data));
+    assert!(report.failed_connections >= 1, "{report:?}");
+}
+
+async fn refused(kind: LinkKind, client: NodeIdentity, server_name: &str) -> TransportError {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(kind), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let dialer = Dialer::new(
+        kind,
+        listener.local_addr(),
+        server_name,
+        &client,
+        Congestion::Default,
+    )
+    .unwrap();
+    let (_c, cancel) = watch::channel(false);
+    let data = Arc::new(random(1 << 20, 3));
+    let err = send_stream(
+        dialer,
+        feed(data, 1 << 16),
+        SendOptions::default(),
+        cancel,
+        None,
+    )
+    .await
+    .expect_err("must be refused");
+    // The listener is still there for a good peer.
+    let good = pki.identity("node-a");
+    let data = Arc::new(random(2 << 20, 4));
+    let (got, _) = transfer(
+        kind,
+        Arc::clone(&data),
+        StreamCount::Fixed(2),
+        None,
+        &listener,
+        &good,
+    )
+    .await;
+    assert_eq!(got, *data);
+    err
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_certificate_from_another_ca_is_refused() {
+    for kind in [LinkKind::Tcp, LinkKind::Quic] {
+        let pki = Pki::new();
+        let intruder = pki.identity_from(&pki.other_ca, &NodeCertRequest::new("node-a"));
+        let err = refused(kind, intruder, "node-b").await;
+        // TLS 1.3 client auth fails after the client's handshake completes, so the client may
+        // see the refusal as the connection closing instead of an alert.
+        assert!(
+            matches!(
+                err.code(),
+                "ERR_AMST_TLS" | "ERR_AMST_NO_CONNECTION" | "ERR_AMST_IO"
+            ),
+            "{kind:?}: {err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_the_wrong_name_is_refused() {
+    for kind in [LinkKind::Tcp, LinkKind::Quic] {
+        let pki = Pki::new();
+        let err = refused(kind, pki.identity("node-a"), "node-c").await;
+        assert_eq!(err.code(), "ERR_AMST_TLS", "{kind:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_client_certificate_is_refused() {
+    let pki = Pki::new();
+    let expired = NodeCertRequest {
+        not_before: SystemTime::now() - Duration::from_secs(3 * 86_400),
+        valid_for: Duration::from_secs(86_400),
+        ..NodeCertRequest::new("node-a")
+    };
+    let old = pki.identity_from(&pki.ca, &expired);
+    let err = refused(LinkKind::Tcp, old, "node-b").await;
+    assert!(
+        matches!(
+            err.code(),
+            "ERR_AMST_TLS" | "ERR_AMST_NO_CONNECTION" | "ERR_AMST_IO"
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plaintext_is_refused_and_the_listener_keeps_serving() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let mut raw = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let hello = Hello {
+        session: [7; 16],
+        conn: 0,
+    }
+    .encode();
+    raw.write_all(&hello).await.unwrap();
+    raw.write_all(b"not TLS at all").await.unwrap();
+    let data = Arc::new(random(1 << 20, 5));
+    let (got, _) = transfer(
+        LinkKind::Tcp,
+        Arc::clone(&data),
+        StreamCount::Fixed(1),
+        None,
+        &listener,
+        &pki.identity("node-a"),
+    )
+    .await;
+    assert_eq!(got, *data);
+    assert!(listener.refused() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_frame_closes_that_peer_with_a_typed_error() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let id = pki.identity("node-a");
+    let tls = tokio_rustls::TlsConnector::from(id.client_config().unwrap());
+    let sock = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("node-b").unwrap();
+    let mut stream = tls.connect(name, sock).await.unwrap();
+    stream
+        .write_all(
+            &Hello {
+                session: [9; 16],
+                conn: 0,
+            }
+            .encode(),
+        )
+        .await
+        .unwrap();
+    let mut oversized = dwcp_amst::frame::data_header(0, 1 << 30).to_vec();
+    oversized.extend_from_slice(&[0u8; 64]);
+    stream.write_all(&oversized).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut incoming = listener.accept().await.unwrap();
+    let err = incoming.read().await.expect_err("the stream must fail");
+    assert_eq!(err.code(), "ERR_AMST_FRAME_TOO_LARGE", "{err}");
+    // And a good transfer still works.
+    let data = Arc::new(random(1 << 20, 6));
+    let (got, _) = transfer(
+        LinkKind::Tcp,
+        Arc::clone(&data),
+        StreamCount::Fixed(2),
+        None,
+        &listener,
+        &id,
+    )
+    .await;
+    assert_eq!(got, *data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_the_sender_and_fails_the_receiver() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let dialer = Dialer::new(
+        LinkKind::Tcp,
+        listener.local_addr(),
+        "node-b",
+        &pki.identity("node-a"),
+        Congestion::Default,
+    )
+    .unwrap();
+    let (cancel_tx, cancel) = watch::channel(false);
+    // A source that never ends: only cancel can stop this transfer.
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move { while tx.send(Bytes::from(vec![1u8; 1 << 20])).await.is_ok() {} });
+    let send = tokio::spawn(send_stream(
+        dialer,
+        rx,
+        SendOptions::default(),
+        cancel,
+        None,
+    ));
+    let mut incoming = listener.accept().await.unwrap();
+    let mut received = 0usize;
+    let err = loop {
+        match incoming.read().await {
+            Ok(Some(piece)) => {
+                received += piece.len();
+                if received > 8 << 20 {
+                    let _ = cancel_tx.send(true);
+                }
+            }
+            Ok(None) => panic!("an endless stream cannot complete"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.code(), "ERR_AMST_NO_CONNECTION", "{err}");
+    assert_eq!(
+        send.await.unwrap().expect_err("cancelled").code(),
+        "ERR_AMST_CANCELLED"
+    );
+}
