@@ -8,6 +8,11 @@ pub fn to_napi(e: HdeError) -> napi::Error {
     napi::Error::from_reason(format!("{}: {e}", e.code()))
 }
 
+/// The same for transport errors.
+pub fn transport_to_napi(e: dwcp_transport::TransportError) -> napi::Error {
+    napi::Error::from_reason(format!("{}: {e}", e.code()))
+}
+
 /// For a panic caught at the boundary: a bug, reported as such, never a crash of Node.
 pub fn panic_to_napi(payload: Box<dyn std::any::Any + Send>) -> napi::Error {
     let what = payload

@@ -9,4 +9,6 @@ mod error;
 mod frames;
 mod options;
 mod store;
+mod transport;
+mod transport_options;
 mod work;

@@ -65,6 +65,21 @@ impl TransportError {
         }
     }
 
+    /// A failed read: a TLS alert from the peer (e.g. it refused our certificate) is a TLS
+    /// error, anything else is I/O.
+    pub(crate) fn from_read(peer: &str, e: std::io::Error) -> Self {
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(tls) => TransportError::Tls {
+                peer: peer.to_string(),
+                reason: tls.to_string(),
+            },
+            None => TransportError::io(format!("read from {peer}"), e),
+        }
+    }
+
     pub(crate) fn io(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
         TransportError::Io {
             context: context.into(),

@@ -116,6 +116,7 @@ pub async fn send_stream(
     let mut dialing = 0u32;
     let mut next_conn = 0u32;
     let mut dial_failures = 0u32;
+    let mut proven: std::collections::HashSet<ConnId> = std::collections::HashSet::new();
     let mut failed_connections = 0u32;
     let mut max_streams = 0u32;
     let mut last_error: Option<TransportError> = None;
@@ -227,7 +228,6 @@ pub async fn send_stream(
             Some((id, event)) = events.recv() => match event {
                 ConnEvent::Up(link) => {
                     dialing -= 1;
-                    dial_failures = 0;
                     let (tx, rx) = mpsc::unbounded_channel();
                     tokio::spawn(run_link(id, link, rx, events_tx.clone()));
                     writers.insert(id, tx);
@@ -243,6 +243,10 @@ pub async fn send_stream(
                     last_error = Some(e);
                 }
                 ConnEvent::Ack(ack) => {
+                    // A connection that got an ack works end to end; one that merely connected
+                    // may still be refused (TLS 1.3 reports a bad client certificate late).
+                    dial_failures = 0;
+                    proven.insert(id);
                     if let Err(e) = sender.handle_ack(id, ack, Instant::now()) {
                         last_error = Some(e.into());
                         writers.remove(&id);
@@ -252,6 +256,12 @@ pub async fn send_stream(
                 ConnEvent::Closed(e) => {
                     if writers.remove(&id).is_some() {
                         failed_connections += 1;
+                    }
+                    if !proven.contains(&id) {
+                        dial_failures += 1;
+                        if matches!(e, Some(TransportError::Tls { .. })) && writers.is_empty() {
+                            return Err(e.unwrap_or(TransportError::Cancelled));
+                        }
                     }
                     sender.handle_disconnected(id);
                     if let Some(e) = e {
@@ -290,7 +300,7 @@ async fn run_link(
     let Link {
         mut reader,
         mut writer,
-        ..
+        peer,
     } = link;
     let acks = events.clone();
     let read = tokio::spawn(async move {
@@ -315,7 +325,7 @@ async fn run_link(
             match reader.read_buf(&mut buf).await {
                 Ok(0) => break None,
                 Ok(_) => {}
-                Err(e) => break Some(TransportError::io("read acks", e)),
+                Err(e) => break Some(TransportError::from_read(&peer, e)),
             }
         };
         let _ = acks.send((id, ConnEvent::Closed(outcome))).await;

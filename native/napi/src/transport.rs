@@ -1,0 +1,381 @@
+//! AMST for JS: certificates, a listener with incoming transfers, and a sender. Bytes may cross
+//! into JS (`write`/`read`), or stay native end to end (`sendSynthetic`/`drainToHash`) for benches.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use dwcp_transport::pki::{self, NodeCertRequest, PemPair};
+use dwcp_transport::{
+    send_stream, Dialer, IncomingStream, Listener, ListenerConfig, NodeIdentity, SendReport,
+    TransferStats, TransportError,
+};
+use napi::bindgen_prelude::Buffer;
+use napi_derive::napi;
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::error::transport_to_napi as err;
+use crate::transport_options::{
+    address, congestion, link_kind, receive_options, send_options, BindingListenOptions,
+    BindingSendOptions,
+};
+
+/// A certificate and key, PEM encoded.
+#[napi(object)]
+pub struct BindingPemPair {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// What a node certificate names.
+#[napi(object)]
+pub struct BindingNodeCertRequest {
+    pub node_name: String,
+    /// More DNS names or IP addresses.
+    pub extra_names: Option<Vec<String>>,
+    /// Default 365.
+    pub valid_days: Option<u32>,
+}
+
+/// Creates a cluster CA.
+#[napi(catch_unwind)]
+pub fn generate_cluster_ca(cluster_name: String) -> napi::Result<BindingPemPair> {
+    let p = pki::generate_cluster_ca(&cluster_name).map_err(err)?;
+    Ok(BindingPemPair {
+        cert_pem: p.cert_pem,
+        key_pem: p.key_pem,
+    })
+}
+
+/// Issues a node certificate (TLS server and client) signed by the CA.
+#[napi(catch_unwind)]
+pub fn issue_node_certificate(
+    ca: BindingPemPair,
+    request: BindingNodeCertRequest,
+) -> napi::Result<BindingPemPair> {
+    let mut req = NodeCertRequest::new(request.node_name);
+    req.extra_names = request.extra_names.unwrap_or_default();
+    if let Some(days) = request.valid_days {
+        req.valid_for = std::time::Duration::from_secs(u64::from(days) * 86_400);
+    }
+    let ca = PemPair {
+        cert_pem: ca.cert_pem,
+        key_pem: ca.key_pem,
+    };
+    let p = pki::issue_node_certificate(&ca, &req).map_err(err)?;
+    Ok(BindingPemPair {
+        cert_pem: p.cert_pem,
+        key_pem: p.key_pem,
+    })
+}
+
+/// One connection's measurements.
+#[napi(object)]
+pub struct BindingConnStats {
+    pub id: u32,
+    pub srtt_ms: Option<f64>,
+    pub min_rtt_ms: Option<f64>,
+    /// Bytes per second.
+    pub delivery_rate: f64,
+    pub inflight_bytes: f64,
+    pub window_bytes: f64,
+    pub sent_bytes: f64,
+    pub acked_bytes: f64,
+    /// Frames moved off this connection and sent again elsewhere.
+    pub moved_frames: f64,
+    pub active: bool,
+}
+
+/// A transfer's progress.
+#[napi(object)]
+pub struct BindingTransferStats {
+    pub bytes_written: f64,
+    pub bytes_acked: f64,
+    pub frames_resent: f64,
+    pub elapsed_seconds: f64,
+    pub target_streams: u32,
+    pub connections: Vec<BindingConnStats>,
+}
+
+// Counters stay far below 2^53, where f64 is exact.
+#[allow(clippy::cast_precision_loss)]
+impl From<&TransferStats> for BindingTransferStats {
+    fn from(s: &TransferStats) -> Self {
+        BindingTransferStats {
+            bytes_written: s.bytes_written as f64,
+            bytes_acked: s.bytes_acked as f64,
+            frames_resent: s.frames_resent as f64,
+            elapsed_seconds: s.elapsed,
+            target_streams: s.target_streams,
+            connections: s
+                .connections
+                .iter()
+                .map(|c| BindingConnStats {
+                    id: c.id.0,
+                    srtt_ms: c.srtt.map(|d| d.as_secs_f64() * 1e3),
+                    min_rtt_ms: c.min_rtt.map(|d| d.as_secs_f64() * 1e3),
+                    delivery_rate: c.delivery_rate,
+                    inflight_bytes: c.inflight_bytes as f64,
+                    window_bytes: c.window_bytes as f64,
+                    sent_bytes: c.sent_bytes as f64,
+                    acked_bytes: c.acked_bytes as f64,
+                    moved_frames: c.moved_frames as f64,
+                    active: c.active,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The outcome of a transfer.
+#[napi(object)]
+pub struct BindingSendReport {
+    pub stats: BindingTransferStats,
+    pub max_streams: u32,
+    pub failed_connections: u32,
+}
+
+impl From<SendReport> for BindingSendReport {
+    fn from(r: SendReport) -> Self {
+        BindingSendReport {
+            stats: (&r.stats).into(),
+            max_streams: r.max_streams,
+            failed_connections: r.failed_connections,
+        }
+    }
+}
+
+/// Accepts transfers.
+#[napi(js_name = "AmstListener")]
+pub struct BindingListener {
+    inner: Arc<Listener>,
+}
+
+#[napi]
+impl BindingListener {
+    /// Binds a TCP+TLS or QUIC listener.
+    #[napi(factory)]
+    pub async fn bind(options: BindingListenOptions) -> napi::Result<BindingListener> {
+        let identity = NodeIdentity::try_from(&options.identity).map_err(err)?;
+        let config = ListenerConfig {
+            kind: link_kind(&options.kind).map_err(err)?,
+            addr: address(&options.host, options.port).map_err(err)?,
+            congestion: congestion(options.congestion.as_deref()).map_err(err)?,
+            receive: receive_options(&options),
+        };
+        let listener = Listener::bind(config, &identity).await.map_err(err)?;
+        Ok(BindingListener {
+            inner: Arc::new(listener),
+        })
+    }
+
+    /// The bound port.
+    #[napi(getter)]
+    pub fn port(&self) -> u32 {
+        u32::from(self.inner.local_addr().port())
+    }
+
+    /// Connections refused so far (bad certificate, not TLS, bad hello).
+    #[napi]
+    #[allow(clippy::cast_precision_loss)]
+    pub fn refused(&self) -> f64 {
+        self.inner.refused() as f64
+    }
+
+    /// The next incoming transfer.
+    #[napi]
+    pub async fn accept(&self) -> Option<BindingIncoming> {
+        let incoming = self.inner.accept().await?;
+        Some(BindingIncoming {
+            inner: Arc::new(Mutex::new(incoming)),
+        })
+    }
+}
+
+/// What `drainToHash` found.
+#[napi(object)]
+pub struct BindingDrainReport {
+    pub bytes: f64,
+    /// BLAKE3 of the whole stream, hex.
+    pub blake3: String,
+    pub seconds: f64,
+}
+
+/// One transfer arriving.
+#[napi(js_name = "AmstIncoming")]
+pub struct BindingIncoming {
+    inner: Arc<Mutex<IncomingStream>>,
+}
+
+#[napi]
+impl BindingIncoming {
+    /// The next in-order piece; `null` at the end.
+    #[napi]
+    pub async fn read(&self) -> napi::Result<Option<Buffer>> {
+        let piece = self.inner.lock().await.read().await.map_err(err)?;
+        Ok(piece.map(|b| Buffer::from(b.to_vec())))
+    }
+
+    /// Reads to the end natively, hashing as it goes: the stream never crosses into JS.
+    #[napi]
+    #[allow(clippy::cast_precision_loss)]
+    pub async fn drain_to_hash(&self) -> napi::Result<BindingDrainReport> {
+        let started = Instant::now();
+        let mut stream = self.inner.lock().await;
+        let mut hasher = blake3::Hasher::new();
+        let mut bytes = 0u64;
+        while let Some(piece) = stream.read().await.map_err(err)? {
+            bytes += piece.len() as u64;
+            hasher.update(&piece);
+        }
+        Ok(BindingDrainReport {
+            bytes: bytes as f64,
+            blake3: hasher.finalize().to_hex().to_string(),
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Sends one stream. `write` resolves once the bytes are queued (backpressure); `end` then
+/// `finished` waits until the receiver has everything.
+#[napi(js_name = "AmstSender")]
+pub struct BindingSender {
+    data: std::sync::Mutex<Option<mpsc::Sender<Bytes>>>,
+    cancel: watch::Sender<bool>,
+    progress: watch::Receiver<TransferStats>,
+    done: Mutex<Option<tokio::task::JoinHandle<Result<SendReport, TransportError>>>>,
+}
+
+fn start_send(
+    options: &BindingSendOptions,
+) -> Result<(BindingSender, mpsc::Sender<Bytes>), TransportError> {
+    let identity = NodeIdentity::try_from(&options.identity)?;
+    let kind = link_kind(&options.kind)?;
+    let addr = address(&options.host, options.port)?;
+    let cc = congestion(options.congestion.as_deref())?;
+    let send = send_options(options)?;
+    let (data_tx, data_rx) = mpsc::channel(16);
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (progress_tx, progress_rx) = watch::channel(TransferStats::default());
+    // Both need the addon's tokio runtime: quinn binds its endpoint on it.
+    let task = napi::bindgen_prelude::within_runtime_if_available(|| {
+        let dialer = Dialer::new(kind, addr, &options.server_name, &identity, cc)?;
+        Ok::<_, TransportError>(tokio::spawn(send_stream(
+            dialer,
+            data_rx,
+            send,
+            cancel_rx,
+            Some(progress_tx),
+        )))
+    })?;
+    let sender = BindingSender {
+        data: std::sync::Mutex::new(Some(data_tx.clone())),
+        cancel: cancel_tx,
+        progress: progress_rx,
+        done: Mutex::new(Some(task)),
+    };
+    Ok((sender, data_tx))
+}
+
+#[napi]
+impl BindingSender {
+    /// Connects and starts a transfer.
+    #[napi(factory, catch_unwind)]
+    pub fn start(options: BindingSendOptions) -> napi::Result<BindingSender> {
+        start_send(&options).map(|(s, _)| s).map_err(err)
+    }
+
+    /// Queues bytes; waits while the transfer is behind (backpressure).
+    #[napi]
+    pub async fn write(&self, data: Buffer) -> napi::Result<()> {
+        if *self.cancel.borrow() {
+            return Err(napi::Error::from_reason(
+                "ERR_AMST_CANCELLED: the transfer was cancelled",
+            ));
+        }
+        let tx = self
+            .data
+            .lock()
+            .ok()
+            .and_then(|g| g.clone())
+            .ok_or_else(|| napi::Error::from_reason("ERR_AMST_ENDED: write after end"))?;
+        tx.send(Bytes::copy_from_slice(&data))
+            .await
+            .map_err(|_| napi::Error::from_reason("ERR_AMST_CANCELLED: the transfer has stopped"))
+    }
+
+    /// No more writes: the stream ends after what was written.
+    #[napi]
+    pub fn end(&self) {
+        if let Ok(mut g) = self.data.lock() {
+            g.take();
+        }
+    }
+
+    /// Stops the transfer now; `finished` rejects with `ERR_AMST_CANCELLED`.
+    #[napi]
+    pub fn cancel(&self) {
+        let _ = self.cancel.send(true);
+        self.end();
+    }
+
+    /// Progress so far.
+    #[napi]
+    pub fn stats(&self) -> BindingTransferStats {
+        (&*self.progress.borrow()).into()
+    }
+
+    /// Waits for the receiver to have the whole stream.
+    #[napi]
+    pub async fn finished(&self) -> napi::Result<BindingSendReport> {
+        let task = self.done.lock().await.take().ok_or_else(|| {
+            napi::Error::from_reason("ERR_AMST_ENDED: finished() already awaited")
+        })?;
+        let report = task
+            .await
+            .map_err(|e| napi::Error::from_reason(format!("ERR_NATIVE_PANIC: {e}")))?
+            .map_err(err)?;
+        Ok(report.into())
+    }
+}
+
+/// Sends `bytes` of pseudo-random (incompressible) data generated natively from `seed`: the
+/// benchmark path, where no byte crosses into JS.
+#[napi]
+pub async fn send_synthetic(
+    options: BindingSendOptions,
+    bytes: f64,
+    seed: u32,
+) -> napi::Result<BindingSendReport> {
+    if !(bytes.is_finite() && bytes >= 1.0 && bytes <= 2f64.powi(50)) {
+        return Err(err(TransportError::InvalidParam {
+            field: "bytes",
+            reason: format!("{bytes} is not a positive byte count"),
+        }));
+    }
+    // Checked above to be a whole-ish positive number below 2^50.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let total = bytes as u64;
+    let (sender, tx) = start_send(&options).map_err(err)?;
+    sender.end();
+    tokio::spawn(async move {
+        let mut state = u64::from(seed) | 1;
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(1 << 20);
+            let mut piece = vec![0u8; usize::try_from(n).unwrap_or(1 << 20)];
+            for word in piece.chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let b = state.to_le_bytes();
+                word.copy_from_slice(&b[..word.len()]);
+            }
+            if tx.send(Bytes::from(piece)).await.is_err() {
+                return;
+            }
+            left -= n;
+        }
+    });
+    sender.finished().await
+}
