@@ -8,6 +8,7 @@ export default defineConfig({
     alias: {
       '@novacron/native': resolve(__dirname, 'native/napi/ts/index.ts'),
       '@novacron/hde': resolve(__dirname, 'libs/hde/src/index.ts'),
+      '@novacron/transport': resolve(__dirname, 'libs/transport/src/index.ts'),
     },
   },
   test: {

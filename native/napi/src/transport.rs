@@ -359,23 +359,58 @@ pub async fn send_synthetic(
     let (sender, tx) = start_send(&options).map_err(err)?;
     sender.end();
     tokio::spawn(async move {
-        let mut state = u64::from(seed) | 1;
-        let mut left = total;
-        while left > 0 {
-            let n = left.min(1 << 20);
-            let mut piece = vec![0u8; usize::try_from(n).unwrap_or(1 << 20)];
-            for word in piece.chunks_mut(8) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                let b = state.to_le_bytes();
-                word.copy_from_slice(&b[..word.len()]);
-            }
-            if tx.send(Bytes::from(piece)).await.is_err() {
+        let mut synthetic = Synthetic::new(total, seed);
+        while let Some(piece) = synthetic.next_piece() {
+            if tx.send(piece).await.is_err() {
                 return;
             }
-            left -= n;
         }
     });
     sender.finished().await
+}
+
+/// The BLAKE3 (hex) of what `sendSynthetic(_, bytes, seed)` sends, to check a receiver's hash.
+#[napi]
+pub async fn synthetic_blake3(bytes: f64, seed: u32) -> napi::Result<String> {
+    // Checked by the caller's range in practice; a negative or huge value just hashes nothing/more.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let total = bytes.max(0.0) as u64;
+    let mut synthetic = Synthetic::new(total, seed);
+    let mut hasher = blake3::Hasher::new();
+    while let Some(piece) = synthetic.next_piece() {
+        hasher.update(&piece);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Incompressible bytes from xorshift64, in 1 MiB pieces.
+struct Synthetic {
+    state: u64,
+    left: u64,
+}
+
+impl Synthetic {
+    fn new(total: u64, seed: u32) -> Self {
+        Synthetic {
+            state: u64::from(seed) | 1,
+            left: total,
+        }
+    }
+
+    fn next_piece(&mut self) -> Option<Bytes> {
+        if self.left == 0 {
+            return None;
+        }
+        let n = self.left.min(1 << 20);
+        self.left -= n;
+        let mut piece = vec![0u8; usize::try_from(n).unwrap_or(1 << 20)];
+        for word in piece.chunks_mut(8) {
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            let b = self.state.to_le_bytes();
+            word.copy_from_slice(&b[..word.len()]);
+        }
+        Some(Bytes::from(piece))
+    }
 }

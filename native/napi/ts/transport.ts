@@ -141,3 +141,8 @@ export class AmstSender {
 export function sendSynthetic(options: SendOptions, bytes: number, seed: number): Promise<SendReport> {
   return callAsync(() => binding.sendSynthetic(options, bytes, seed));
 }
+
+/** The BLAKE3 (hex) of what `sendSynthetic(_, bytes, seed)` sends. */
+export function syntheticBlake3(bytes: number, seed: number): Promise<string> {
+  return callAsync(() => binding.syntheticBlake3(bytes, seed));
+}

@@ -202,10 +202,13 @@ async fn run(
                 }
             }
             () = tokio::time::sleep(options.orphan_timeout), if acks.is_empty() => {
-                // Report why the last connection went, if it broke the protocol.
-                return Err(last_error.unwrap_or_else(|| {
-                    TransportError::NoConnection("every connection closed before the end of the stream".into())
-                }));
+                // A peer that broke the protocol is reported as such; anything else means the
+                // connections went away (cancel, crash, cut link).
+                return Err(match last_error {
+                    Some(e @ TransportError::Protocol(_)) => e,
+                    Some(e) => TransportError::NoConnection(format!("every connection closed; the last with: {e}")),
+                    None => TransportError::NoConnection("every connection closed before the end of the stream".into()),
+                });
             }
         }
     }

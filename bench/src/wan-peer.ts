@@ -1,0 +1,142 @@
+/**
+ * One end of a WAN benchmark run, started inside a network namespace by wan.bench.ts. Prints
+ * one JSON line with what it measured and exits.
+ *
+ *   wan-peer receive --kind tcp|quic --port P --identity DIR
+ *   wan-peer send    --kind tcp|quic --host H --port P --identity DIR
+ *                    (--bytes N --seed S | --seconds T) [--streams N] [--max-streams N] [--congestion C]
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import {
+  AmstListener,
+  AmstSender,
+  type LinkKind,
+  type NodeIdentity,
+  type SendOptions,
+  sendSynthetic,
+} from '@novacron/native';
+
+function identity(dir: string): NodeIdentity {
+  const read = (f: string) => readFileSync(join(dir, f), 'utf8');
+  return { caPem: read('ca.pem'), certPem: read('node.pem'), keyPem: read('node.key') };
+}
+
+function out(result: object): void {
+  process.stdout.write(`${JSON.stringify(result)}\n`);
+}
+
+async function receive(kind: LinkKind, port: number, dir: string): Promise<void> {
+  const listener = await AmstListener.bind({
+    kind,
+    host: '0.0.0.0',
+    port,
+    identity: identity(dir),
+    orphanTimeoutMs: 3000,
+  });
+  out({ listening: listener.port });
+  const incoming = await listener.accept();
+  if (!incoming) throw new Error('listener closed');
+  const started = process.hrtime.bigint();
+  let bytes = 0;
+  try {
+    const r = await incoming.drainToHash();
+    out({ bytes: r.bytes, blake3: r.blake3, seconds: r.seconds, complete: true });
+  } catch (e) {
+    out({
+      bytes,
+      complete: false,
+      error: (e as { code?: string }).code,
+      seconds: Number(process.hrtime.bigint() - started) / 1e9,
+    });
+  }
+  bytes = 0;
+}
+
+async function send(
+  o: SendOptions,
+  bytes: number | undefined,
+  seed: number,
+  seconds: number | undefined,
+): Promise<void> {
+  if (bytes !== undefined) {
+    const started = process.hrtime.bigint();
+    const report = await sendSynthetic(o, bytes, seed);
+    const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+    out({
+      bytes: report.stats.bytesAcked,
+      seconds: elapsed,
+      maxStreams: report.maxStreams,
+      resent: report.stats.framesResent,
+    });
+    return;
+  }
+  // Time-limited: send for `seconds`, then count what was acknowledged.
+  const sender = AmstSender.start(o);
+  const piece = Buffer.alloc(4 << 20);
+  for (let i = 0; i < piece.length; i += 4) piece.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+  const deadline = Date.now() + (seconds ?? 20) * 1000;
+  let maxStreams = 0;
+  let firstAckAt: number | undefined;
+  const sampler = setInterval(() => {
+    const s = sender.stats();
+    maxStreams = Math.max(maxStreams, s.connections.length);
+    if (firstAckAt === undefined && s.bytesAcked > 0) firstAckAt = s.elapsedSeconds;
+  }, 100);
+  try {
+    while (Date.now() < deadline) await sender.write(piece);
+  } finally {
+    clearInterval(sampler);
+  }
+  const s = sender.stats();
+  sender.cancel();
+  await sender.finished().catch(() => undefined);
+  out({
+    bytes: s.bytesAcked,
+    seconds: s.elapsedSeconds,
+    maxStreams,
+    resent: s.framesResent,
+    timeLimited: true,
+  });
+}
+
+async function main(): Promise<void> {
+  const { positionals, values } = parseArgs({
+    allowPositionals: true,
+    options: {
+      kind: { type: 'string', default: 'tcp' },
+      host: { type: 'string', default: '127.0.0.1' },
+      port: { type: 'string', default: '0' },
+      identity: { type: 'string' },
+      bytes: { type: 'string' },
+      seed: { type: 'string', default: '1' },
+      seconds: { type: 'string' },
+      streams: { type: 'string' },
+      'max-streams': { type: 'string' },
+      congestion: { type: 'string', default: 'default' },
+    },
+  });
+  const kind = values.kind as LinkKind;
+  const dir = values.identity ?? '.';
+  if (positionals[0] === 'receive') return receive(kind, Number(values.port), dir);
+  if (positionals[0] !== 'send') throw new Error('usage: wan-peer receive|send ...');
+  const options: SendOptions = {
+    kind,
+    host: values.host ?? '127.0.0.1',
+    port: Number(values.port),
+    serverName: 'node-b',
+    identity: identity(dir),
+    congestion: values.congestion as SendOptions['congestion'],
+  };
+  if (values.streams !== undefined) options.streams = Number(values.streams);
+  if (values['max-streams'] !== undefined) options.maxStreams = Number(values['max-streams']);
+  const bytes = values.bytes === undefined ? undefined : Number(values.bytes);
+  const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+  return send(options, bytes, Number(values.seed), seconds);
+}
+
+main().catch((e: unknown) => {
+  out({ error: (e as { code?: string }).code ?? 'ERR_BENCH', message: (e as Error).message });
+  process.exit(1);
+});

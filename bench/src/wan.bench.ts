@@ -1,0 +1,346 @@
+/**
+ * `npm run bench:wan`: goodput of DWCP (TCP, QUIC, adaptive) against one cubic and one bbr TCP
+ * stream (iperf3) and one QUIC connection, on each emulated WAN scenario. Needs root: the path
+ * runs between two network namespaces through bench/wan's user-space emulator (TUN).
+ * Writes docs/benchmarks/wan.md and wan.json.
+ *
+ * Environment: DWCP_WAN_SCENARIOS (comma list), DWCP_WAN_MIB (bytes per DWCP run, default 256),
+ * DWCP_WAN_REPS (default 3), DWCP_WAN_BASELINE_SECONDS (time-limited runs, default 20).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { generateClusterCa, issueNodeCertificate, syntheticBlake3 } from '@novacron/native';
+import { machineInfo, machineMarkdown } from './machine';
+
+const REPO = resolve(__dirname, '..', '..');
+const WAN = join(REPO, 'bench', 'wan');
+const EMULATOR = join(WAN, 'emulator', 'target', 'release', 'dwcp-wanem');
+const PEER = join(REPO, 'bench', 'dist', 'wan-peer.js');
+const NS_A = 'dwcp-a';
+const NS_B = 'dwcp-b';
+const ADDR_B = '10.77.0.2';
+const LINK_MBIT: Record<string, number> = {
+  datacenter: 10_000,
+  regional: 1000,
+  internet: 100,
+  'bad-internet': 50,
+};
+
+const scenarios = (process.env.DWCP_WAN_SCENARIOS ?? 'datacenter,regional,internet,bad-internet').split(',');
+const MIB = Number(process.env.DWCP_WAN_MIB ?? 256);
+const REPS = Number(process.env.DWCP_WAN_REPS ?? 3);
+const BASELINE_SECONDS = Number(process.env.DWCP_WAN_BASELINE_SECONDS ?? 20);
+
+interface Case {
+  name: string;
+  kind: 'dwcp' | 'baseline';
+  run: (port: number) => Promise<Sample>;
+}
+
+interface Sample {
+  mbit: number;
+  bytes: number;
+  seconds: number;
+  note?: string;
+}
+
+interface Row {
+  scenario: string;
+  name: string;
+  kind: 'dwcp' | 'baseline';
+  samples: Sample[];
+  meanMbit: number;
+  minMbit: number;
+  maxMbit: number;
+}
+
+function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+function inNs(ns: string, cmd: string, args: string[]): ChildProcess {
+  return spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+/** The JSON lines a child prints, in order. */
+function lines(child: ChildProcess): AsyncIterableIterator<string> {
+  if (!child.stdout) throw new Error('child has no stdout');
+  return createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+}
+
+async function nextJson(it: AsyncIterableIterator<string>): Promise<Record<string, unknown>> {
+  const { value, done } = await it.next();
+  if (done || typeof value !== 'string') throw new Error('peer ended without a result');
+  return JSON.parse(value) as Record<string, unknown>;
+}
+
+function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)));
+}
+
+function makeIdentities(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'dwcp-wan-ids-'));
+  const ca = generateClusterCa('wan-bench');
+  for (const node of ['node-a', 'node-b']) {
+    const c = issueNodeCertificate(ca, { nodeName: node });
+    mkdirSync(join(dir, node));
+    writeFileSync(join(dir, node, 'ca.pem'), ca.certPem);
+    writeFileSync(join(dir, node, 'node.pem'), c.certPem);
+    writeFileSync(join(dir, node, 'node.key'), c.keyPem);
+  }
+  return dir;
+}
+
+async function dwcpRun(
+  ids: string,
+  port: number,
+  kind: 'tcp' | 'quic',
+  extra: string[],
+  bytes?: number,
+): Promise<Sample> {
+  const receiver = inNs(NS_B, process.execPath, [
+    PEER,
+    'receive',
+    '--kind',
+    kind,
+    '--port',
+    String(port),
+    '--identity',
+    join(ids, 'node-b'),
+  ]);
+  const rx = lines(receiver);
+  await nextJson(rx); // listening
+  const limit =
+    bytes === undefined
+      ? ['--seconds', String(BASELINE_SECONDS)]
+      : ['--bytes', String(bytes), '--seed', String(port)];
+  const args = [
+    PEER,
+    'send',
+    '--kind',
+    kind,
+    '--host',
+    ADDR_B,
+    '--port',
+    String(port),
+    '--identity',
+    join(ids, 'node-a'),
+  ];
+  const sender = inNs(NS_A, process.execPath, [...args, ...limit, ...extra]);
+  const sent = await nextJson(lines(sender));
+  const got = await nextJson(rx);
+  await Promise.all([exited(sender), exited(receiver)]);
+  if (typeof sent.error === 'string') throw new Error(`sender: ${sent.error} ${String(sent.message)}`);
+  const sample: Sample = {
+    bytes: Number(sent.bytes),
+    seconds: Number(sent.seconds),
+    mbit: (Number(sent.bytes) * 8) / Number(sent.seconds) / 1e6,
+    note: `max ${String(sent.maxStreams)} streams, ${String(sent.resent)} frames resent`,
+  };
+  if (bytes !== undefined) {
+    const expected = await syntheticBlake3(bytes, port);
+    if (got.blake3 !== expected || got.bytes !== bytes) {
+      throw new Error(
+        `received stream differs: ${String(got.bytes)} bytes, blake3 ${String(got.blake3)} != ${expected}`,
+      );
+    }
+    sample.note += ', BLAKE3 verified';
+  }
+  return sample;
+}
+
+async function iperf(cc: 'cubic' | 'bbr', port: number): Promise<Sample> {
+  const server = inNs(NS_B, 'iperf3', ['-s', '-1', '-p', String(port)]);
+  await new Promise((r) => setTimeout(r, 500));
+  const client = inNs(NS_A, 'iperf3', [
+    '-c',
+    ADDR_B,
+    '-p',
+    String(port),
+    '-t',
+    String(BASELINE_SECONDS),
+    '-C',
+    cc,
+    '-J',
+  ]);
+  let json = '';
+  client.stdout?.on('data', (d: Buffer) => {
+    json += d.toString();
+  });
+  await exited(client);
+  server.kill();
+  const r = JSON.parse(json) as {
+    end?: { sum_received?: { bits_per_second: number; bytes: number; seconds: number } };
+  };
+  const sum = r.end?.sum_received;
+  if (!sum) throw new Error(`iperf3 ${cc} gave no result: ${json.slice(0, 200)}`);
+  return { mbit: sum.bits_per_second / 1e6, bytes: sum.bytes, seconds: sum.seconds, note: `iperf3 -C ${cc}` };
+}
+
+function cases(ids: string): Case[] {
+  const bytes = MIB * 2 ** 20;
+  return [
+    { name: 'TCP cubic, 1 stream (iperf3)', kind: 'baseline', run: (p) => iperf('cubic', p) },
+    { name: 'TCP bbr, 1 stream (iperf3)', kind: 'baseline', run: (p) => iperf('bbr', p) },
+    {
+      name: 'QUIC, 1 connection (quinn cubic)',
+      kind: 'baseline',
+      run: (p) => dwcpRun(ids, p, 'quic', ['--streams', '1']),
+    },
+    {
+      name: 'DWCP-TCP, 8 streams (bbr)',
+      kind: 'dwcp',
+      run: (p) => dwcpRun(ids, p, 'tcp', ['--streams', '8', '--congestion', 'bbr'], bytes),
+    },
+    {
+      name: 'DWCP-QUIC, 8 streams (quinn bbr)',
+      kind: 'dwcp',
+      run: (p) => dwcpRun(ids, p, 'quic', ['--streams', '8', '--congestion', 'bbr'], bytes),
+    },
+    {
+      name: 'DWCP-adaptive (TCP bbr, 1..16 streams)',
+      kind: 'dwcp',
+      run: (p) => dwcpRun(ids, p, 'tcp', ['--congestion', 'bbr'], bytes),
+    },
+  ];
+}
+
+async function withEmulator<T>(
+  scenario: string,
+  f: () => Promise<T>,
+): Promise<{ result: T; emulator: string }> {
+  const statsFile = join(tmpdir(), `dwcp-wanem-${scenario}.json`);
+  const emu = spawn(
+    EMULATOR,
+    ['--ns-a', NS_A, '--ns-b', NS_B, '--scenario', scenario, '--stats-file', statsFile],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  let emuOut = '';
+  emu.stdout?.on('data', (d: Buffer) => {
+    emuOut += d.toString();
+  });
+  for (let i = 0; ; i++) {
+    try {
+      sh('ip', ['netns', 'exec', NS_A, 'ping', '-c', '1', '-W', '1', ADDR_B]);
+      break;
+    } catch {
+      if (i > 20 || emu.exitCode !== null) throw new Error(`emulator for ${scenario} did not come up`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  try {
+    return { result: await f(), emulator: emuOut };
+  } finally {
+    emu.kill('SIGTERM');
+    await exited(emu);
+    emuOut = emuOut.trim().split('\n').at(-1) ?? '';
+  }
+}
+
+function summarize(scenario: string, c: Case, samples: Sample[]): Row {
+  const mbits = samples.map((s) => s.mbit);
+  return {
+    scenario,
+    name: c.name,
+    kind: c.kind,
+    samples,
+    meanMbit: mbits.reduce((a, b) => a + b, 0) / mbits.length,
+    minMbit: Math.min(...mbits),
+    maxMbit: Math.max(...mbits),
+  };
+}
+
+function markdown(rows: Row[], emulators: Record<string, string>): string {
+  const out = [
+    '# WAN benchmark: DWCP goodput against single-stream baselines',
+    '',
+    'Generated by `npm run bench:wan` (bench/src/wan.bench.ts). Do not edit by hand; rerun it.',
+    '',
+    machineMarkdown(machineInfo()),
+    `- path: two network namespaces joined by bench/wan's user-space TUN emulator (delay, jitter, loss, token-bucket rate cap)`,
+    `- DWCP runs move ${MIB} MiB of incompressible data each and check the receiver's BLAKE3; baselines run ${BASELINE_SECONDS} s each`,
+    `- each case repeated ${REPS}×; Mbit/s are 10^6 bits of payload per second`,
+    '',
+  ];
+  for (const scenario of scenarios) {
+    const rs = rows.filter((r) => r.scenario === scenario);
+    if (rs.length === 0) continue;
+    const link = LINK_MBIT[scenario] ?? Number.NaN;
+    out.push(
+      `## ${scenario} (link ${link} Mbit/s)`,
+      '',
+      '| case | mean Mbit/s | min | max | % of link | runs |',
+      '|---|---:|---:|---:|---:|---|',
+    );
+    for (const r of rs) {
+      out.push(
+        `| ${r.name} | ${r.meanMbit.toFixed(1)} | ${r.minMbit.toFixed(1)} | ${r.maxMbit.toFixed(1)} | ${((100 * r.meanMbit) / link).toFixed(0)}% | ${r.samples.map((s) => s.note ?? '').join('; ')} |`,
+      );
+    }
+    const best = Math.max(...rs.filter((r) => r.kind === 'dwcp').map((r) => r.meanMbit));
+    const cubic = rs.find((r) => r.name.startsWith('TCP cubic'))?.meanMbit ?? Number.NaN;
+    const bbr = rs.find((r) => r.name.startsWith('TCP bbr'))?.meanMbit ?? Number.NaN;
+    out.push(
+      '',
+      `Best DWCP: ${best.toFixed(1)} Mbit/s = ${((100 * best) / link).toFixed(0)}% of the link, ${(best / cubic).toFixed(1)}× one cubic stream, ${(best / bbr).toFixed(2)}× one bbr stream.`,
+      '',
+      `Emulator stats: \`${emulators[scenario] ?? 'n/a'}\``,
+      '',
+    );
+  }
+  return out.join('\n');
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) throw new Error('bench:wan needs root for network namespaces');
+  try {
+    sh('iperf3', ['--version']);
+  } catch {
+    sh('apt-get', ['install', '-y', '-qq', 'iperf3']);
+  }
+  sh('cargo', ['build', '--release', '--quiet', '--manifest-path', join(WAN, 'emulator', 'Cargo.toml')]);
+  sh('bash', [join(WAN, 'netns.sh'), 'up', NS_A, NS_B]);
+  const ids = makeIdentities();
+  const rows: Row[] = [];
+  const emulators: Record<string, string> = {};
+  let port = 20000;
+  try {
+    for (const scenario of scenarios) {
+      const { emulator } = await withEmulator(scenario, async () => {
+        for (const c of cases(ids)) {
+          const samples: Sample[] = [];
+          for (let i = 0; i < REPS; i++) {
+            const s = await c.run(port++);
+            process.stderr.write(
+              `${scenario.padEnd(13)} ${c.name.padEnd(40)} ${s.mbit.toFixed(1).padStart(8)} Mbit/s  ${s.note ?? ''}\n`,
+            );
+            samples.push(s);
+          }
+          rows.push(summarize(scenario, c, samples));
+        }
+      });
+      emulators[scenario] = emulator.trim().split('\n').at(-1) ?? '';
+    }
+  } finally {
+    sh('bash', [join(WAN, 'netns.sh'), 'down', NS_A, NS_B]);
+  }
+  const dir = join(REPO, 'docs', 'benchmarks');
+  mkdirSync(dir, { recursive: true });
+  const md = markdown(rows, emulators);
+  writeFileSync(join(dir, 'wan.md'), md);
+  writeFileSync(
+    join(dir, 'wan.json'),
+    `${JSON.stringify({ machine: machineInfo(), mib: MIB, reps: REPS, rows, emulators }, null, 2)}\n`,
+  );
+  process.stdout.write(`${md}\nwrote ${join(dir, 'wan.md')}\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:wan failed: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
