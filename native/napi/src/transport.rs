@@ -182,6 +182,12 @@ impl BindingListener {
         self.inner.refused() as f64
     }
 
+    /// Stops accepting new connections; transfers already accepted go on.
+    #[napi]
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
     /// The next incoming transfer.
     #[napi]
     pub async fn accept(&self) -> Option<BindingIncoming> {

@@ -102,6 +102,11 @@ export class AmstListener {
     return this.handle.refused();
   }
 
+  /** Stops accepting; transfers already accepted go on. */
+  close(): void {
+    this.handle.close();
+  }
+
   async accept(): Promise<AmstIncoming | null> {
     const incoming = await callAsync(() => this.handle.accept());
     return incoming ? new AmstIncoming(incoming) : null;

@@ -181,6 +181,11 @@ impl Listener {
         self.refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Stops accepting: no new connections or transfers. Transfers already accepted go on.
+    pub fn close(&self) {
+        self.task.abort();
+    }
+
     /// The next transfer; `None` once the listener is closed.
     pub async fn accept(&self) -> Option<IncomingStream> {
         self.incoming.lock().await.recv().await
@@ -193,6 +198,8 @@ impl Drop for Listener {
     }
 }
 
+const SEEN_SESSIONS: usize = 4096;
+
 /// Reads each link's hello and hands it to its transfer, starting a new one when needed.
 async fn route(
     mut links: mpsc::Receiver<Result<Link>>,
@@ -201,6 +208,9 @@ async fn route(
     refused: Arc<std::sync::atomic::AtomicU64>,
 ) {
     let mut sessions: HashMap<[u8; 16], mpsc::Sender<(u32, Link)>> = HashMap::new();
+    // Sessions already handed out: a late connection (a resent FIN after the end) must not
+    // start the same transfer again. Bounded, oldest forgotten first.
+    let mut seen: std::collections::VecDeque<[u8; 16]> = std::collections::VecDeque::new();
     let (hellos_tx, mut hellos_rx) = mpsc::channel::<(Hello, Link)>(64);
     loop {
         tokio::select! {
@@ -229,6 +239,14 @@ async fn route(
                     let _ = tx.send((hello.conn, link)).await;
                     continue;
                 }
+                if seen.contains(&hello.session) {
+                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    continue;
+                }
+                if seen.len() >= SEEN_SESSIONS {
+                    seen.pop_front();
+                }
+                seen.push_back(hello.session);
                 let (tx, stream) = IncomingStream::start(hello.session, options.clone());
                 let _ = tx.send((hello.conn, link)).await;
                 sessions.insert(hello.session, tx);

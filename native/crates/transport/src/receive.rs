@@ -267,5 +267,12 @@ async fn read_frames(
         }
     };
     let _ = events.send((id, LinkEvent::Closed(outcome))).await;
-    ack_writer.abort();
+    // Let the last acks (the FIN's above all) go out and the TLS session close cleanly: the
+    // writer ends when the transfer drops this link's ack channel.
+    if tokio::time::timeout(Duration::from_secs(5), ack_writer)
+        .await
+        .is_err()
+    {
+        // A peer that does not read its acks gets closed without them.
+    }
 }

@@ -402,3 +402,33 @@ async fn cancel_stops_the_sender_and_fails_the_receiver() {
         "ERR_AMST_CANCELLED"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn back_to_back_transfers_to_one_listener_all_complete() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let id = pki.identity("node-a");
+    for round in 0..5u64 {
+        let data = Arc::new(random(3 << 20, 10 + round));
+        // A connection that arrives after its transfer ended is refused; the transfer is not
+        // started again, and the sender is already done.
+        let (got, report) = transfer(
+            LinkKind::Tcp,
+            Arc::clone(&data),
+            StreamCount::Fixed(4),
+            None,
+            &listener,
+            &id,
+        )
+        .await;
+        assert_eq!(got, *data, "round {round}");
+        assert_eq!(report.stats.bytes_acked, data.len() as u64);
+    }
+    listener.close();
+    assert!(
+        listener.accept().await.is_none(),
+        "a closed listener accepts nothing"
+    );
+}
