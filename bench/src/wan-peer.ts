@@ -2,10 +2,14 @@
  * One end of a WAN benchmark run, started inside a network namespace by wan.bench.ts. Prints
  * one JSON line with what it measured and exits.
  *
- *   wan-peer receive --kind tcp|quic --port P --identity DIR
- *   wan-peer send    --kind tcp|quic --host H --port P --identity DIR
+ *   wan-peer receive --kind tcp|quic --port P --identity DIR [--path native|js]
+ *   wan-peer send    --kind tcp|quic --host H --port P --identity DIR [--path native|js]
  *                    (--bytes N --seed S | --seconds T) [--streams N] [--max-streams N] [--congestion C]
+ *
+ * The JS path (libs/transport's node:tls reference) is TCP only; both ends print the SHA-256 of
+ * the stream, since its data is made in JS.
  */
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,6 +21,7 @@ import {
   type SendOptions,
   sendSynthetic,
 } from '@novacron/native';
+import { listenJs, sendJs, type TlsIdentity } from '@novacron/transport';
 
 function identity(dir: string): NodeIdentity {
   const read = (f: string) => readFileSync(join(dir, f), 'utf8');
@@ -26,6 +31,76 @@ function identity(dir: string): NodeIdentity {
 function out(result: object): void {
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
+
+function tlsIdentity(dir: string): TlsIdentity {
+  const id = identity(dir);
+  return { ca: id.caPem, cert: id.certPem, key: id.keyPem };
+}
+
+async function receiveJs(port: number, dir: string): Promise<void> {
+  const listener = await listenJs({
+    host: '0.0.0.0',
+    port,
+    identity: tlsIdentity(dir),
+    orphanTimeoutMs: 3000,
+  });
+  out({ listening: listener.port });
+  const stream = await listener.accept();
+  const started = process.hrtime.bigint();
+  const hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    for await (const piece of stream ?? []) {
+      bytes += piece.length;
+      hash.update(piece);
+    }
+    out({
+      bytes,
+      sha256: hash.digest('hex'),
+      seconds: Number(process.hrtime.bigint() - started) / 1e9,
+      complete: true,
+    });
+  } catch (e) {
+    out({ bytes, complete: false, error: (e as { code?: string }).code });
+  }
+  // The JS listener's close() destroys sockets at once and can drop the FIN's ack (see
+  // docs/amst.md): give the sender time to have it, then let process exit close the sockets.
+  await new Promise((r) => setTimeout(r, 1500));
+  process.exit(0);
+}
+
+async function sendWithJs(o: SendOptions, bytes: number): Promise<void> {
+  const piece = Buffer.alloc(4 << 20);
+  for (let i = 0; i < piece.length; i += 4) piece.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+  const hash = createHash('sha256');
+  async function* source(): AsyncGenerator<Buffer> {
+    for (let left = bytes; left > 0; left -= piece.length) {
+      const p = piece.subarray(0, Math.min(left, piece.length));
+      hash.update(p);
+      yield p;
+    }
+  }
+  const r = await sendJs(
+    {
+      host: o.host,
+      port: o.port,
+      serverName: o.serverName,
+      identity: tlsIdentity(DIR),
+      streams: o.streams ?? 'adaptive',
+    },
+    source(),
+  );
+  const maxStreams = r.connections.length;
+  out({
+    bytes: r.bytes,
+    seconds: r.seconds,
+    maxStreams,
+    resent: r.stats.framesResent,
+    sha256: hash.digest('hex'),
+  });
+}
+
+let DIR = '.';
 
 async function receive(kind: LinkKind, port: number, dir: string): Promise<void> {
   const listener = await AmstListener.bind({
@@ -115,11 +190,15 @@ async function main(): Promise<void> {
       streams: { type: 'string' },
       'max-streams': { type: 'string' },
       congestion: { type: 'string', default: 'default' },
+      path: { type: 'string', default: 'native' },
     },
   });
   const kind = values.kind as LinkKind;
   const dir = values.identity ?? '.';
-  if (positionals[0] === 'receive') return receive(kind, Number(values.port), dir);
+  DIR = dir;
+  const js = values.path === 'js';
+  if (positionals[0] === 'receive')
+    return js ? receiveJs(Number(values.port), dir) : receive(kind, Number(values.port), dir);
   if (positionals[0] !== 'send') throw new Error('usage: wan-peer receive|send ...');
   const options: SendOptions = {
     kind,
@@ -133,6 +212,7 @@ async function main(): Promise<void> {
   if (values['max-streams'] !== undefined) options.maxStreams = Number(values['max-streams']);
   const bytes = values.bytes === undefined ? undefined : Number(values.bytes);
   const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+  if (js) return sendWithJs(options, bytes ?? 256 << 20);
   return send(options, bytes, Number(values.seed), seconds);
 }
 

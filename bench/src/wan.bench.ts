@@ -36,7 +36,7 @@ const BASELINE_SECONDS = Number(process.env.DWCP_WAN_BASELINE_SECONDS ?? 20);
 
 interface Case {
   name: string;
-  kind: 'dwcp' | 'baseline';
+  kind: 'dwcp' | 'baseline' | 'js';
   run: (port: number) => Promise<Sample>;
 }
 
@@ -50,7 +50,7 @@ interface Sample {
 interface Row {
   scenario: string;
   name: string;
-  kind: 'dwcp' | 'baseline';
+  kind: 'dwcp' | 'baseline' | 'js';
   samples: Sample[];
   meanMbit: number;
   minMbit: number;
@@ -140,7 +140,11 @@ async function dwcpRun(
     mbit: (Number(sent.bytes) * 8) / Number(sent.seconds) / 1e6,
     note: `max ${String(sent.maxStreams)} streams, ${String(sent.resent)} frames resent`,
   };
-  if (bytes !== undefined) {
+  if (typeof sent.sha256 === 'string') {
+    if (got.sha256 !== sent.sha256)
+      throw new Error(`JS path: received SHA-256 ${String(got.sha256)} != sent ${sent.sha256}`);
+    sample.note += ', SHA-256 verified';
+  } else if (bytes !== undefined) {
     const expected = await syntheticBlake3(bytes, port);
     if (got.blake3 !== expected || got.bytes !== bytes) {
       throw new Error(

@@ -108,6 +108,14 @@ impl Dialer {
         })
     }
 
+    /// Ends every connection this dialer made. TCP connections close with their sockets; QUIC
+    /// ones need an explicit close or the peer waits for its idle timeout.
+    pub async fn close(&self) {
+        if let DialerKind::Quic(q) = &self.inner {
+            q.close().await;
+        }
+    }
+
     /// Connects, authenticates both ends and sends the hello.
     pub async fn dial(&self, hello: Hello) -> Result<Link> {
         let mut link = match &self.inner {

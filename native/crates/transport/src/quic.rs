@@ -57,6 +57,13 @@ impl QuicClient {
         Ok(QuicClient { endpoint, config })
     }
 
+    /// Closes every connection of this endpoint at once (CONNECTION_CLOSE), so the peer learns
+    /// immediately instead of after its idle timeout, and waits briefly for that to go out.
+    pub async fn close(&self) {
+        self.endpoint.close(VarInt::from_u32(0), b"transfer over");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+
     pub async fn dial(&self, addr: SocketAddr, server_name: &str) -> Result<Link> {
         let connecting = self
             .endpoint

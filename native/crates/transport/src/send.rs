@@ -90,6 +90,18 @@ enum ConnEvent {
 /// transfer fail) and the result is [`TransportError::Cancelled`].
 pub async fn send_stream(
     dialer: Dialer,
+    source: mpsc::Receiver<Bytes>,
+    options: SendOptions,
+    cancel: watch::Receiver<bool>,
+    progress: Option<watch::Sender<TransferStats>>,
+) -> Result<SendReport> {
+    let result = run_transfer(dialer.clone(), source, options, cancel, progress).await;
+    dialer.close().await;
+    result
+}
+
+async fn run_transfer(
+    dialer: Dialer,
     mut source: mpsc::Receiver<Bytes>,
     options: SendOptions,
     mut cancel: watch::Receiver<bool>,
