@@ -44,6 +44,8 @@ interface Sample {
   mbit: number;
   bytes: number;
   seconds: number;
+  /** Sender plus receiver CPU seconds per GB (10^9 bytes) delivered. */
+  cpuPerGb?: number;
   note?: string;
 }
 
@@ -55,6 +57,7 @@ interface Row {
   meanMbit: number;
   minMbit: number;
   maxMbit: number;
+  cpuPerGb: number;
 }
 
 function sh(cmd: string, args: string[]): string {
@@ -138,6 +141,7 @@ async function dwcpRun(
     bytes: Number(sent.bytes),
     seconds: Number(sent.seconds),
     mbit: (Number(sent.bytes) * 8) / Number(sent.seconds) / 1e6,
+    cpuPerGb: (Number(sent.cpuSeconds) + Number(got.cpuSeconds)) / (Number(sent.bytes) / 1e9),
     note: `max ${String(sent.maxStreams)} streams, ${String(sent.resent)} frames resent`,
   };
   if (typeof sent.sha256 === 'string') {
@@ -256,6 +260,7 @@ function summarize(scenario: string, c: Case, samples: Sample[]): Row {
     meanMbit: mbits.reduce((a, b) => a + b, 0) / mbits.length,
     minMbit: Math.min(...mbits),
     maxMbit: Math.max(...mbits),
+    cpuPerGb: samples.reduce((a, s) => a + (s.cpuPerGb ?? Number.NaN), 0) / samples.length,
   };
 }
 
@@ -269,6 +274,8 @@ function markdown(rows: Row[], emulators: Record<string, string>): string {
     `- path: two network namespaces joined by bench/wan's user-space TUN emulator (delay, jitter, loss, token-bucket rate cap)`,
     `- DWCP runs move ${MIB} MiB of incompressible data each and check the receiver's BLAKE3; baselines run ${BASELINE_SECONDS} s each`,
     `- each case repeated ${REPS}×; Mbit/s are 10^6 bits of payload per second`,
+    '- CPU s/GB: CPU seconds of sender plus receiver (every thread) per 10^9 bytes delivered; for iperf3, from its own host+remote utilisation',
+    '- sender and receiver share the 2 cores with the emulator, so at high rates CPU, not the path, can be the limit',
     '',
   ];
   for (const scenario of scenarios) {
@@ -291,7 +298,7 @@ function markdown(rows: Row[], emulators: Record<string, string>): string {
     const bbr = rs.find((r) => r.name.startsWith('TCP bbr'))?.meanMbit ?? Number.NaN;
     out.push(
       '',
-      `Best DWCP: ${best.toFixed(1)} Mbit/s = ${((100 * best) / link).toFixed(0)}% of the link, ${(best / cubic).toFixed(1)}× one cubic stream, ${(best / bbr).toFixed(2)}× one bbr stream.`,
+      `Best DWCP: ${best.toFixed(1)} Mbit/s = ${((100 * best) / link).toFixed(0)}% of the link, ${(best / cubic).toFixed(1)}× one cubic stream, ${(best / bbr).toFixed(2)}× one bbr stream, ${(best / Math.max(cubic, bbr)).toFixed(2)}× the better single TCP stream.`,
       '',
       `Emulator stats: \`${emulators[scenario] ?? 'n/a'}\``,
       '',
