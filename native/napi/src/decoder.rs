@@ -1,14 +1,13 @@
 //! `HdeDecoder`: stream bytes in, verified raw bytes out.
 
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use dwcp_hde::{Decoder, DecoderStats};
 use napi::bindgen_prelude::{AbortSignal, AsyncTask, Buffer};
 use napi_derive::napi;
 
-use crate::encoder::{busy_error, lock_core, Release};
-use crate::error::{guard, to_napi};
+use crate::error::guard;
+use crate::exclusive::Exclusive;
 use crate::store::{BindingChunkStore, SharedStore};
 use crate::work::Work;
 
@@ -37,8 +36,7 @@ impl From<DecoderStats> for BindingDecoderStats {
 /// resolved from it; without, this stream's chunks are held in memory.
 #[napi(js_name = "HdeDecoder")]
 pub struct BindingDecoder {
-    inner: Arc<Mutex<Decoder>>,
-    busy: Arc<AtomicBool>,
+    core: Exclusive<Decoder>,
 }
 
 #[napi]
@@ -50,20 +48,15 @@ impl BindingDecoder {
             None => Decoder::in_memory(),
         };
         BindingDecoder {
-            inner: Arc::new(Mutex::new(decoder)),
-            busy: Arc::new(AtomicBool::new(false)),
+            core: Exclusive::new(decoder),
         }
     }
 
     /// Consumes stream bytes; returns the raw bytes they complete.
     #[napi(catch_unwind)]
     pub fn push_sync(&self, data: Buffer) -> napi::Result<Buffer> {
-        self.idle()?;
-        guard(|| {
-            let mut out = Vec::with_capacity(data.len() * 2);
-            lock_core(&self.inner)?.push(&data, &mut out)?;
-            Ok(out.into())
-        })
+        let mut decoder = self.core.lock()?;
+        guard(|| push(&mut decoder, &data))
     }
 
     /// [`push_sync`](Self::push_sync) on a worker thread.
@@ -73,37 +66,25 @@ impl BindingDecoder {
         data: Buffer,
         signal: Option<AbortSignal>,
     ) -> napi::Result<AsyncTask<Work<Buffer>>> {
-        if self.busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            return Err(busy_error());
-        }
-        let (inner, busy) = (Arc::clone(&self.inner), Arc::clone(&self.busy));
-        Ok(AsyncTask::with_optional_signal(
-            Work::new(move || {
-                let _release = Release(busy);
-                let mut out = Vec::with_capacity(data.len() * 2);
-                lock_core(&inner)?.push(&data, &mut out)?;
-                Ok(out.into())
-            }),
-            signal,
-        ))
+        let job = self.core.job(move |decoder| push(decoder, &data))?;
+        Ok(AsyncTask::with_optional_signal(job, signal))
     }
 
     /// Checks the stream ended with a verified END record.
     #[napi(catch_unwind)]
     pub fn finish(&self) -> napi::Result<()> {
-        self.idle()?;
-        guard(|| lock_core(&self.inner)?.finish())
+        let mut decoder = self.core.lock()?;
+        guard(|| decoder.finish())
     }
 
     #[napi]
     pub fn stats(&self) -> napi::Result<BindingDecoderStats> {
-        Ok(lock_core(&self.inner).map_err(to_napi)?.stats().into())
+        Ok(self.core.lock()?.stats().into())
     }
+}
 
-    fn idle(&self) -> napi::Result<()> {
-        if self.busy.load(std::sync::atomic::Ordering::Acquire) {
-            return Err(busy_error());
-        }
-        Ok(())
-    }
+fn push(decoder: &mut Decoder, data: &[u8]) -> dwcp_hde::Result<Buffer> {
+    let mut out = Vec::with_capacity(data.len() * 2);
+    decoder.push(data, &mut out)?;
+    Ok(out.into())
 }

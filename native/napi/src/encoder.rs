@@ -1,13 +1,11 @@
 //! `HdeEncoder`: a whole buffer in, whole records out; no per-chunk call crosses into JS.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-
 use dwcp_hde::{ChunkId, ChunkerParams, CodecLevel, Encoder, EncoderStats};
 use napi::bindgen_prelude::{AbortSignal, AsyncTask, Buffer};
 use napi_derive::napi;
 
 use crate::error::{guard, to_napi};
+use crate::exclusive::Exclusive;
 use crate::options::{BindingChunkerOptions, BindingCodecOptions};
 use crate::work::Work;
 
@@ -50,8 +48,7 @@ pub struct BindingEncoderOptions {
 /// Encodes one stream. Await each push before the next: records must stay in order.
 #[napi(js_name = "HdeEncoder")]
 pub struct BindingEncoder {
-    inner: Arc<Mutex<Encoder>>,
-    busy: Arc<AtomicBool>,
+    core: Exclusive<Encoder>,
 }
 
 #[napi]
@@ -67,8 +64,7 @@ impl BindingEncoder {
             )
         })?;
         Ok(BindingEncoder {
-            inner: Arc::new(Mutex::new(encoder)),
-            busy: Arc::new(AtomicBool::new(false)),
+            core: Exclusive::new(encoder),
         })
     }
 
@@ -80,7 +76,7 @@ impl BindingEncoder {
             .map(|s| ChunkId::from_hex(s))
             .collect::<dwcp_hde::Result<Vec<_>>>()
             .map_err(to_napi)?;
-        self.lock()?.mark_present(parsed);
+        self.core.lock()?.mark_present(parsed);
         Ok(())
     }
 
@@ -88,25 +84,21 @@ impl BindingEncoder {
     #[napi(catch_unwind)]
     pub fn set_codec(&self, codec: BindingCodecOptions) -> napi::Result<()> {
         let level = CodecLevel::try_from(codec).map_err(to_napi)?;
-        self.lock()?.set_level(level);
+        self.core.lock()?.set_level(level);
         Ok(())
     }
 
     /// Counters so far.
     #[napi]
     pub fn stats(&self) -> napi::Result<BindingEncoderStats> {
-        Ok(self.lock()?.stats().into())
+        Ok(self.core.lock()?.stats().into())
     }
 
     /// Encodes `data`; returns the records completed by it (possibly empty).
     #[napi(catch_unwind)]
     pub fn push_sync(&self, data: Buffer) -> napi::Result<Buffer> {
-        let mut encoder = self.lock()?;
-        guard(|| {
-            let mut out = Vec::with_capacity(data.len() + 4096);
-            encoder.push(&data, &mut out)?;
-            Ok(out.into())
-        })
+        let mut encoder = self.core.lock()?;
+        guard(|| push(&mut encoder, &data))
     }
 
     /// [`push_sync`](Self::push_sync) on a worker thread.
@@ -116,59 +108,24 @@ impl BindingEncoder {
         data: Buffer,
         signal: Option<AbortSignal>,
     ) -> napi::Result<AsyncTask<Work<Buffer>>> {
-        let (inner, busy) = self.claim()?;
-        Ok(AsyncTask::with_optional_signal(
-            Work::new(move || {
-                let _release = Release(busy);
-                let mut out = Vec::with_capacity(data.len() + 4096);
-                lock_core(&inner)?.push(&data, &mut out)?;
-                Ok(out.into())
-            }),
-            signal,
-        ))
+        let job = self.core.job(move |encoder| push(encoder, &data))?;
+        Ok(AsyncTask::with_optional_signal(job, signal))
     }
 
     /// Ends the stream: the last chunk and the END record.
     #[napi(catch_unwind)]
     pub fn finish_sync(&self) -> napi::Result<Buffer> {
-        let mut encoder = self.lock()?;
+        let mut encoder = self.core.lock()?;
         guard(|| {
             let mut out = Vec::new();
             encoder.finish(&mut out)?;
             Ok(out.into())
         })
     }
-
-    fn lock(&self) -> napi::Result<std::sync::MutexGuard<'_, Encoder>> {
-        if self.busy.load(Ordering::Acquire) {
-            return Err(busy_error());
-        }
-        lock_core(&self.inner).map_err(to_napi)
-    }
-
-    fn claim(&self) -> napi::Result<(Arc<Mutex<Encoder>>, Arc<AtomicBool>)> {
-        if self.busy.swap(true, Ordering::AcqRel) {
-            return Err(busy_error());
-        }
-        Ok((Arc::clone(&self.inner), Arc::clone(&self.busy)))
-    }
 }
 
-pub(crate) fn busy_error() -> napi::Error {
-    napi::Error::from_reason("ERR_HDE_BUSY: a previous push has not finished; await it first")
-}
-
-/// Clears the busy flag when the worker is done, on every path.
-pub(crate) struct Release(pub Arc<AtomicBool>);
-
-impl Drop for Release {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
-    }
-}
-
-/// A poisoned lock means an earlier call panicked mid-stream: the stream is unusable.
-pub(crate) fn lock_core<T>(m: &Mutex<T>) -> dwcp_hde::Result<std::sync::MutexGuard<'_, T>> {
-    m.lock()
-        .map_err(|_| dwcp_hde::HdeError::Finished("stream (after an internal panic)"))
+fn push(encoder: &mut Encoder, data: &[u8]) -> dwcp_hde::Result<Buffer> {
+    let mut out = Vec::with_capacity(data.len() + 4096);
+    encoder.push(data, &mut out)?;
+    Ok(out.into())
 }

@@ -6,6 +6,7 @@ mod chunking;
 mod decoder;
 mod encoder;
 mod error;
+mod exclusive;
 mod frames;
 mod options;
 mod store;

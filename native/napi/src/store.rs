@@ -6,8 +6,8 @@ use dwcp_hde::{ChunkCache, ChunkId, ChunkStore, CodecLevel};
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
-use crate::encoder::lock_core;
 use crate::error::{guard, to_napi};
+use crate::exclusive::lock_core;
 use crate::options::{byte_count, BindingCodecOptions};
 
 /// The result of a full verification.

@@ -31,6 +31,15 @@ pub struct EncoderStats {
 #[derive(Debug)]
 pub struct Encoder {
     chunker: Chunker,
+    records: Records,
+    started: bool,
+    finished: bool,
+}
+
+/// Everything that turns one cut chunk into a record; separate from the chunker so that the
+/// chunker's callback can borrow it while the chunker is borrowed too.
+#[derive(Debug)]
+struct Records {
     level: CodecLevel,
     /// Chunks the receiver has: announced by it, or sent earlier in this stream.
     present: HashSet<ChunkId>,
@@ -38,8 +47,6 @@ pub struct Encoder {
     /// this pins the exact stream at a fraction of the cost of rehashing the content.
     stream_digest: blake3::Hasher,
     stats: EncoderStats,
-    started: bool,
-    finished: bool,
 }
 
 impl Encoder {
@@ -47,10 +54,12 @@ impl Encoder {
     pub fn new(params: ChunkerParams, level: CodecLevel) -> Result<Self> {
         Ok(Encoder {
             chunker: Chunker::new(params)?,
-            level,
-            present: HashSet::new(),
-            stream_digest: blake3::Hasher::new(),
-            stats: EncoderStats::default(),
+            records: Records {
+                level,
+                present: HashSet::new(),
+                stream_digest: blake3::Hasher::new(),
+                stats: EncoderStats::default(),
+            },
             started: false,
             finished: false,
         })
@@ -58,50 +67,34 @@ impl Encoder {
 
     /// Records that the receiver already holds these chunks, so they go out as REFs.
     pub fn mark_present(&mut self, ids: impl IntoIterator<Item = ChunkId>) {
-        self.present.extend(ids);
+        self.records.present.extend(ids);
     }
 
     /// Changes the codec level from the next chunk on, e.g. when the predicted bandwidth moves.
     pub fn set_level(&mut self, level: CodecLevel) {
-        self.level = level;
+        self.records.level = level;
     }
 
     /// The counters so far.
     pub fn stats(&self) -> EncoderStats {
-        self.stats
+        self.records.stats
     }
 
     /// Encodes `data`, appending whole records to `out`. A partial chunk is held back.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
         self.start(out)?;
-        let Encoder {
-            chunker,
-            level,
-            present,
-            stream_digest,
-            stats,
-            ..
-        } = self;
-        stats.bytes_in += data.len() as u64;
-        chunker.push(data, |chunk| {
-            emit(chunk, *level, present, stream_digest, stats, out)
-        })
+        let records = &mut self.records;
+        records.stats.bytes_in += data.len() as u64;
+        self.chunker.push(data, |chunk| records.emit(chunk, out))
     }
 
     /// Flushes the held-back chunk and writes the END record.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
         self.start(out)?;
-        let Encoder {
-            chunker,
-            level,
-            present,
-            stream_digest,
-            stats,
-            ..
-        } = self;
-        chunker.finish(|chunk| emit(chunk, *level, present, stream_digest, stats, out))?;
-        let digest = ChunkId(*self.stream_digest.finalize().as_bytes());
-        self.stats.bytes_out += wire::write_end(out, self.stats.bytes_in, &digest) as u64;
+        let records = &mut self.records;
+        self.chunker.finish(|chunk| records.emit(chunk, out))?;
+        let digest = ChunkId(*records.stream_digest.finalize().as_bytes());
+        records.stats.bytes_out += wire::write_end(out, records.stats.bytes_in, &digest) as u64;
         self.finished = true;
         Ok(())
     }
@@ -112,33 +105,29 @@ impl Encoder {
         }
         if !self.started {
             out.extend_from_slice(&wire::STREAM_HEADER);
-            self.stats.bytes_out += wire::STREAM_HEADER.len() as u64;
+            self.records.stats.bytes_out += wire::STREAM_HEADER.len() as u64;
             self.started = true;
         }
         Ok(())
     }
 }
 
-fn emit(
-    chunk: &[u8],
-    level: CodecLevel,
-    present: &mut HashSet<ChunkId>,
-    stream_digest: &mut blake3::Hasher,
-    stats: &mut EncoderStats,
-    out: &mut Vec<u8>,
-) -> Result<()> {
-    let id = ChunkId::of(chunk);
-    stream_digest.update(&id.0);
-    stats.chunks += 1;
-    if present.insert(id) {
-        let written = wire::write_chunk(out, &id, chunk, level)?;
-        stats.sent_raw_bytes += chunk.len() as u64;
-        stats.sent_frame_bytes += (written - 33) as u64;
-        stats.bytes_out += written as u64;
-    } else {
-        stats.dedup_chunks += 1;
-        stats.dedup_bytes += chunk.len() as u64;
-        stats.bytes_out += wire::write_ref(out, &id, chunk.len())? as u64;
+impl Records {
+    fn emit(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let id = ChunkId::of(chunk);
+        self.stream_digest.update(&id.0);
+        let stats = &mut self.stats;
+        stats.chunks += 1;
+        if self.present.insert(id) {
+            let written = wire::write_chunk(out, &id, chunk, self.level)?;
+            stats.sent_raw_bytes += chunk.len() as u64;
+            stats.sent_frame_bytes += (written - 33) as u64;
+            stats.bytes_out += written as u64;
+        } else {
+            stats.dedup_chunks += 1;
+            stats.dedup_bytes += chunk.len() as u64;
+            stats.bytes_out += wire::write_ref(out, &id, chunk.len())? as u64;
+        }
+        Ok(())
     }
-    Ok(())
 }
