@@ -162,7 +162,12 @@ async function dwcpRun(
 
 async function iperf(cc: 'cubic' | 'bbr', port: number): Promise<Sample> {
   const server = inNs(NS_B, 'iperf3', ['-s', '-1', '-p', String(port)]);
-  await new Promise((r) => setTimeout(r, 500));
+  // A fresh one-shot server per run: a long-lived one keeps the previous client's -C setting.
+  for (let i = 0; i < 50; i++) {
+    const listening = sh('ip', ['netns', 'exec', NS_B, 'ss', '-Hltn', `sport = :${port}`]).trim();
+    if (listening !== '') break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const client = inNs(NS_A, 'iperf3', [
     '-c',
     ADDR_B,
@@ -212,6 +217,11 @@ function cases(ids: string): Case[] {
       name: 'DWCP-adaptive (TCP bbr, 1..16 streams)',
       kind: 'dwcp',
       run: (p) => dwcpRun(ids, p, 'tcp', ['--congestion', 'bbr'], bytes),
+    },
+    {
+      name: 'pure-JS path (node:tls, 8 streams, kernel default bbr)',
+      kind: 'js',
+      run: (p) => dwcpRun(ids, p, 'tcp', ['--streams', '8', '--path', 'js'], bytes),
     },
   ];
 }
