@@ -133,9 +133,18 @@ async function dwcpRun(
     join(ids, 'node-a'),
   ];
   const sender = inNs(NS_A, process.execPath, [...args, ...limit, ...extra]);
-  const sent = await nextJson(lines(sender));
-  const got = await nextJson(rx);
+  let sent: Record<string, unknown>;
+  let got: Record<string, unknown>;
+  try {
+    sent = await nextJson(lines(sender));
+    got = await nextJson(rx);
+  } finally {
+    sender.kill();
+    receiver.kill();
+  }
   await Promise.all([exited(sender), exited(receiver)]);
+  if (got.complete === false)
+    throw new Error(`receiver: ${String(got.error)} after ${String(got.bytes)} bytes`);
   if (typeof sent.error === 'string') throw new Error(`sender: ${sent.error} ${String(sent.message)}`);
   const sample: Sample = {
     bytes: Number(sent.bytes),
@@ -186,11 +195,22 @@ async function iperf(cc: 'cubic' | 'bbr', port: number): Promise<Sample> {
   await exited(client);
   server.kill();
   const r = JSON.parse(json) as {
-    end?: { sum_received?: { bits_per_second: number; bytes: number; seconds: number } };
+    end?: {
+      sum_received?: { bits_per_second: number; bytes: number; seconds: number };
+      cpu_utilization_percent?: { host_total: number; remote_total: number };
+    };
   };
   const sum = r.end?.sum_received;
   if (!sum) throw new Error(`iperf3 ${cc} gave no result: ${json.slice(0, 200)}`);
-  return { mbit: sum.bits_per_second / 1e6, bytes: sum.bytes, seconds: sum.seconds, note: `iperf3 -C ${cc}` };
+  const cpu = r.end?.cpu_utilization_percent;
+  const cpuSeconds = cpu ? ((cpu.host_total + cpu.remote_total) / 100) * sum.seconds : Number.NaN;
+  return {
+    mbit: sum.bits_per_second / 1e6,
+    bytes: sum.bytes,
+    seconds: sum.seconds,
+    cpuPerGb: cpuSeconds / (sum.bytes / 1e9),
+    note: `iperf3 -C ${cc}`,
+  };
 }
 
 function cases(ids: string): Case[] {
@@ -261,7 +281,8 @@ async function withEmulator<T>(
 }
 
 function summarize(scenario: string, c: Case, samples: Sample[]): Row {
-  const mbits = samples.map((s) => s.mbit);
+  const ok = samples.filter((s) => !Number.isNaN(s.mbit));
+  const mbits = ok.length > 0 ? ok.map((s) => s.mbit) : [Number.NaN];
   return {
     scenario,
     name: c.name,
@@ -270,7 +291,7 @@ function summarize(scenario: string, c: Case, samples: Sample[]): Row {
     meanMbit: mbits.reduce((a, b) => a + b, 0) / mbits.length,
     minMbit: Math.min(...mbits),
     maxMbit: Math.max(...mbits),
-    cpuPerGb: samples.reduce((a, s) => a + (s.cpuPerGb ?? Number.NaN), 0) / samples.length,
+    cpuPerGb: ok.reduce((a, s) => a + (s.cpuPerGb ?? Number.NaN), 0) / Math.max(1, ok.length),
   };
 }
 
@@ -295,12 +316,12 @@ function markdown(rows: Row[], emulators: Record<string, string>): string {
     out.push(
       `## ${scenario} (link ${link} Mbit/s)`,
       '',
-      '| case | mean Mbit/s | min | max | % of link | runs |',
-      '|---|---:|---:|---:|---:|---|',
+      '| case | mean Mbit/s | min | max | % of link | CPU s/GB (both ends) | runs |',
+      '|---|---:|---:|---:|---:|---:|---|',
     );
     for (const r of rs) {
       out.push(
-        `| ${r.name} | ${r.meanMbit.toFixed(1)} | ${r.minMbit.toFixed(1)} | ${r.maxMbit.toFixed(1)} | ${((100 * r.meanMbit) / link).toFixed(0)}% | ${r.samples.map((s) => s.note ?? '').join('; ')} |`,
+        `| ${r.name} | ${r.meanMbit.toFixed(1)} | ${r.minMbit.toFixed(1)} | ${r.maxMbit.toFixed(1)} | ${((100 * r.meanMbit) / link).toFixed(0)}% | ${r.cpuPerGb.toFixed(1)} | ${r.samples.map((s) => s.note ?? '').join('; ')} |`,
       );
     }
     const best = Math.max(...rs.filter((r) => r.kind === 'dwcp').map((r) => r.meanMbit));
@@ -336,7 +357,15 @@ async function main(): Promise<void> {
         for (const c of cases(ids)) {
           const samples: Sample[] = [];
           for (let i = 0; i < REPS; i++) {
-            const s = await c.run(port++);
+            // A failed run is reported as such, and the benchmark goes on.
+            const s = await c.run(port++).catch(
+              (e: unknown): Sample => ({
+                mbit: Number.NaN,
+                bytes: 0,
+                seconds: 0,
+                note: `FAILED: ${(e as Error).message}`,
+              }),
+            );
             process.stderr.write(
               `${scenario.padEnd(13)} ${c.name.padEnd(40)} ${s.mbit.toFixed(1).padStart(8)} Mbit/s  ${s.note ?? ''}\n`,
             );
