@@ -200,6 +200,11 @@ impl Sender {
         self.fin_acked
     }
 
+    /// Whether every data frame is delivered in order and only the FIN's ack is outstanding.
+    pub fn all_data_acked(&self) -> bool {
+        self.finishing && self.cumulative == self.next_seq
+    }
+
     /// Live connection ids.
     pub fn connections(&self) -> Vec<ConnId> {
         self.conns.keys().copied().collect()

@@ -69,10 +69,7 @@ impl QuicClient {
             .endpoint
             .connect_with(self.config.clone(), addr, server_name)
             .map_err(|e| TransportError::io(format!("QUIC connect to {addr}"), e))?;
-        let conn = connecting.await.map_err(|e| TransportError::Tls {
-            peer: addr.to_string(),
-            reason: e.to_string(),
-        })?;
+        let conn = connecting.await.map_err(|e| classify(addr, e))?;
         let (send, recv) = conn
             .open_bi()
             .await
@@ -131,4 +128,23 @@ pub fn listen(
         }
     });
     Ok(local)
+}
+
+/// A refused certificate (a TLS alert, QUIC crypto error 0x100..0x1ff) is a TLS error and will
+/// not heal; a timeout or reset on a lossy path is I/O and worth another try.
+fn classify(addr: SocketAddr, e: quinn::ConnectionError) -> TransportError {
+    let crypto = |code: quinn::TransportErrorCode| (0x100..0x200).contains(&u64::from(code));
+    let tls = match &e {
+        quinn::ConnectionError::TransportError(t) => crypto(t.code),
+        quinn::ConnectionError::ConnectionClosed(c) => crypto(c.error_code),
+        _ => false,
+    };
+    if tls {
+        TransportError::Tls {
+            peer: addr.to_string(),
+            reason: e.to_string(),
+        }
+    } else {
+        TransportError::io(format!("QUIC connect to {addr}"), e)
+    }
 }

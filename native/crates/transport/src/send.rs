@@ -154,7 +154,10 @@ async fn run_transfer(
             .as_ref()
             .map_or(fixed, StreamCountController::target);
         let live = u32::try_from(writers.len()).unwrap_or(u32::MAX);
-        while live + dialing < target {
+        // Once the receiver has every byte it may close its side of the other connections; do
+        // not replace them (it refuses a finished session), unless none is left to carry the FIN.
+        let draining = sender.all_data_acked() && !writers.is_empty();
+        while !draining && live + dialing < target {
             if dial_failures >= options.max_dial_failures {
                 return Err(last_error.unwrap_or_else(|| {
                     TransportError::NoConnection("dialing keeps failing".into())
