@@ -113,6 +113,8 @@ async function dwcpRun(
     String(port),
     '--identity',
     join(ids, 'node-b'),
+    // The receiving end runs the same path as the sender, so a JS run is JS at both ends.
+    ...(extra.includes('js') ? ['--path', 'js'] : []),
   ]);
   const rx = lines(receiver);
   await nextJson(rx); // listening
