@@ -9,6 +9,9 @@ export default defineConfig({
       '@novacron/native': resolve(__dirname, 'native/napi/ts/index.ts'),
       '@novacron/hde': resolve(__dirname, 'libs/hde/src/index.ts'),
       '@novacron/transport': resolve(__dirname, 'libs/transport/src/index.ts'),
+      // The subpath comes first: an alias also matches `<key>/…`, so the bare key would swallow it.
+      '@novacron/cluster-state/testing': resolve(__dirname, 'libs/cluster-state/src/testing/index.ts'),
+      '@novacron/cluster-state': resolve(__dirname, 'libs/cluster-state/src/index.ts'),
     },
   },
   test: {

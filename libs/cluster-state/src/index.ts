@@ -1,0 +1,35 @@
+/** @novacron/cluster-state: the control plane's replicated state machine and the ClusterStore contract. */
+export { type CommandOutcome, decodeCommand, encodeCommand } from './commands';
+export {
+  DomainError,
+  type DomainErrorCode,
+  type DomainErrorInfo,
+  ERROR_CODES,
+  isDomainErrorCode,
+} from './errors';
+export { newMigrationId, newTokenId, newVmId } from './ids';
+export {
+  CANCELLABLE_PHASES,
+  canAdvance,
+  isTerminal,
+  TERMINAL_PHASES,
+  type TerminalPhase,
+} from './migration-phases';
+export { fits, type PlacementRequest, pickNode } from './placement';
+export * from './records';
+export {
+  type ClusterCommand,
+  type ClusterCommandType,
+  type CommandOf,
+  capacitySchema,
+  clusterCommandSchema,
+  fields,
+  issuePath,
+  labelSetSchema,
+  labelsSchema,
+  migrationStatsSchema,
+  type ValidClusterCommand,
+} from './schema';
+export { ClusterStateMachine } from './state-machine';
+export type { ClusterStatus, ClusterStore, RaftRole, ReadConsistency } from './store';
+export type { ClusterStateView } from './view';

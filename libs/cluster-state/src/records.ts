@@ -1,0 +1,100 @@
+/** The records the control plane replicates. Every record is immutable once stored (frozen). */
+
+export type NodeStatus = 'ready' | 'draining' | 'removed';
+
+export interface NodeCapacity {
+  vcpus: number;
+  memoryMiB: number;
+}
+
+export interface NodeRecord {
+  /** Stable name-like id, e.g. `node-1`. */
+  id: string;
+  /** The id this node has in the Raft configuration. */
+  raftId: number;
+  name: string;
+  /** Where this node's REST API listens, e.g. `https://10.0.0.5:7700`. */
+  apiUrl: string;
+  /** Where this node's peer (node-to-node gRPC) listener is, `host:port`. */
+  peerAddr: string;
+  status: NodeStatus;
+  capacity: NodeCapacity;
+  labels: Record<string, string>;
+  /** ISO-8601 time of the first registration, as the proposer saw it. */
+  joinedAt: string;
+  /** Log index of the last change to this record. */
+  revision: number;
+}
+
+/** `deleted` is only ever seen in the result of `vm.delete`: a deleted VM leaves the state. */
+export type VmState = 'stopped' | 'running' | 'migrating' | 'deleted';
+
+export interface VmRecord {
+  /** `vm-` followed by a short random id. */
+  id: string;
+  name: string;
+  image: string;
+  vcpus: number;
+  memoryMiB: number;
+  /** The node the VM is placed on (its source, while it migrates). */
+  nodeId: string;
+  state: VmState;
+  labels: Record<string, string>;
+  createdAt: string;
+  revision: number;
+}
+
+export const MIGRATION_PHASES = [
+  'pending',
+  'preparing',
+  'transferring',
+  'switching-over',
+  'done',
+  'failed',
+  'cancelled',
+] as const;
+
+export type MigrationPhase = (typeof MIGRATION_PHASES)[number];
+
+/** Filled in as they become known; a phase update merges into what is there. */
+export interface MigrationStats {
+  bytesIn?: number;
+  bytesOnWire?: number;
+  dedupRatio?: number;
+  compressionRatio?: number;
+  downtimeMs?: number;
+  totalMs?: number;
+}
+
+export interface MigrationRecord {
+  id: string;
+  vmId: string;
+  sourceNodeId: string;
+  targetNodeId: string;
+  phase: MigrationPhase;
+  /** Why it failed or was cancelled. */
+  reason?: string;
+  stats: MigrationStats;
+  createdAt: string;
+  updatedAt: string;
+  revision: number;
+}
+
+export const ROLES = ['viewer', 'operator', 'admin'] as const;
+
+export type Role = (typeof ROLES)[number];
+
+/** True when `held` grants at least what `required` does (viewer < operator < admin). */
+export function roleAtLeast(held: Role, required: Role): boolean {
+  return ROLES.indexOf(held) >= ROLES.indexOf(required);
+}
+
+export interface ApiTokenRecord {
+  id: string;
+  name: string;
+  role: Role;
+  /** Lower-case hex SHA-256 of the token; the token itself is never stored. */
+  sha256: string;
+  createdAt: string;
+  revision: number;
+}

@@ -1,0 +1,30 @@
+/** The contract between the API process and consensus: how commands are committed and state is read. */
+import type { ClusterCommand } from './schema';
+import type { ClusterStateView } from './view';
+
+export type ReadConsistency = 'linearizable' | 'local';
+
+export type RaftRole = 'leader' | 'follower' | 'candidate' | 'pre-candidate' | 'learner';
+
+export interface ClusterStatus {
+  nodeId: string;
+  raftId: number;
+  role: RaftRole;
+  leaderRaftId: number | null;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  voters: number[];
+  learners: number[];
+}
+
+export interface ClusterStore {
+  /** Commits the command through consensus (a follower forwards it to the leader) and resolves with the result of applying it. Rejects with DomainError: the command's own ERR_NOT_FOUND/ERR_CONFLICT/..., or ERR_UNAVAILABLE / ERR_TIMEOUT from consensus. */
+  execute(command: ClusterCommand): Promise<unknown>;
+  /** Runs `query` against local state. 'linearizable' (the default) first waits for a Raft ReadIndex so the read sees every write acknowledged before the call; 'local' reads whatever this node has applied. */
+  read<T>(query: (state: ClusterStateView) => T, consistency?: 'linearizable' | 'local'): Promise<T>;
+  /** This node's view of the cluster. */
+  status(): ClusterStatus;
+  /** Removes a member from the Raft configuration (conf change) and marks its node record removed. */
+  removeMember(nodeId: string): Promise<void>;
+}
