@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+/**
+ * `dwcp node start`: reads the config, starts consensus (libs/consensus, which hands back the
+ * Raft-backed ClusterStore), then the API process around it; SIGTERM/SIGINT shut it down cleanly.
+ */
+import 'reflect-metadata';
+import type { ClusterStore, NodeCapacity } from '@novacron/cluster-state';
+import type { Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { ClusterAdmission } from './api/admission';
+import { apiUrlOf, ConfigError, loadNodeConfig, type NodeConfig } from './config/node-config';
+import { createNodeLogger, type NodeHandle, startNode } from './start-node';
+
+/** What consensus gives the API process. */
+export interface ConsensusHandle {
+  store: ClusterStore;
+  admission?: ClusterAdmission;
+  /** Stops Raft (after handing leadership over); runs after the API has drained. */
+  close(): Promise<void>;
+}
+
+export type ConsensusOpener = (
+  config: NodeConfig,
+  registry: Registry,
+  logger: Logger,
+) => Promise<ConsensusHandle>;
+
+/** The part of libs/consensus this process uses, by shape, so the API builds without the native addon. */
+interface AcpModule {
+  startAcp(
+    cfg: {
+      dataDir: string;
+      nodeName: string;
+      clusterName: string;
+      peer: { host: string; port: number; advertise?: string };
+      apiUrl: string;
+      capacity: NodeCapacity;
+      join?: { url: string; token: string };
+      raft: NodeConfig['raft'];
+    },
+    registry: Registry,
+  ): Promise<{ store: ClusterStore; admit: ClusterAdmission; close(): Promise<void> }>;
+}
+
+/** Opens the Raft-backed store of libs/consensus (`@novacron/consensus`). */
+export const openAcp: ConsensusOpener = async (config, registry) => {
+  const acp = require('@novacron/consensus') as AcpModule;
+  const runtime = await acp.startAcp(
+    {
+      dataDir: config.dataDir,
+      nodeName: config.nodeName,
+      clusterName: config.clusterName,
+      peer: {
+        host: config.peer.host,
+        port: config.peer.port,
+        ...(config.peer.advertise !== undefined ? { advertise: config.peer.advertise } : {}),
+      },
+      apiUrl: apiUrlOf(config),
+      capacity: config.capacity,
+      ...(config.join !== undefined && config.joinToken !== undefined
+        ? { join: { url: config.join, token: config.joinToken } }
+        : {}),
+      raft: config.raft,
+    },
+    registry,
+  );
+  return {
+    store: runtime.store,
+    admission: (token, req) => runtime.admit(token, req),
+    close: () => runtime.close(),
+  };
+};
+
+/** Starts the node and resolves once it serves; the returned handle is also closed on SIGTERM/SIGINT. */
+export async function runNode(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv,
+  openConsensus: ConsensusOpener = openAcp,
+): Promise<NodeHandle> {
+  const config = loadNodeConfig({ argv, env });
+  const logger = createNodeLogger(config);
+  const registry = new Registry();
+  const consensus = await openConsensus(config, registry, logger);
+  const handle = await startNode(config, {
+    store: consensus.store,
+    logger,
+    registry,
+    ...(consensus.admission ? { admission: consensus.admission } : {}),
+    beforeShutdown: () => consensus.close(),
+  });
+  const onSignal = (signal: NodeJS.Signals) => {
+    logger.info({ signal }, 'signal received');
+    handle.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        logger.error({ err: e }, 'shutdown failed');
+        logger.flush();
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  return handle;
+}
+
+/** Exit status 2 for bad config (the message names the key), 1 for any other start-up failure. */
+export async function main(argv: readonly string[] = process.argv.slice(2)): Promise<void> {
+  try {
+    await runNode(argv, process.env);
+  } catch (e) {
+    process.stderr.write(`dwcp node: ${(e as Error).message}\n`);
+    process.exit(e instanceof ConfigError ? 2 : 1);
+  }
+}
+
+if (require.main === module) void main();

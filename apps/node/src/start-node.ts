@@ -1,0 +1,145 @@
+/**
+ * Starts the node's API process around a ClusterStore: REST (fastify) with OpenAPI, health and
+ * metrics, and the gRPC API. Consensus is started by the caller, which hands in its store.
+ */
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import type { ClusterStore } from '@novacron/cluster-state';
+import type { FastifyInstance } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { Registry } from 'prom-client';
+import type { ClusterAdmission } from './api/admission';
+import { type ProposalSource, systemProposalSource } from './api/proposal-source';
+import { NodeAppModule } from './app.module';
+import { listenerTls } from './config/listener-tls';
+import type { NodeConfig } from './config/node-config';
+import { GrpcApiServer } from './grpc/grpc-api.server';
+import { PinoNestLogger } from './logging/pino-nest-logger';
+
+export interface NodeDeps {
+  store: ClusterStore;
+  /** Defaults to JSON lines on stdout at config.logLevel. */
+  logger?: Logger;
+  /** Share one registry with consensus so /metrics shows both. */
+  registry?: Registry;
+  /** Admits joining nodes (POST /v1/cluster/join); without it this node refuses joins. */
+  admission?: ClusterAdmission;
+  /** Clock and id source for commands; tests may pin it. */
+  proposals?: ProposalSource;
+  /** Runs once the listeners have stopped and in-flight requests drained, before logs are flushed (e.g. stop Raft). */
+  beforeShutdown?: () => Promise<void> | void;
+}
+
+export interface NodeHandle {
+  app: NestFastifyApplication;
+  logger: Logger;
+  /** The REST API's actual base URL (with the port bound, if config asked for 0). */
+  apiUrl: string;
+  httpPort: number;
+  grpcPort: number;
+  /** Stops accepting, drains in-flight requests, runs beforeShutdown, flushes logs. Idempotent. */
+  close(): Promise<void>;
+}
+
+export function createNodeLogger(config: NodeConfig): Logger {
+  return pino(
+    { level: config.logLevel, base: { node: config.nodeName }, timestamp: pino.stdTimeFunctions.isoTime },
+    pino.destination({ dest: 1, sync: false }),
+  );
+}
+
+function installSwagger(app: NestFastifyApplication, fastify: FastifyInstance): void {
+  const document = SwaggerModule.createDocument(
+    app,
+    new DocumentBuilder()
+      .setTitle('NovaCron DWCP node API')
+      .setDescription(
+        'Nodes, VMs and live migrations of a DWCP cluster. Authenticate with Authorization: Bearer <token>.',
+      )
+      .setVersion('0.1.0')
+      .addBearerAuth()
+      .build(),
+  );
+  // JSON only: the Swagger UI would need its static assets bundled; any OpenAPI viewer can read /docs.
+  SwaggerModule.setup('docs', app, document, { ui: false, raw: ['json'], jsonDocumentUrl: 'docs/json' });
+  fastify.get('/docs', (_req, reply) => reply.send(document));
+}
+
+export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<NodeHandle> {
+  const httpTls = listenerTls(config, 'api.host', config.api.host);
+  const grpcHost = config.grpcApi.host ?? config.api.host;
+  const grpcTls = listenerTls(config, 'grpcApi.host', grpcHost);
+  const logger = deps.logger ?? createNodeLogger(config);
+
+  const adapter = new FastifyAdapter({
+    ...(httpTls ? { https: { cert: httpTls.certPem, key: httpTls.keyPem } } : {}),
+    bodyLimit: 1024 * 1024,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(
+    NodeAppModule.forRoot({
+      config,
+      store: deps.store,
+      logger,
+      registry: deps.registry ?? new Registry(),
+      proposals: deps.proposals ?? systemProposalSource,
+      admission: deps.admission ?? null,
+    }),
+    adapter,
+    { logger: new PinoNestLogger(logger), abortOnError: false },
+  );
+  const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
+  fastify.addHook('onResponse', (request, reply, done) => {
+    logger.info(
+      {
+        method: request.method,
+        url: request.url,
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      'request',
+    );
+    done();
+  });
+  installSwagger(app, fastify);
+
+  const grpc = app.get(GrpcApiServer);
+  try {
+    await app.listen(config.api.port, config.api.host);
+    await grpc.listen(grpcHost, config.grpcApi.port, grpcTls);
+  } catch (e) {
+    await grpc.close(0);
+    await app.close();
+    throw e;
+  }
+  const address = fastify.server.address();
+  const httpPort = typeof address === 'object' && address !== null ? address.port : config.api.port;
+  const host = config.api.host.includes(':') ? `[${config.api.host}]` : config.api.host;
+  const apiUrl = `${httpTls ? 'https' : 'http'}://${host}:${httpPort}`;
+  logger.info({ apiUrl, grpcPort: grpc.port }, 'node API listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      logger.info('shutting down: draining requests');
+      const timer = setTimeout(() => {
+        logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'drain timed out; closing open connections');
+        fastify.server.closeAllConnections?.();
+      }, config.shutdownTimeoutMs);
+      try {
+        await Promise.all([grpc.close(config.shutdownTimeoutMs), app.close()]);
+      } finally {
+        clearTimeout(timer);
+      }
+      await deps.beforeShutdown?.();
+      logger.info('shut down');
+      logger.flush();
+    })();
+    return closing;
+  };
+
+  return { app, logger, apiUrl, httpPort, grpcPort: grpc.port, close };
+}
