@@ -22,6 +22,21 @@ export function buildProgram(): Command {
     .action(async (opts: { sizeMib: number; input?: string; dataDir: string }) => {
       await runHdeDemo(opts, (line) => process.stdout.write(`${line}\n`));
     });
+  program
+    .command('node')
+    .description("run this host's DWCP node")
+    .command('start')
+    .description(
+      'start the node daemon; flags (--config <file>, --data-dir, --api-port, --join <url> --join-token <t>, ...) and DWCP_* variables are read by the node, see apps/node',
+    )
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .action(async (_opts: unknown, command: Command) => {
+      // Loaded on use: the daemon pulls in Nest and gRPC, which other commands do not need.
+      const { runNode } = await import('@novacron/node');
+      await runNode(command.args, process.env);
+    });
   return program;
 }
 
