@@ -30,3 +30,16 @@ pub fn guard<T>(f: impl FnOnce() -> dwcp_hde::Result<T>) -> napi::Result<T> {
         Err(payload) => Err(panic_to_napi(payload)),
     }
 }
+
+/// The same for ACP (Raft) errors.
+pub fn acp_to_napi(e: dwcp_acp::AcpError) -> napi::Error {
+    napi::Error::from_reason(format!("{}: {e}", e.code()))
+}
+
+/// [`guard`] for ACP calls.
+pub fn guard_acp<T>(f: impl FnOnce() -> dwcp_acp::Result<T>) -> napi::Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(acp_to_napi),
+        Err(payload) => Err(panic_to_napi(payload)),
+    }
+}

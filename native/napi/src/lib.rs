@@ -2,6 +2,7 @@
 //! domain logic lives here. Errors cross as `CODE: message` and the TS facade turns the prefix
 //! into the error's `code`.
 
+mod acp;
 mod chunking;
 mod decoder;
 mod encoder;
