@@ -12,6 +12,7 @@ export default defineConfig({
       // The subpath comes first: an alias also matches `<key>/…`, so the bare key would swallow it.
       '@novacron/cluster-state/testing': resolve(__dirname, 'libs/cluster-state/src/testing/index.ts'),
       '@novacron/cluster-state': resolve(__dirname, 'libs/cluster-state/src/index.ts'),
+      '@novacron/consensus': resolve(__dirname, 'libs/consensus/src/index.ts'),
       '@novacron/node': resolve(__dirname, 'apps/node/src/index.ts'),
     },
   },

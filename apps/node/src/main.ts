@@ -4,7 +4,8 @@
  * Raft-backed ClusterStore), then the API process around it; SIGTERM/SIGINT shut it down cleanly.
  */
 import 'reflect-metadata';
-import type { ClusterStore, NodeCapacity } from '@novacron/cluster-state';
+import type { ClusterStore } from '@novacron/cluster-state';
+import { startAcp } from '@novacron/consensus';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { ClusterAdmission } from './api/admission';
@@ -25,27 +26,9 @@ export type ConsensusOpener = (
   logger: Logger,
 ) => Promise<ConsensusHandle>;
 
-/** The part of libs/consensus this process uses, by shape, so the API builds without the native addon. */
-interface AcpModule {
-  startAcp(
-    cfg: {
-      dataDir: string;
-      nodeName: string;
-      clusterName: string;
-      peer: { host: string; port: number; advertise?: string };
-      apiUrl: string;
-      capacity: NodeCapacity;
-      join?: { url: string; token: string };
-      raft: NodeConfig['raft'];
-    },
-    registry: Registry,
-  ): Promise<{ store: ClusterStore; admit: ClusterAdmission; close(): Promise<void> }>;
-}
-
 /** Opens the Raft-backed store of libs/consensus (`@novacron/consensus`). */
 export const openAcp: ConsensusOpener = async (config, registry) => {
-  const acp = require('@novacron/consensus') as AcpModule;
-  const runtime = await acp.startAcp(
+  const runtime = await startAcp(
     {
       dataDir: config.dataDir,
       nodeName: config.nodeName,

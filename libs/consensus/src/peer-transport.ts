@@ -1,0 +1,219 @@
+/**
+ * Carries Raft messages and forwarded requests between nodes: one gRPC server on the peer port
+ * and one client channel per peer, both with mutual TLS against the cluster CA. A peer's
+ * certificate must also carry the node name that the cluster state records for its Raft id.
+ */
+import * as grpc from '@grpc/grpc-js';
+import {
+  type MembershipChange,
+  type MembershipResult,
+  type ProposeRequest,
+  type ProposeResponse,
+  type RaftBatch,
+  raftPeerService,
+} from './peer-proto';
+
+/** PEM material of this node: the cluster CA, and its own certificate and key. */
+export interface PeerIdentity {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+/** Where a peer listens, and the name its certificate must carry. */
+export interface PeerAddress {
+  raftId: number;
+  nodeName: string;
+  /** host:port of its peer server. */
+  addr: string;
+}
+
+/** What the server side hands to the node. */
+export interface PeerHandlers {
+  deliver(from: number, messages: Buffer[]): void;
+  propose(command: Buffer): Promise<ProposeResponse>;
+  changeMembership(change: MembershipChange): Promise<MembershipResult>;
+  /** The node name a Raft id is registered under, if known (for the certificate check). */
+  nodeNameOf(raftId: number): string | undefined;
+}
+
+/** Raised by client calls; `code` is the gRPC status. */
+export class PeerCallError extends Error {
+  constructor(
+    readonly code: grpc.status,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'PeerCallError';
+  }
+}
+
+type Unary<Req, Res> = (
+  req: Req,
+  options: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res?: Res) => void,
+) => grpc.ClientUnaryCall;
+
+interface RaftPeerClient extends grpc.Client {
+  deliver: Unary<RaftBatch, object>;
+  propose: Unary<ProposeRequest, ProposeResponse>;
+  changeMembership: Unary<MembershipChange, MembershipResult>;
+}
+
+/** Names in a peer certificate's subjectAltName ("DNS:a, IP Address:1.2.3.4"). */
+function certNames(call: {
+  getAuthContext(): { sslPeerCertificate?: { subjectaltname?: string } };
+}): string[] {
+  const san = call.getAuthContext().sslPeerCertificate?.subjectaltname ?? '';
+  return san
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4));
+}
+
+export class PeerTransport {
+  private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });
+  private readonly clients = new Map<number, { addr: string; client: RaftPeerClient }>();
+  private boundPort = 0;
+
+  constructor(
+    private readonly identity: PeerIdentity,
+    private readonly handlers: PeerHandlers,
+    /** Called with each round trip of a Deliver call, in ms (feeds the adaptive tick). */
+    private readonly onRtt: (peer: number, ms: number) => void = () => undefined,
+  ) {}
+
+  /** Starts the mTLS server; returns the bound port. */
+  async listen(host: string, port: number): Promise<number> {
+    const svc = raftPeerService().service;
+    const checkSender = (call: Parameters<typeof certNames>[0], raftId: number | undefined): boolean => {
+      if (raftId === undefined) return true;
+      const expected = this.handlers.nodeNameOf(raftId);
+      // A node not yet in the replicated state (mid-join) is accepted on the CA chain alone.
+      return expected === undefined || certNames(call).includes(expected);
+    };
+    this.server.addService(svc, {
+      deliver: (call: grpc.ServerUnaryCall<RaftBatch, object>, cb: grpc.sendUnaryData<object>) => {
+        if (!checkSender(call, call.request.from)) {
+          cb({
+            code: grpc.status.PERMISSION_DENIED,
+            details: `certificate does not name raft node ${call.request.from}`,
+          });
+          return;
+        }
+        try {
+          this.handlers.deliver(call.request.from, call.request.messages);
+          cb(null, {});
+        } catch (e) {
+          cb({ code: grpc.status.INVALID_ARGUMENT, details: (e as Error).message });
+        }
+      },
+      propose: (
+        call: grpc.ServerUnaryCall<ProposeRequest, ProposeResponse>,
+        cb: grpc.sendUnaryData<ProposeResponse>,
+      ) => {
+        this.handlers.propose(call.request.command).then(
+          (r) => cb(null, r),
+          (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message }),
+        );
+      },
+      changeMembership: (
+        call: grpc.ServerUnaryCall<MembershipChange, MembershipResult>,
+        cb: grpc.sendUnaryData<MembershipResult>,
+      ) => {
+        this.handlers.changeMembership(call.request).then(
+          (r) => cb(null, r),
+          (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message }),
+        );
+      },
+    });
+    const creds = grpc.ServerCredentials.createSsl(
+      Buffer.from(this.identity.caPem),
+      [{ cert_chain: Buffer.from(this.identity.certPem), private_key: Buffer.from(this.identity.keyPem) }],
+      true,
+    );
+    this.boundPort = await new Promise<number>((resolve, reject) =>
+      this.server.bindAsync(`${host}:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    return this.boundPort;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  private client(peer: PeerAddress): RaftPeerClient {
+    const have = this.clients.get(peer.raftId);
+    if (have && have.addr === peer.addr) return have.client;
+    have?.client.close();
+    const Ctor = raftPeerService();
+    const creds = grpc.credentials.createSsl(
+      Buffer.from(this.identity.caPem),
+      Buffer.from(this.identity.keyPem),
+      Buffer.from(this.identity.certPem),
+    );
+    const client = new Ctor(peer.addr, creds, {
+      // Verify the server's certificate against the node name, not the address we dialled.
+      'grpc.ssl_target_name_override': peer.nodeName,
+      'grpc.default_authority': peer.nodeName,
+      'grpc.max_receive_message_length': 64 << 20,
+      'grpc.max_send_message_length': 64 << 20,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+    }) as unknown as RaftPeerClient;
+    this.clients.set(peer.raftId, { addr: peer.addr, client });
+    return client;
+  }
+
+  /** Sends Raft messages to a peer; resolves false if they did not arrive (Raft will retry). */
+  deliver(from: number, peer: PeerAddress, messages: Buffer[], timeoutMs: number): Promise<boolean> {
+    const started = performance.now();
+    return new Promise((resolve) => {
+      this.client(peer).deliver({ from, messages }, { deadline: Date.now() + timeoutMs }, (err) => {
+        if (!err) this.onRtt(peer.raftId, performance.now() - started);
+        resolve(!err);
+      });
+    });
+  }
+
+  propose(peer: PeerAddress, command: Buffer, timeoutMs: number): Promise<ProposeResponse> {
+    return this.unary(peer, 'propose', { command }, timeoutMs);
+  }
+
+  changeMembership(
+    peer: PeerAddress,
+    change: MembershipChange,
+    timeoutMs: number,
+  ): Promise<MembershipResult> {
+    return this.unary(peer, 'changeMembership', change, timeoutMs);
+  }
+
+  private unary<K extends 'propose' | 'changeMembership', Req, Res>(
+    peer: PeerAddress,
+    method: K,
+    req: Req,
+    timeoutMs: number,
+  ): Promise<Res> {
+    return new Promise((resolve, reject) => {
+      const fn = this.client(peer)[method] as unknown as Unary<Req, Res>;
+      fn.call(this.client(peer), req, { deadline: Date.now() + timeoutMs }, (err, res) => {
+        if (err) reject(new PeerCallError(err.code, err.details || err.message));
+        else if (res === undefined) reject(new PeerCallError(grpc.status.INTERNAL, 'empty response'));
+        else resolve(res);
+      });
+    });
+  }
+
+  /** Drops the channel to a peer that left. */
+  forget(raftId: number): void {
+    this.clients.get(raftId)?.client.close();
+    this.clients.delete(raftId);
+  }
+
+  async close(): Promise<void> {
+    for (const { client } of this.clients.values()) client.close();
+    this.clients.clear();
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+  }
+}

@@ -1,0 +1,186 @@
+/**
+ * The Raft-backed ClusterStore: commands commit through the leader (a follower forwards them over
+ * the peer service), and linearizable reads wait on a ReadIndex barrier before reading local state.
+ */
+
+import { status as grpcStatus } from '@grpc/grpc-js';
+import {
+  type ClusterStateView,
+  type ClusterStatus,
+  type ClusterStore,
+  type CommandOutcome,
+  DomainError,
+  isDomainErrorCode,
+} from '@novacron/cluster-state';
+import type { AcpMetrics } from './metrics';
+import type { ProposeResponse } from './peer-proto';
+import { type PeerAddress, PeerCallError, type PeerTransport } from './peer-transport';
+import type { RaftReplica } from './raft-replica';
+
+export interface StoreOptions {
+  nodeId: string;
+  /** How long execute/read keep trying to find a leader before ERR_UNAVAILABLE. */
+  leaderWaitMs: number;
+  requestTimeoutMs: number;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Turns a state-machine outcome into the result or the DomainError it carries. */
+export function unwrapOutcome(outcome: CommandOutcome): unknown {
+  if (outcome.ok) return outcome.result;
+  throw DomainError.from(outcome.error);
+}
+
+export function outcomeToWire(outcome: CommandOutcome): ProposeResponse {
+  return outcome.ok
+    ? {
+        result: Buffer.from(JSON.stringify(outcome.result ?? null)),
+        errorCode: '',
+        errorMessage: '',
+        errorField: '',
+      }
+    : {
+        result: Buffer.alloc(0),
+        errorCode: outcome.error.code,
+        errorMessage: outcome.error.message,
+        errorField: outcome.error.field ?? '',
+      };
+}
+
+export function errorToWire(e: unknown): ProposeResponse {
+  const d = e instanceof DomainError ? e : new DomainError('ERR_UNAVAILABLE', (e as Error).message);
+  return { result: Buffer.alloc(0), errorCode: d.code, errorMessage: d.message, errorField: d.field ?? '' };
+}
+
+function wireToResult(r: ProposeResponse): unknown {
+  if (r.errorCode === '') return r.result.length === 0 ? null : JSON.parse(r.result.toString('utf8'));
+  const code = isDomainErrorCode(r.errorCode) ? r.errorCode : 'ERR_UNAVAILABLE';
+  throw new DomainError(code, r.errorMessage, r.errorField || undefined);
+}
+
+export class RaftClusterStore implements ClusterStore {
+  constructor(
+    private readonly replica: RaftReplica,
+    private readonly transport: PeerTransport,
+    private readonly addressOf: (raftId: number) => PeerAddress | undefined,
+    private readonly metrics: AcpMetrics,
+    private readonly options: StoreOptions,
+  ) {}
+
+  async execute(command: Parameters<ClusterStore['execute']>[0]): Promise<unknown> {
+    const deadline = Date.now() + this.options.leaderWaitMs;
+    for (;;) {
+      const leader = await this.awaitLeader(deadline);
+      if (leader === this.replica.raftId) {
+        try {
+          return unwrapOutcome(await this.replica.propose(command));
+        } catch (e) {
+          // Lost leadership between the check and the proposal: nothing was proposed, retry.
+          if (
+            !this.replica.isLeader &&
+            e instanceof DomainError &&
+            e.code === 'ERR_UNAVAILABLE' &&
+            Date.now() < deadline
+          )
+            continue;
+          throw e;
+        }
+      }
+      const peer = this.addressOf(leader);
+      if (!peer) throw new DomainError('ERR_UNAVAILABLE', `leader ${leader} has no known address yet`);
+      let response: ProposeResponse;
+      try {
+        response = await this.transport.propose(
+          peer,
+          Buffer.from(JSON.stringify(command)),
+          this.options.requestTimeoutMs,
+        );
+      } catch (e) {
+        this.metrics.forwarded.inc({ result: 'error' });
+        const code = e instanceof PeerCallError ? e.code : grpcStatus.UNKNOWN;
+        // The call may have reached the leader: its outcome is unknown, so it is not retried.
+        throw new DomainError(
+          code === grpcStatus.DEADLINE_EXCEEDED ? 'ERR_TIMEOUT' : 'ERR_UNAVAILABLE',
+          `forwarding to leader ${leader} failed: ${(e as Error).message}`,
+        );
+      }
+      // The peer was not (or no longer) the leader, so it proposed nothing: safe to retry.
+      if (
+        response.errorCode === 'ERR_UNAVAILABLE' &&
+        response.errorMessage.includes('not the leader') &&
+        Date.now() < deadline
+      ) {
+        this.metrics.forwarded.inc({ result: 'not-leader' });
+        await sleep(50);
+        continue;
+      }
+      this.metrics.forwarded.inc({ result: 'ok' });
+      return wireToResult(response);
+    }
+  }
+
+  async read<T>(
+    query: (state: ClusterStateView) => T,
+    consistency: 'linearizable' | 'local' = 'linearizable',
+  ): Promise<T> {
+    if (consistency === 'linearizable') {
+      await this.awaitLeader(Date.now() + this.options.leaderWaitMs);
+      await this.replica.readBarrier();
+    }
+    return query(this.replica.state);
+  }
+
+  status(): ClusterStatus {
+    const s = this.replica.status();
+    return {
+      nodeId: this.options.nodeId,
+      raftId: this.replica.raftId,
+      role: this.replica.currentRole,
+      leaderRaftId: this.replica.leaderId,
+      term: s.term,
+      commitIndex: s.commit,
+      appliedIndex: this.replica.appliedIndex,
+      voters: s.voters,
+      learners: s.learners,
+    };
+  }
+
+  async removeMember(nodeId: string): Promise<void> {
+    const node = await this.read((s) => s.getNode(nodeId));
+    if (!node) throw new DomainError('ERR_NOT_FOUND', `node ${nodeId} not found`, 'id');
+    await this.changeMembership('removeNode', node.raftId, { nodeId });
+    await this.execute({ type: 'node.remove', nodeId });
+  }
+
+  /** Adds or removes a voter through the leader. */
+  async changeMembership(kind: 'addNode' | 'removeNode', raftId: number, context: object): Promise<void> {
+    const deadline = Date.now() + this.options.leaderWaitMs;
+    const leader = await this.awaitLeader(deadline);
+    if (leader === this.replica.raftId) return this.replica.changeMembership(kind, raftId, context);
+    const peer = this.addressOf(leader);
+    if (!peer) throw new DomainError('ERR_UNAVAILABLE', `leader ${leader} has no known address yet`);
+    const r = await this.transport.changeMembership(
+      peer,
+      {
+        kind: kind === 'addNode' ? 'ADD_NODE' : 'REMOVE_NODE',
+        raftId,
+        context: Buffer.from(JSON.stringify(context)),
+      },
+      this.options.requestTimeoutMs,
+    );
+    if (r.errorCode !== '') {
+      throw new DomainError(isDomainErrorCode(r.errorCode) ? r.errorCode : 'ERR_UNAVAILABLE', r.errorMessage);
+    }
+  }
+
+  private async awaitLeader(deadline: number): Promise<number> {
+    for (;;) {
+      const leader = this.replica.leaderId;
+      if (leader !== null) return leader;
+      if (Date.now() >= deadline)
+        throw new DomainError('ERR_UNAVAILABLE', 'no leader: the cluster has no quorum or is electing');
+      await sleep(20);
+    }
+  }
+}
