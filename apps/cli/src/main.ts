@@ -1,6 +1,8 @@
 #!/usr/bin/env node
+import { defaultNodeName } from '@novacron/consensus';
 /** `dwcp`: the operator's command line. */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { type ClusterInitOptions, clusterInit } from './cluster-init';
 import { runHdeDemo } from './hde-demo';
 
 function positiveInt(value: string): number {
@@ -37,6 +39,15 @@ export function buildProgram(): Command {
       const { runNode } = await import('@novacron/node');
       await runNode(command.args, process.env);
     });
+  program
+    .command('cluster')
+    .description('create and inspect clusters')
+    .command('init')
+    .description('make --data-dir the first member of a new cluster: a CA, an admin token and a join token')
+    .option('--data-dir <dir>', 'the node data directory', './.dwcp')
+    .option('--node-name <name>', "this node's name (in its certificate)", defaultNodeName())
+    .option('--cluster-name <name>', 'the cluster name (in the CA)', 'dwcp')
+    .action((opts: ClusterInitOptions) => clusterInit(opts, (line) => process.stdout.write(`${line}\n`)));
   return program;
 }
 

@@ -27,7 +27,7 @@ export type ConsensusOpener = (
 ) => Promise<ConsensusHandle>;
 
 /** Opens the Raft-backed store of libs/consensus (`@novacron/consensus`). */
-export const openAcp: ConsensusOpener = async (config, registry) => {
+export const openAcp: ConsensusOpener = async (config, registry, logger) => {
   const runtime = await startAcp(
     {
       dataDir: config.dataDir,
@@ -47,6 +47,13 @@ export const openAcp: ConsensusOpener = async (config, registry) => {
     },
     registry,
   );
+  if (runtime.created) {
+    // The one time the operator learns where the first admin token is.
+    logger.warn(
+      { adminTokenFile: runtime.created.adminTokenFile, joinTokenFile: runtime.created.joinTokenFile },
+      `created a new single-node cluster; the admin token is in ${runtime.created.adminTokenFile}`,
+    );
+  }
   return {
     store: runtime.store,
     admission: (token, req) => runtime.admit(token, req),

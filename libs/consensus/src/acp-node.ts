@@ -63,6 +63,8 @@ export interface AcpRuntime {
   replica: RaftReplica;
   membership: Membership;
   peerPort: number;
+  /** Set when this start created a new cluster: where its admin and join tokens are. */
+  created?: { adminTokenFile: string; joinTokenFile: string };
   /** Admits a new member (only on a node that holds the CA key). */
   admit(joinToken: string, req: AdmitRequest): Promise<AdmitResponse>;
   /** Hands leadership to another voter if this node leads, then stops. */
@@ -111,6 +113,7 @@ export async function startAcp(
   const files = new ClusterFiles(cfg.dataDir);
   const metrics = acpMetrics(registry);
   const advertise = cfg.peer.advertise ?? `${cfg.peer.host}:${cfg.peer.port}`;
+  let created: AcpRuntime['created'];
   if (!files.exists()) {
     if (cfg.join) {
       const admitted = await askAdmission(cfg, advertise);
@@ -127,6 +130,10 @@ export async function startAcp(
       );
     } else {
       files.init(cfg.clusterName, cfg.nodeName);
+      created = {
+        adminTokenFile: join(files.dir, 'admin.token'),
+        joinTokenFile: join(files.dir, 'join.token'),
+      };
     }
   }
   const membership = files.membership();
@@ -283,6 +290,7 @@ export async function startAcp(
     replica,
     membership,
     peerPort,
+    ...(created ? { created } : {}),
     admit,
     close: async () => {
       const r = replica;

@@ -14,6 +14,7 @@ import {
   renameSync,
   writeSync,
 } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { generateClusterCa, issueNodeCertificate } from '@novacron/native';
 import type { PeerAddress, PeerIdentity } from './peer-transport';
@@ -27,6 +28,16 @@ export interface Membership {
   bootstrap: boolean;
   /** Members known when this node was admitted: how it reaches them before it has the replicated state. */
   seeds?: PeerAddress[];
+}
+
+/** This host's name, made a valid node name (the name in its certificate). */
+export function defaultNodeName(): string {
+  const name = hostname()
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 63);
+  return name || 'node';
 }
 
 export const sha256Hex = (s: string): string => createHash('sha256').update(s).digest('hex');

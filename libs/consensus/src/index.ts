@@ -7,7 +7,7 @@ export {
   DEFAULT_RAFT,
   startAcp,
 } from './acp-node';
-export { ClusterFiles, type Membership, newSecret, sha256Hex } from './cluster-files';
+export { ClusterFiles, defaultNodeName, type Membership, newSecret, sha256Hex } from './cluster-files';
 export { type AcpMetrics, acpMetrics } from './metrics';
 export { type PeerAddress, type PeerIdentity, PeerTransport } from './peer-transport';
 export { RaftClusterStore } from './raft-cluster-store';

@@ -4,22 +4,14 @@
  * precedence. A bad value fails start-up with an error that names its key.
  */
 import { readFileSync } from 'node:fs';
-import { cpus, hostname, totalmem } from 'node:os';
+import { cpus, totalmem } from 'node:os';
 import { extname } from 'node:path';
+import { defaultNodeName } from '@novacron/consensus';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 
 const port = z.number().int().min(0).max(65_535);
 const host = z.string().min(1);
-
-function defaultNodeName(): string {
-  const name = hostname()
-    .toLowerCase()
-    .replace(/[^a-z0-9-]+/g, '-')
-    .replace(/^-+|-+$/g, '')
-    .slice(0, 63);
-  return name || 'node';
-}
 
 export const nodeConfigSchema = z
   .object({
