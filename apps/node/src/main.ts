@@ -44,6 +44,7 @@ export const openAcp: ConsensusOpener = async (config, registry, logger) => {
         ? { join: { url: config.join, token: config.joinToken } }
         : {}),
       raft: config.raft,
+      ...(config.faults.peerDelayMs > 0 ? { faults: { peerDelayMs: config.faults.peerDelayMs } } : {}),
     },
     registry,
   );

@@ -30,6 +30,8 @@ export interface AcpConfig {
   capacity: NodeCapacity;
   /** Seed node's API URL and join token, for a node joining an existing cluster. */
   join?: { url: string; token: string };
+  /** Fault injection (tests, demos): a one-way delay on every Raft message this node sends. */
+  faults?: { peerDelayMs: number };
   raft: {
     electionTicks: number;
     heartbeatTicks: number;
@@ -192,11 +194,14 @@ export async function startAcp(
         }
       },
       nodeNameOf: (raftId) => addressOf(raftId)?.nodeName,
+      isMemberName: (name) =>
+        replica?.state.listNodes().some((n) => n.name === name && n.status !== 'removed') ?? false,
     },
     (peer, ms) => {
       ticks.observe(peer, ms);
       metrics.peerRtt.observe({ peer: String(peer) }, ms / 1000);
     },
+    cfg.faults?.peerDelayMs ?? 0,
   );
   const peerPort = await transport.listen(cfg.peer.host, cfg.peer.port);
 

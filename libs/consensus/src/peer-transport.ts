@@ -35,6 +35,8 @@ export interface PeerHandlers {
   changeMembership(change: MembershipChange): Promise<MembershipResult>;
   /** The node name a Raft id is registered under, if known (for the certificate check). */
   nodeNameOf(raftId: number): string | undefined;
+  /** Whether a node of this name is a current member: only members may forward commands. */
+  isMemberName(nodeName: string): boolean;
 }
 
 /** Raised by client calls; `code` is the gRPC status. */
@@ -82,6 +84,12 @@ export class PeerTransport {
     private readonly handlers: PeerHandlers,
     /** Called with each round trip of a Deliver call, in ms (feeds the adaptive tick). */
     private readonly onRtt: (peer: number, ms: number) => void = () => undefined,
+    /**
+     * Injected one-way delay (fault injection): Raft batches leave this long after they are handed
+     * over, and their acknowledgement counts as arriving this long after it does, so the measured
+     * RTT of a link where both ends inject `d` is about 2d.
+     */
+    private readonly injectDelayMs = 0,
   ) {}
 
   /** Starts the mTLS server; returns the bound port. */
@@ -92,6 +100,13 @@ export class PeerTransport {
       const expected = this.handlers.nodeNameOf(raftId);
       // A node not yet in the replicated state (mid-join) is accepted on the CA chain alone.
       return expected === undefined || certNames(call).includes(expected);
+    };
+    // A certificate from the cluster CA is not enough to write: a removed node still holds one.
+    const checkMember = (call: Parameters<typeof certNames>[0]): boolean =>
+      certNames(call).some((name) => this.handlers.isMemberName(name));
+    const notMember = {
+      code: grpc.status.PERMISSION_DENIED,
+      details: 'certificate names no member of the cluster',
     };
     this.server.addService(svc, {
       deliver: (call: grpc.ServerUnaryCall<RaftBatch, object>, cb: grpc.sendUnaryData<object>) => {
@@ -113,6 +128,10 @@ export class PeerTransport {
         call: grpc.ServerUnaryCall<ProposeRequest, ProposeResponse>,
         cb: grpc.sendUnaryData<ProposeResponse>,
       ) => {
+        if (!checkMember(call)) {
+          cb(notMember);
+          return;
+        }
         this.handlers.propose(call.request.command).then(
           (r) => cb(null, r),
           (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message }),
@@ -122,6 +141,10 @@ export class PeerTransport {
         call: grpc.ServerUnaryCall<MembershipChange, MembershipResult>,
         cb: grpc.sendUnaryData<MembershipResult>,
       ) => {
+        if (!checkMember(call)) {
+          cb(notMember);
+          return;
+        }
         this.handlers.changeMembership(call.request).then(
           (r) => cb(null, r),
           (e: Error) => cb({ code: grpc.status.INTERNAL, details: e.message }),
@@ -167,11 +190,12 @@ export class PeerTransport {
   }
 
   /** Sends Raft messages to a peer; resolves false if they did not arrive (Raft will retry). */
-  deliver(from: number, peer: PeerAddress, messages: Buffer[], timeoutMs: number): Promise<boolean> {
+  async deliver(from: number, peer: PeerAddress, messages: Buffer[], timeoutMs: number): Promise<boolean> {
     const started = performance.now();
+    if (this.injectDelayMs > 0) await new Promise((r) => setTimeout(r, this.injectDelayMs));
     return new Promise((resolve) => {
       this.client(peer).deliver({ from, messages }, { deadline: Date.now() + timeoutMs }, (err) => {
-        if (!err) this.onRtt(peer.raftId, performance.now() - started);
+        if (!err) this.onRtt(peer.raftId, performance.now() - started + this.injectDelayMs);
         resolve(!err);
       });
     });

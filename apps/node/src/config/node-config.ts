@@ -77,6 +77,11 @@ export const nodeConfigSchema = z
       })
       .strict()
       .default({}),
+    /** Fault injection for tests and demos: one-way delay added to every Raft message this node sends. */
+    faults: z
+      .object({ peerDelayMs: z.number().int().min(0).max(10_000).default(0) })
+      .strict()
+      .default({}),
     /** How long shutdown waits for in-flight requests before cutting them off. */
     shutdownTimeoutMs: z.number().int().positive().default(10_000),
   })
