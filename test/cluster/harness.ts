@@ -8,6 +8,10 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { API_GRPC_OPTIONS } from '../../apps/node/src/grpc/grpc-options';
+import { raftPeerService } from '../../libs/consensus/src/peer-proto';
 
 const CLI = resolve(__dirname, '..', '..', 'apps', 'cli', 'dist', 'main.js');
 
@@ -51,6 +55,8 @@ export interface ApiResponse<T = unknown> {
 export class NodeProcess {
   proc: ChildProcess | undefined;
   log = '';
+  /** Between SIGSTOP and SIGCONT: the process exists but answers nothing. */
+  paused = false;
 
   constructor(
     readonly name: string,
@@ -99,13 +105,56 @@ export class NodeProcess {
     return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
   }
 
+  /** Running and not paused: it should answer requests. */
+  get live(): boolean {
+    return this.running && !this.paused;
+  }
+
   /** Sends a signal; for SIGKILL/SIGTERM, waits for the exit. */
   async signal(sig: NodeJS.Signals): Promise<void> {
     const p = this.proc;
     if (!p || !this.running) return;
     const exited = new Promise<void>((r) => p.once('exit', () => r()));
     p.kill(sig);
+    if (sig === 'SIGSTOP') this.paused = true;
+    if (sig === 'SIGCONT' || sig === 'SIGKILL') this.paused = false;
     if (sig === 'SIGKILL' || sig === 'SIGTERM') await exited;
+  }
+
+  /** Resolves with the exit code once the process has exited (null if a signal ended it). */
+  exited(): Promise<number | null> {
+    const p = this.proc;
+    if (!p) return Promise.resolve(null);
+    if (!this.running) return Promise.resolve(p.exitCode);
+    return new Promise((r) => p.once('exit', (code) => r(code)));
+  }
+
+  /** The sum of a Prometheus series over its labels, from this node's /metrics. */
+  async metric(name: string): Promise<number> {
+    const res = await fetch(`${this.apiUrl}/metrics`, { signal: AbortSignal.timeout(5000) });
+    let sum = 0;
+    for (const line of (await res.text()).split('\n')) {
+      if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.split(' ').pop());
+    }
+    return sum;
+  }
+
+  /** A request with a body sent as-is (for malformed JSON and the like). */
+  async apiRaw<T = unknown>(
+    method: string,
+    path: string,
+    token: string | undefined,
+    body: string,
+    contentType = 'application/json',
+  ): Promise<ApiResponse<T>> {
+    const res = await fetch(`${this.apiUrl}${path}`, {
+      method,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': contentType },
+      body,
+      signal: AbortSignal.timeout(10_000),
+    });
+    const text = await res.text();
+    return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
   }
 
   async api<T = unknown>(
@@ -182,6 +231,29 @@ export class LocalCluster {
     this.joinToken = readFileSync(join(dir, 'join.token'), 'utf8').trim();
   }
 
+  /** A file of a node's `<dataDir>/cluster` (CA, certificates, tokens). */
+  clusterFile(n: NodeProcess, name: string): string {
+    return readFileSync(join(n.dataDir, 'cluster', name), 'utf8');
+  }
+
+  /** Creates an API token of `role` through `via` (as admin) and returns the token. */
+  async createToken(role: 'viewer' | 'operator' | 'admin', via: NodeProcess, name = `t-${role}`) {
+    const r = await via.api<{ token: string }>('POST', '/v1/tokens', this.adminToken, { name, role });
+    if (r.status !== 201) throw new Error(`POST /v1/tokens: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body.token;
+  }
+
+  /** Creates a small VM through `via`; the response says whether the write was acknowledged. */
+  createVm(via: NodeProcess, name: string, timeoutMs = 10_000): Promise<ApiResponse<{ id: string }>> {
+    return via.api('POST', '/v1/vms', this.adminToken, vmBody(name), timeoutMs);
+  }
+
+  /** The VM names `n` holds, read linearizably (undefined if the read fails). */
+  async vmNames(n: NodeProcess): Promise<string[] | undefined> {
+    const r = await n.api<{ items: { name: string }[] }>('GET', '/v1/vms', this.adminToken);
+    return r.status === 200 ? r.body.items.map((v) => v.name).sort() : undefined;
+  }
+
   async statusOf(n: NodeProcess): Promise<ClusterStatusBody | undefined> {
     this.loadTokens();
     const r = await n.api<ClusterStatusBody>('GET', '/v1/cluster/status', this.adminToken, undefined, 2000);
@@ -193,7 +265,7 @@ export class LocalCluster {
     return until(
       'a stable leader',
       async () => {
-        const live = this.nodes.filter((n) => n.running);
+        const live = this.nodes.filter((n) => n.live);
         const statuses = await Promise.all(live.map((n) => this.statusOf(n).catch(() => undefined)));
         const leaders = new Set(statuses.map((s) => s?.leaderRaftId ?? null));
         if (leaders.size !== 1 || leaders.has(null)) return undefined;
@@ -219,4 +291,94 @@ export class LocalCluster {
     );
     rmSync(this.root, { recursive: true, force: true });
   }
+}
+
+/** A VM that fits anywhere: placement reserves memory, so 1 MiB lets a test create hundreds. */
+export function vmBody(name: string) {
+  return { name, image: 'debian', vcpus: 1, memoryMiB: 1 };
+}
+
+export type GrpcOutcome<T = Record<string, unknown>> =
+  | { ok: true; value: T }
+  | { ok: false; code: grpc.status; details: string; dwcpCode: string | undefined };
+
+type UnaryMethod = (
+  req: unknown,
+  md: grpc.Metadata,
+  options: grpc.CallOptions,
+  cb: (e: grpc.ServiceError | null, r?: unknown) => void,
+) => void;
+
+/** Calls one unary method of a loaded client; a failure comes back as its status, not a throw. */
+export function grpcCall<T = Record<string, unknown>>(
+  client: grpc.Client,
+  method: string,
+  request: unknown,
+  metadata = new grpc.Metadata(),
+  timeoutMs = 10_000,
+): Promise<GrpcOutcome<T>> {
+  const fn = (client as unknown as Record<string, UnaryMethod>)[method];
+  if (!fn) throw new Error(`no method ${method}`);
+  return new Promise((res) =>
+    fn.call(client, request, metadata, { deadline: Date.now() + timeoutMs }, (err, value) =>
+      res(
+        err
+          ? {
+              ok: false,
+              code: err.code,
+              details: err.details,
+              dwcpCode: err.metadata?.get('dwcp-error-code')[0]?.toString(),
+            }
+          : { ok: true, value: value as T },
+      ),
+    ),
+  );
+}
+
+/** `authorization: Bearer <token>` metadata for the public gRPC API. */
+export function bearer(token: string): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set('authorization', `Bearer ${token}`);
+  return md;
+}
+
+let apiPackage: Record<string, grpc.ServiceClientConstructor> | undefined;
+
+/** A client of one public gRPC API service (proto/dwcp/api/v1) on a node's plaintext loopback port. */
+export function apiGrpcClient(
+  n: NodeProcess,
+  service: 'NodeService' | 'VmService' | 'MigrationService' | 'ClusterService',
+): grpc.Client {
+  apiPackage ??= (
+    grpc.loadPackageDefinition(
+      loadSync([...API_GRPC_OPTIONS.protoPath], API_GRPC_OPTIONS.loader),
+    ) as unknown as {
+      dwcp: { api: { v1: Record<string, grpc.ServiceClientConstructor> } };
+    }
+  ).dwcp.api.v1;
+  const Ctor = apiPackage[service];
+  if (!Ctor) throw new Error(`no service ${service}`);
+  return new Ctor(`127.0.0.1:${n.grpcPort}`, grpc.credentials.createInsecure());
+}
+
+/**
+ * A client of a node's peer service (mutual TLS) with the given credentials: `caPem` verifies the
+ * server, which must present a certificate for `serverName`; a client certificate is optional so
+ * tests can try without one.
+ */
+export function peerClient(
+  n: NodeProcess,
+  serverName: string,
+  creds: { caPem: string; certPem?: string; keyPem?: string },
+): grpc.Client {
+  const Ctor = raftPeerService();
+  return new Ctor(
+    `127.0.0.1:${n.peerPort}`,
+    grpc.credentials.createSsl(
+      Buffer.from(creds.caPem),
+      creds.keyPem ? Buffer.from(creds.keyPem) : null,
+      creds.certPem ? Buffer.from(creds.certPem) : null,
+    ),
+    { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName },
+  );
 }
