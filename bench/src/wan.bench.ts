@@ -33,6 +33,10 @@ const scenarios = (process.env.DWCP_WAN_SCENARIOS ?? 'datacenter,regional,intern
 const MIB = Number(process.env.DWCP_WAN_MIB ?? 256);
 const REPS = Number(process.env.DWCP_WAN_REPS ?? 3);
 const BASELINE_SECONDS = Number(process.env.DWCP_WAN_BASELINE_SECONDS ?? 20);
+/** Run only the cases whose name contains one of these (comma-separated); all when unset. */
+const ONLY = process.env.DWCP_WAN_ONLY?.split(',').filter((s) => s !== '');
+/** Report name under docs/benchmarks/ (a partial run should not overwrite the full report). */
+const REPORT = process.env.DWCP_WAN_REPORT ?? 'wan';
 
 interface Case {
   name: string;
@@ -332,7 +336,9 @@ function markdown(rows: Row[], emulators: Record<string, string>): string {
     const bbr = rs.find((r) => r.name.startsWith('TCP bbr'))?.meanMbit ?? Number.NaN;
     out.push(
       '',
-      `Best DWCP: ${best.toFixed(1)} Mbit/s = ${((100 * best) / link).toFixed(0)}% of the link, ${(best / cubic).toFixed(1)}× one cubic stream, ${(best / bbr).toFixed(2)}× one bbr stream, ${(best / Math.max(cubic, bbr)).toFixed(2)}× the better single TCP stream.`,
+      !Number.isFinite(best)
+        ? 'No native DWCP case in this run.'
+        : `Best DWCP: ${best.toFixed(1)} Mbit/s = ${((100 * best) / link).toFixed(0)}% of the link, ${(best / cubic).toFixed(1)}× one cubic stream, ${(best / bbr).toFixed(2)}× one bbr stream, ${(best / Math.max(cubic, bbr)).toFixed(2)}× the better single TCP stream.`,
       '',
       `Emulator stats: \`${emulators[scenario] ?? 'n/a'}\``,
       '',
@@ -357,7 +363,7 @@ async function main(): Promise<void> {
   try {
     for (const scenario of scenarios) {
       const { emulator } = await withEmulator(scenario, async () => {
-        for (const c of cases(ids)) {
+        for (const c of cases(ids).filter((c) => !ONLY || ONLY.some((o) => c.name.includes(o)))) {
           const samples: Sample[] = [];
           for (let i = 0; i < REPS; i++) {
             // A failed run is reported as such, and the benchmark goes on.
@@ -385,12 +391,12 @@ async function main(): Promise<void> {
   const dir = join(REPO, 'docs', 'benchmarks');
   mkdirSync(dir, { recursive: true });
   const md = markdown(rows, emulators);
-  writeFileSync(join(dir, 'wan.md'), md);
+  writeFileSync(join(dir, `${REPORT}.md`), md);
   writeFileSync(
-    join(dir, 'wan.json'),
+    join(dir, `${REPORT}.json`),
     `${JSON.stringify({ machine: machineInfo(), mib: MIB, reps: REPS, rows, emulators }, null, 2)}\n`,
   );
-  process.stdout.write(`${md}\nwrote ${join(dir, 'wan.md')}\n`);
+  process.stdout.write(`${md}\nwrote ${join(dir, `${REPORT}.md`)}\n`);
 }
 
 main().catch((e: unknown) => {
