@@ -38,8 +38,12 @@ describe('startNode lifecycle', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect(closed).toBe(false);
     release();
+    const released = performance.now();
     expect((await inFlight).status).toBe(200);
     await closing;
+    // Once the last request is answered, not when the drain times out (shutdownTimeoutMs, 10 s):
+    // the kept-alive connection it came on must not hold server.close() open.
+    expect(performance.now() - released).toBeLessThan(5000);
   });
 
   it('refuses to listen beyond loopback without TLS files', async () => {

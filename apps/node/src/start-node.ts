@@ -76,7 +76,8 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
   const adapter = new FastifyAdapter({
     ...(httpTls ? { https: { cert: httpTls.certPem, key: httpTls.keyPem } } : {}),
     bodyLimit: 1024 * 1024,
-    return503OnClosing: true,
+    // Our onRequest hook answers while draining (below): fastify's own 503 body has no `code`.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
   });
   const app = await NestFactory.create<NestFastifyApplication>(
@@ -104,6 +105,24 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
     );
     done();
   });
+  // While draining, a request on a kept-alive connection gets the API's own 503 body, and every
+  // response closes its connection: server.close() waits for kept-alive sockets that go idle only
+  // after it started, so the drain would otherwise last until shutdownTimeoutMs.
+  let draining = false;
+  fastify.addHook('onRequest', (_request, reply, done) => {
+    if (!draining) {
+      done();
+      return;
+    }
+    void reply
+      .code(503)
+      .header('connection', 'close')
+      .send({ code: 'ERR_UNAVAILABLE', message: 'this node is shutting down; retry through another node' });
+  });
+  fastify.addHook('onSend', (_request, reply, payload, done) => {
+    if (draining) void reply.header('connection', 'close');
+    done(null, payload);
+  });
   installSwagger(app, fastify);
 
   const grpc = app.get(GrpcApiServer);
@@ -124,6 +143,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
+      draining = true;
       logger.info('shutting down: draining requests');
       const timer = setTimeout(() => {
         logger.warn({ timeoutMs: config.shutdownTimeoutMs }, 'drain timed out; closing open connections');
