@@ -1,0 +1,32 @@
+/**
+ * The hypervisor layer of a DWCP node: the driver contract (`HypervisorDriver`), the QEMU driver
+ * over QMP (`QemuDriver`, `QmpClient`), and a loudly simulated driver for machines without QEMU.
+ */
+
+export { type AcceleratorChoice, chooseAccelerator, probeAccelerator } from './accelerator';
+export type {
+  Accelerator,
+  HypervisorDriver,
+  HypervisorLogger,
+  SerialLinesOptions,
+  VmHandle,
+  VmRunState,
+  VmSpec,
+  VmStatus,
+} from './driver';
+export { HypervisorError, type HypervisorErrorCode, QmpError } from './errors';
+export type { QmpEvent, VmEvent } from './events';
+export {
+  FINAL_MIGRATION_STATUSES,
+  type MigrationCapabilities,
+  type MigrationParameters,
+  type MigrationProgress,
+  type MigrationStatus,
+  type MigrationUri,
+} from './migration';
+export { followMigration } from './migration-watch';
+export { buildQemuArgs } from './qemu-args';
+export { QemuDriver, type QemuDriverOptions } from './qemu-driver';
+export { QmpClient, type QmpClientOptions, type QmpVersion } from './qmp-client';
+export { waitForLine } from './serial-console';
+export { SimulatedDriver, type SimulatedDriverOptions } from './simulated-driver';

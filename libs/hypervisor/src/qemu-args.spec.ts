@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { HypervisorError } from './errors';
+import { buildQemuArgs } from './qemu-args';
+
+const guest = {
+  name: 'vm-1',
+  memoryMiB: 128,
+  kernel: '/g/vmlinux',
+  initrd: '/g/initrd.gz',
+  cmdline: 'console=ttyS0',
+};
+
+describe('buildQemuArgs', () => {
+  it('builds a headless, default-free kernel boot with QMP on a socket and the console on stdout', () => {
+    const args = buildQemuArgs(guest, { accelerator: 'tcg', qmpSocket: '/run/vm/qmp.sock', incoming: false });
+    expect(args).toEqual([
+      '-name',
+      'vm-1',
+      '-accel',
+      'tcg',
+      '-m',
+      '128',
+      '-smp',
+      '1',
+      '-nodefaults',
+      '-display',
+      'none',
+      '-no-reboot',
+      '-qmp',
+      'unix:/run/vm/qmp.sock,server=on,wait=off',
+      '-serial',
+      'stdio',
+      '-kernel',
+      '/g/vmlinux',
+      '-initrd',
+      '/g/initrd.gz',
+      '-append',
+      'console=ttyS0',
+    ]);
+  });
+
+  it('makes a destination wait for migrate-incoming', () => {
+    const args = buildQemuArgs(guest, { accelerator: 'kvm', qmpSocket: '/q', incoming: true });
+    expect(args.slice(-2)).toEqual(['-incoming', 'defer']);
+    expect(args).toContain('kvm');
+  });
+
+  it('attaches a disk and doubles commas inside option values', () => {
+    const spec = {
+      name: 'd',
+      memoryMiB: 256,
+      cpus: 2,
+      disk: { path: '/img/a,b.qcow2', format: 'qcow2' as const },
+    };
+    const args = buildQemuArgs(spec, { accelerator: 'tcg', qmpSocket: '/s,1/qmp', incoming: false });
+    expect(args).toContain('file=/img/a,,b.qcow2,format=qcow2,if=virtio');
+    expect(args).toContain('unix:/s,,1/qmp,server=on,wait=off');
+    expect(args[args.indexOf('-smp') + 1]).toBe('2');
+    expect(args).not.toContain('-kernel');
+  });
+
+  it.each([
+    [{ ...guest, name: 'a b' }, 'name'],
+    [{ ...guest, memoryMiB: 8 }, 'memoryMiB'],
+    [{ ...guest, cpus: 0 }, 'cpus'],
+    [{ name: 'x', memoryMiB: 64 }, 'kernel'],
+    [{ name: 'x', memoryMiB: 64, disk: { path: '/d', format: 'raw' as const }, initrd: '/i' }, 'initrd'],
+  ])('refuses a bad spec and names the field (%#)', (spec, field) => {
+    try {
+      buildQemuArgs(spec, { accelerator: 'tcg', qmpSocket: '/q', incoming: false });
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(HypervisorError);
+      expect(error).toMatchObject({ code: 'ERR_HV_INVALID_ARGUMENT', field });
+    }
+  });
+});
