@@ -114,7 +114,7 @@ export interface HypervisorDriver {
   cancelMigration(vm: VmHandle): Promise<void>;
   /** The guest's serial console, line by line, from now on; ends when the VM is gone. */
   serialLines(vm: VmHandle, options?: SerialLinesOptions): AsyncIterableIterator<string>;
-  /** The VM's events from now on; ends after the `exit` event. */
+  /** The VM's events from now on; ends after the `exit` event, which is all a VM that is gone yields. */
   events(vm: VmHandle): AsyncIterableIterator<VmEvent>;
   /** Destroys every VM this driver still runs. */
   close(): Promise<void>;

@@ -8,6 +8,7 @@ export class Feed<T> {
   private readonly backlog: T[] = [];
   private readonly subscribers = new Set<Subscription<T>>();
   private ended = false;
+  private last: T | undefined;
 
   constructor(
     /** Values kept for subscribers that ask to replay. */
@@ -23,9 +24,16 @@ export class Feed<T> {
     for (const sub of this.subscribers) sub.offer(value);
   }
 
-  /** No more values: every iterator finishes once it has read what it was given. */
-  end(): void {
+  /**
+   * No more values: every iterator finishes once it has read what it was given. `last`, when
+   * given, is pushed first and is all that later subscribers get (a VM's exit, say).
+   */
+  end(last?: T): void {
     if (this.ended) return;
+    if (last !== undefined) {
+      this.push(last);
+      this.last = last;
+    }
     this.ended = true;
     for (const sub of this.subscribers) sub.finish();
     this.subscribers.clear();
@@ -44,6 +52,7 @@ export class Feed<T> {
   subscribe(options: { replay?: boolean } = {}): AsyncIterableIterator<T> {
     const sub = new Subscription<T>(this.queueBound, () => this.subscribers.delete(sub));
     if (options.replay) for (const value of this.backlog) sub.offer(value);
+    else if (this.ended && this.last !== undefined) sub.offer(this.last);
     if (this.ended) sub.finish();
     else this.subscribers.add(sub);
     return sub;

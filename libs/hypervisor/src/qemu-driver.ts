@@ -188,8 +188,7 @@ export class QemuDriver implements HypervisorDriver {
       qemu = await QemuProcess.spawn(this.qemuBinary, args, (line) => serial.push(line));
       const proc = qemu;
       void proc.exited.then((exit) => {
-        events.push({ atMs: Date.now(), type: 'exit', code: exit.code, signal: exit.signal });
-        events.end();
+        events.end({ atMs: Date.now(), type: 'exit', code: exit.code, signal: exit.signal });
         serial.end();
       });
       qmp = await this.connectQmp(qmpSocket, proc);

@@ -103,8 +103,7 @@ export class SimulatedDriver implements HypervisorDriver {
     if (sim === undefined) return;
     clearInterval(sim.heartbeat);
     this.vms.delete(vm.id);
-    sim.events.push({ atMs: this.now(), type: 'exit', code: 0, signal: null });
-    sim.events.end();
+    sim.events.end({ atMs: this.now(), type: 'exit', code: 0, signal: null });
     sim.serial.end();
   }
 
