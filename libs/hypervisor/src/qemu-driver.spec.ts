@@ -178,9 +178,10 @@ describe('QemuDriver with real QEMU and the test guest', () => {
     expect(final.remainingBytes).toBe(0);
     expect(final.downtimeMs).toBeGreaterThanOrEqual(0);
     expect(final.totalTimeMs).toBeGreaterThan(0);
-    // The cap holds: the stream cannot have moved faster than that, give or take one rate window.
+    // The cap holds, loosely: QEMU enforces it per 100 ms window and lifts it for the final
+    // stop-and-copy, so runs here come out around 1.1x. The cancel test checks a cap tightly.
     expect(final.transferredBytes / (final.totalTimeMs ?? 1)).toBeLessThan(
-      (maxBandwidthBytesPerSec / 1000) * 1.2,
+      (maxBandwidthBytesPerSec / 1000) * 1.5,
     );
     console.info(
       `migration: ${final.totalTimeMs} ms total, ${final.downtimeMs} ms downtime, setup ${final.setupTimeMs} ms, ` +
