@@ -4,7 +4,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -78,9 +78,13 @@ describe('QemuDriver with real QEMU and the test guest', () => {
   let readyMd5: string;
 
   beforeAll(async () => {
-    const built = ['vmlinux', 'initramfs.cpio.gz'].every((f) => existsSync(join(guestOut, f)));
-    // A first build downloads the Debian kernel package (about a minute); later ones only pack the initramfs.
-    if (!built) await promisify(execFile)(join(guestSrc, 'build.sh'), [guestOut], { timeout: 600_000 });
+    const initramfs = join(guestOut, 'initramfs.cpio.gz');
+    const built = existsSync(join(guestOut, 'vmlinux')) && existsSync(initramfs);
+    const stale = built && statSync(join(guestSrc, 'init.sh')).mtimeMs > statSync(initramfs).mtimeMs;
+    // A first build downloads the Debian kernel package (18 s here); later ones only repack the initramfs.
+    if (!built || stale) {
+      await promisify(execFile)(join(guestSrc, 'build.sh'), [guestOut], { timeout: 600_000 });
+    }
     workDir = await mkdtemp(join(tmpdir(), 'dwcp-hv-test-'));
   }, 620_000);
 
