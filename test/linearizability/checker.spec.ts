@@ -137,7 +137,7 @@ async function recordWorkload(store: KeyValueStore): Promise<HistoryRecorder> {
 }
 
 describe('HistoryRecorder', () => {
-  it('records outcomes in the checker format, keeping failed writes as unknown and dropping failed reads', () => {
+  it('records outcomes in the checker format, keeping failed writes as unknown and dropping failed reads and refused requests', () => {
     const history = new HistoryRecorder();
     history.invoke(0, 'put', 'k', { value: 'a' }).ok();
     history.invoke(1, 'get', 'k').ok({ value: 'a' });
@@ -146,6 +146,7 @@ describe('HistoryRecorder', () => {
     history.invoke(4, 'get', 'k').fail();
     history.invoke(5, 'put', 'k', { value: 'c' });
     history.invoke(6, 'get', 'k');
+    history.invoke(7, 'put', 'k', { value: 'd' }).refused();
 
     const { operations } = history.toJSON();
     expect(operations.map(({ call: _c, return: _r, ...op }) => op)).toEqual([

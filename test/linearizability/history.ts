@@ -50,7 +50,7 @@ interface OutputByKind {
   delete: [];
 }
 
-/** One invoked operation: complete it exactly once, with ok() or fail(). */
+/** One invoked operation: complete it exactly once, with ok(), fail() or refused(). */
 export interface OperationHandle<K extends OperationKind> {
   /** The client got an answer: get reports the value it read (null: absent), cas whether it swapped. */
   ok(...output: OutputByKind[K]): void;
@@ -59,11 +59,18 @@ export interface OperationHandle<K extends OperationKind> {
    * it is kept with an unknown outcome; a read observed nothing and is dropped.
    */
   fail(): void;
+  /**
+   * The request provably never took effect (the connection was refused, or the server rejected it
+   * before proposing anything, e.g. 400/401/404). It is left out of the history, as the checker
+   * wants: kept as an unknown outcome it would still be sound, but every such write widens the
+   * search.
+   */
+  refused(): void;
 }
 
 interface Pending {
   op: RecordedOperation;
-  state: 'pending' | 'ok' | 'failed';
+  state: 'pending' | 'ok' | 'failed' | 'refused';
 }
 
 /** Collects a history from any number of concurrent clients sharing one clock. */
@@ -106,6 +113,7 @@ export class HistoryRecorder {
         complete('failed');
         op.return = ret;
       },
+      refused: () => complete('refused'),
     };
   }
 
@@ -116,6 +124,7 @@ export class HistoryRecorder {
   toJSON(): History {
     const operations: RecordedOperation[] = [];
     for (const { op, state } of this.entries) {
+      if (state === 'refused') continue;
       if (state !== 'ok' && op.kind === 'get') continue;
       operations.push(state === 'ok' ? { ...op } : { ...op, output: null });
     }
