@@ -32,10 +32,17 @@ export function chooseAccelerator(
 ): Promise<AcceleratorChoice> {
   let choice = choices.get(options.qemuBinary);
   if (choice === undefined) {
-    choice = probeAccelerator(options).then((c) => {
-      logger.log(`hypervisor: using ${c.accelerator.toUpperCase()} (${c.reason})`);
-      return c;
-    });
+    choice = probeAccelerator(options).then(
+      (c) => {
+        logger.log(`hypervisor: using ${c.accelerator.toUpperCase()} (${c.reason})`);
+        return c;
+      },
+      (error: unknown) => {
+        // QEMU could not even start; that is no answer about KVM, so the next launch asks again.
+        choices.delete(options.qemuBinary);
+        throw error;
+      },
+    );
     choices.set(options.qemuBinary, choice);
   }
   return choice;

@@ -4,7 +4,7 @@
  */
 
 import { execFile } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -277,6 +277,22 @@ describe('QemuDriver with real QEMU and the test guest', () => {
     expect(runtimeDir && existsSync(runtimeDir)).toBe(false);
     await driver.destroy(source);
   }, 70_000);
+
+  it('fails a launch with the reason QEMU gave when it exits early or is missing, leaving nothing behind', async () => {
+    const runtimeRoot = await mkdtemp(join(workDir, 'runtime-'));
+    const quiet = { log: () => {}, warn: () => {} };
+    const broken = new QemuDriver({ accelerator: 'tcg', runtimeRoot, logger: quiet });
+    const noKernel = { ...guestSpec('hv-no-kernel'), kernel: join(workDir, 'absent-vmlinux') };
+    const error = await broken.launch(noKernel).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'ERR_HV_LAUNCH_FAILED' });
+    expect((error as Error).message).toMatch(/absent-vmlinux/);
+
+    const missing = new QemuDriver({ qemuBinary: join(workDir, 'no-qemu'), accelerator: 'tcg', runtimeRoot });
+    await expect(missing.launch(guestSpec('hv-no-qemu'))).rejects.toMatchObject({
+      code: 'ERR_HV_LAUNCH_FAILED',
+    });
+    expect(readdirSync(runtimeRoot)).toEqual([]);
+  });
 
   it('destroy kills the process, removes its runtime directory and forgets the handle', async () => {
     const guest = await driver.prepareIncoming(
