@@ -78,6 +78,8 @@ export class PeerTransport {
   private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });
   private readonly clients = new Map<number, { addr: string; client: RaftPeerClient }>();
   private boundPort = 0;
+  /** Peers with a timed Deliver call in flight (see `deliver`). */
+  private readonly timing = new Set<number>();
 
   constructor(
     private readonly identity: PeerIdentity,
@@ -191,11 +193,23 @@ export class PeerTransport {
 
   /** Sends Raft messages to a peer; resolves false if they did not arrive (Raft will retry). */
   async deliver(from: number, peer: PeerAddress, messages: Buffer[], timeoutMs: number): Promise<boolean> {
+    // A stall at either end (GC, SIGSTOP, the backlog after a resume) is not RTT, but every call in
+    // flight across it completes late, and timing them all let one stall fill the p99 window: the
+    // tick (and so the election timeout) stayed at its maximum for minutes. So one call per peer is
+    // timed at a time, and an answer that came after its own deadline (its timer could not fire
+    // while this process was stopped) is not a sample.
+    const timed = !this.timing.has(peer.raftId);
+    if (timed) this.timing.add(peer.raftId);
     const started = performance.now();
     if (this.injectDelayMs > 0) await new Promise((r) => setTimeout(r, this.injectDelayMs));
     return new Promise((resolve) => {
       this.client(peer).deliver({ from, messages }, { deadline: Date.now() + timeoutMs }, (err) => {
-        if (!err) this.onRtt(peer.raftId, performance.now() - started + this.injectDelayMs);
+        if (timed) {
+          this.timing.delete(peer.raftId);
+          const rtt = performance.now() - started;
+          if (!err && rtt <= timeoutMs + this.injectDelayMs)
+            this.onRtt(peer.raftId, rtt + this.injectDelayMs);
+        }
         resolve(!err);
       });
     });
