@@ -254,6 +254,14 @@ export class LocalCluster {
     return r.status === 200 ? r.body.items.map((v) => v.name).sort() : undefined;
   }
 
+  /**
+   * `n`'s VM names from its first linearizable read that succeeds. Only failed reads are retried:
+   * a read that answers must already be up to date, so a stale answer fails the test.
+   */
+  readVmNames(n: NodeProcess, ms = 30_000): Promise<string[]> {
+    return until(`a linearizable read on ${n.name}`, () => this.vmNames(n), ms);
+  }
+
   async statusOf(n: NodeProcess): Promise<ClusterStatusBody | undefined> {
     this.loadTokens();
     const r = await n.api<ClusterStatusBody>('GET', '/v1/cluster/status', this.adminToken, undefined, 2000);
@@ -381,4 +389,61 @@ export function peerClient(
     ),
     { 'grpc.ssl_target_name_override': serverName, 'grpc.default_authority': serverName },
   );
+}
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * VM creates streamed concurrently through every node of a cluster, recording which were
+ * acknowledged (2xx) and how the others failed. A writer whose node is down waits for it.
+ */
+export class WriteLoad {
+  readonly acked = new Set<string>();
+  /** `<status> <code>` of each refused write, or the network error of a node going away. */
+  readonly failures: string[] = [];
+  private stopped = false;
+  private seq = 0;
+  private readonly writers: Promise<void>[];
+
+  constructor(
+    private readonly cluster: LocalCluster,
+    private readonly prefix: string,
+    perNode = 2,
+  ) {
+    this.writers = cluster.nodes.flatMap((n) => Array.from({ length: perNode }, () => this.run(n)));
+  }
+
+  private async run(n: NodeProcess): Promise<void> {
+    while (!this.stopped) {
+      if (!n.live) {
+        await pause(50);
+        continue;
+      }
+      const name = `${this.prefix}-${n.name}-${this.seq++}`;
+      try {
+        const r = await this.cluster.createVm(n, name);
+        if (r.status >= 200 && r.status < 300) this.acked.add(name);
+        else this.failures.push(`${r.status} ${(r.body as { code?: string } | undefined)?.code ?? ''}`);
+      } catch (e) {
+        this.failures.push(`network ${(e as Error).message}`);
+        await pause(20);
+      }
+    }
+  }
+
+  /** Waits until `count` more writes than now have been acknowledged. */
+  async more(count: number, ms = 30_000): Promise<void> {
+    const target = this.acked.size + count;
+    await until(`${target} acknowledged writes`, () => this.acked.size >= target, ms);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await Promise.all(this.writers);
+  }
+
+  /** Refusals other than "no quorum / no leader right now" (503, 504) and lost connections. */
+  unexpectedFailures(): string[] {
+    return this.failures.filter((f) => !/^(503 ERR_UNAVAILABLE|504 ERR_TIMEOUT|network )/.test(f));
+  }
 }
