@@ -11,6 +11,7 @@ import { Registry } from 'prom-client';
 import type { ClusterAdmission } from './api/admission';
 import { apiUrlOf, ConfigError, loadNodeConfig, type NodeConfig } from './config/node-config';
 import { createNodeLogger, type NodeHandle, startNode } from './start-node';
+import { startTracing } from './tracing/tracing';
 
 /** What consensus gives the API process. */
 export interface ConsensusHandle {
@@ -70,6 +71,7 @@ export async function runNode(
 ): Promise<NodeHandle> {
   const config = loadNodeConfig({ argv, env });
   const logger = createNodeLogger(config);
+  const tracing = startTracing(config.nodeName, config.tracing.otlpEndpoint);
   const registry = new Registry();
   const consensus = await openConsensus(config, registry, logger);
   const handle = await startNode(config, {
@@ -77,7 +79,10 @@ export async function runNode(
     logger,
     registry,
     ...(consensus.admission ? { admission: consensus.admission } : {}),
-    beforeShutdown: () => consensus.close(),
+    beforeShutdown: async () => {
+      await consensus.close();
+      await tracing.shutdown();
+    },
   });
   const onSignal = (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'signal received');

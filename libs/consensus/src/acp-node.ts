@@ -15,6 +15,7 @@ import { type PeerAddress, PeerTransport } from './peer-transport';
 import { errorToWire, outcomeToWire, RaftClusterStore } from './raft-cluster-store';
 import { RaftReplica } from './raft-replica';
 import { TickPolicy } from './tick-policy';
+import { traced } from './tracing';
 
 export interface AcpConfig {
   dataDir: string;
@@ -285,7 +286,8 @@ export async function startAcp(
       };
     };
     // One admission at a time: each picks the next Raft id from the state the previous one wrote.
-    const next = admitting.then(run, run);
+    const traceRun = () => traced('acp.admit', { 'dwcp.node_name': req.nodeName }, run);
+    const next = admitting.then(traceRun, traceRun);
     admitting = next.catch(() => undefined);
     return next;
   };

@@ -12,10 +12,12 @@ import {
   DomainError,
   isDomainErrorCode,
 } from '@novacron/cluster-state';
+import type { Span } from '@opentelemetry/api';
 import type { AcpMetrics } from './metrics';
 import type { ProposeResponse } from './peer-proto';
 import { type PeerAddress, PeerCallError, type PeerTransport } from './peer-transport';
 import type { RaftReplica } from './raft-replica';
+import { traced } from './tracing';
 
 export interface StoreOptions {
   nodeId: string;
@@ -68,10 +70,15 @@ export class RaftClusterStore implements ClusterStore {
     private readonly options: StoreOptions,
   ) {}
 
-  async execute(command: Parameters<ClusterStore['execute']>[0]): Promise<unknown> {
+  execute(command: Parameters<ClusterStore['execute']>[0]): Promise<unknown> {
+    return traced('acp.commit', { 'dwcp.command': command.type }, (span) => this.commit(command, span));
+  }
+
+  private async commit(command: Parameters<ClusterStore['execute']>[0], span: Span): Promise<unknown> {
     const deadline = Date.now() + this.options.leaderWaitMs;
     for (;;) {
       const leader = await this.awaitLeader(deadline);
+      span.setAttribute('dwcp.leader', leader);
       if (leader === this.replica.raftId) {
         try {
           return unwrapOutcome(await this.replica.propose(command));
@@ -125,8 +132,10 @@ export class RaftClusterStore implements ClusterStore {
     consistency: 'linearizable' | 'local' = 'linearizable',
   ): Promise<T> {
     if (consistency === 'linearizable') {
-      await this.awaitLeader(Date.now() + this.options.leaderWaitMs);
-      await this.replica.readBarrier();
+      await traced('acp.read_index', {}, async () => {
+        await this.awaitLeader(Date.now() + this.options.leaderWaitMs);
+        await this.replica.readBarrier();
+      });
     }
     return query(this.replica.state);
   }
@@ -154,7 +163,17 @@ export class RaftClusterStore implements ClusterStore {
   }
 
   /** Adds or removes a voter through the leader. */
-  async changeMembership(kind: 'addNode' | 'removeNode', raftId: number, context: object): Promise<void> {
+  changeMembership(kind: 'addNode' | 'removeNode', raftId: number, context: object): Promise<void> {
+    return traced('acp.change_membership', { 'dwcp.membership.kind': kind, 'dwcp.raft_id': raftId }, () =>
+      this.proposeMembership(kind, raftId, context),
+    );
+  }
+
+  private async proposeMembership(
+    kind: 'addNode' | 'removeNode',
+    raftId: number,
+    context: object,
+  ): Promise<void> {
     const deadline = Date.now() + this.options.leaderWaitMs;
     const leader = await this.awaitLeader(deadline);
     if (leader === this.replica.raftId) return this.replica.changeMembership(kind, raftId, context);

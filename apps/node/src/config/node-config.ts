@@ -77,6 +77,13 @@ export const nodeConfigSchema = z
       })
       .strict()
       .default({}),
+    tracing: z
+      .object({
+        /** OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318); OTEL_EXPORTER_OTLP_ENDPOINT also works. */
+        otlpEndpoint: z.string().url().optional(),
+      })
+      .strict()
+      .default({}),
     /** Fault injection for tests and demos: one-way delay added to every Raft message this node sends. */
     faults: z
       .object({ peerDelayMs: z.number().int().min(0).max(10_000).default(0) })
