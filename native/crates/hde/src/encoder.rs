@@ -1,6 +1,7 @@
 //! The sending side of HDE: chunk, name, skip what the receiver holds, compress the rest.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use crate::wire;
 use crate::{ChunkId, Chunker, ChunkerParams, CodecLevel, HdeError, Result};
@@ -18,6 +19,11 @@ pub struct EncoderStats {
     pub dedup_chunks: u64,
     /// Raw bytes those REFs stand for.
     pub dedup_bytes: u64,
+    /// Of `dedup_chunks`, those the receiver announced with `mark_present` (the rest repeat a
+    /// chunk sent earlier in this stream).
+    pub known_chunks: u64,
+    /// Raw bytes of `known_chunks`.
+    pub known_bytes: u64,
     /// Raw bytes of the chunks sent in full.
     pub sent_raw_bytes: u64,
     /// Frame bytes of the chunks sent in full.
@@ -41,12 +47,19 @@ pub struct Encoder {
 #[derive(Debug)]
 struct Records {
     level: CodecLevel,
-    /// Chunks the receiver has: announced by it, or sent earlier in this stream.
-    present: HashSet<ChunkId>,
+    /// Chunks the receiver has, and how it got them.
+    present: HashMap<ChunkId, Origin>,
     /// BLAKE3 over the ordered chunk ids: since every chunk is verified against its id,
     /// this pins the exact stream at a fraction of the cost of rehashing the content.
     stream_digest: blake3::Hasher,
     stats: EncoderStats,
+}
+
+/// Why the receiver holds a chunk, so that stats can tell the two kinds of dedup apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Announced,
+    Sent,
 }
 
 impl Encoder {
@@ -56,7 +69,7 @@ impl Encoder {
             chunker: Chunker::new(params)?,
             records: Records {
                 level,
-                present: HashSet::new(),
+                present: HashMap::new(),
                 stream_digest: blake3::Hasher::new(),
                 stats: EncoderStats::default(),
             },
@@ -67,7 +80,9 @@ impl Encoder {
 
     /// Records that the receiver already holds these chunks, so they go out as REFs.
     pub fn mark_present(&mut self, ids: impl IntoIterator<Item = ChunkId>) {
-        self.records.present.extend(ids);
+        for id in ids {
+            self.records.present.entry(id).or_insert(Origin::Announced);
+        }
     }
 
     /// Changes the codec level from the next chunk on, e.g. when the predicted bandwidth moves.
@@ -118,15 +133,23 @@ impl Records {
         self.stream_digest.update(&id.0);
         let stats = &mut self.stats;
         stats.chunks += 1;
-        if self.present.insert(id) {
-            let written = wire::write_chunk(out, &id, chunk, self.level)?;
-            stats.sent_raw_bytes += chunk.len() as u64;
-            stats.sent_frame_bytes += (written - 33) as u64;
-            stats.bytes_out += written as u64;
-        } else {
-            stats.dedup_chunks += 1;
-            stats.dedup_bytes += chunk.len() as u64;
-            stats.bytes_out += wire::write_ref(out, &id, chunk.len())? as u64;
+        match self.present.entry(id) {
+            Entry::Vacant(slot) => {
+                slot.insert(Origin::Sent);
+                let written = wire::write_chunk(out, &id, chunk, self.level)?;
+                stats.sent_raw_bytes += chunk.len() as u64;
+                stats.sent_frame_bytes += (written - 33) as u64;
+                stats.bytes_out += written as u64;
+            }
+            Entry::Occupied(held) => {
+                stats.dedup_chunks += 1;
+                stats.dedup_bytes += chunk.len() as u64;
+                if *held.get() == Origin::Announced {
+                    stats.known_chunks += 1;
+                    stats.known_bytes += chunk.len() as u64;
+                }
+                stats.bytes_out += wire::write_ref(out, &id, chunk.len())? as u64;
+            }
         }
         Ok(())
     }

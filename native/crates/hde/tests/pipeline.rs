@@ -87,6 +87,7 @@ fn chunks_the_receiver_holds_are_not_sent() {
     enc.push(&data, &mut wire).expect("push");
     enc.finish(&mut wire).expect("finish");
     assert_eq!(enc.stats().dedup_bytes, data.len() as u64);
+    assert_eq!(enc.stats().known_bytes, data.len() as u64);
     assert!(
         wire.len() < 10_000,
         "second send should be refs only: {}",

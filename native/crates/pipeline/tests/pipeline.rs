@@ -1,0 +1,487 @@
+//! The data path end to end on loopback: a fake source "QEMU" writes into the source's unix
+//! socket, a fake destination "QEMU" listens where the sink delivers, and AMST runs over
+//! TCP + mutual TLS in between.
+#![allow(missing_docs, clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use dwcp_hde::{wire, ChunkStore, ChunkerParams, Codec, CodecLevel, Encoder};
+use dwcp_pipeline::{
+    inventory, MigrationSink, MigrationSource, PipelineError, SharedStore, SinkOptions,
+    SourceOptions,
+};
+use dwcp_transport::pki::{generate_cluster_ca, issue_node_certificate, NodeCertRequest, PemPair};
+use dwcp_transport::{
+    send_stream, Congestion, Dialer, LinkKind, ListenerConfig, NodeIdentity, ReceiveOptions,
+    SendOptions, StreamCount,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+struct Node {
+    ca: PemPair,
+}
+
+impl Node {
+    fn pki() -> Self {
+        Node {
+            ca: generate_cluster_ca("pipeline-test").unwrap(),
+        }
+    }
+
+    fn identity(&self, name: &str) -> NodeIdentity {
+        let cert = issue_node_certificate(&self.ca, &NodeCertRequest::new(name)).unwrap();
+        NodeIdentity::from_pem(&self.ca.cert_pem, &cert.cert_pem, &cert.key_pem).unwrap()
+    }
+}
+
+/// Looks like guest RAM: incompressible pages, program-like text, zeros, and repeats.
+fn guest_like(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let text: Vec<u8> = (0..64 * 1024)
+        .map(|i| b"mov rax, [rbp-8]; call memcpy; ret\n"[i % 35])
+        .collect();
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let block = 64 * 1024;
+        match next() % 4 {
+            0 => out.extend((0..block / 8).flat_map(|_| next().to_le_bytes())),
+            1 => out.extend_from_slice(&text),
+            2 => out.resize(out.len() + block, 0),
+            _ => {
+                let len = out.len();
+                let from = (next() as usize % len.max(1)) & !4095;
+                let end = (from + block).min(len);
+                out.extend_from_within(from..end);
+            }
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect()
+}
+
+fn listener_config() -> ListenerConfig {
+    ListenerConfig {
+        kind: LinkKind::Tcp,
+        addr: "127.0.0.1:0".parse().unwrap(),
+        congestion: Congestion::Default,
+        receive: ReceiveOptions {
+            orphan_timeout: Duration::from_millis(500),
+            ..ReceiveOptions::default()
+        },
+    }
+}
+
+fn open_store(dir: &Path) -> SharedStore {
+    SharedStore::new(
+        ChunkStore::open(dir.join("store"), 1 << 30, CodecLevel::fast(Codec::Lz4)).unwrap(),
+    )
+}
+
+/// The destination QEMU: listens on `path` and reads everything the sink writes.
+fn fake_destination(path: &Path) -> JoinHandle<Vec<u8>> {
+    let listener = UnixListener::bind(path).unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got).await;
+        got
+    })
+}
+
+/// The source QEMU: connects to `path` and writes `data` in `piece`-sized writes, then closes.
+/// Returns how far it got and the error that stopped it, if any.
+fn fake_source(
+    path: PathBuf,
+    data: Arc<Vec<u8>>,
+    piece: usize,
+) -> JoinHandle<(usize, Option<std::io::Error>)> {
+    tokio::spawn(async move {
+        let mut stream = UnixStream::connect(&path).await.unwrap();
+        let mut written = 0;
+        for part in data.chunks(piece) {
+            if let Err(e) = stream.write_all(part).await {
+                return (written, Some(e));
+            }
+            written += part.len();
+        }
+        (written, stream.shutdown().await.err())
+    })
+}
+
+struct Run {
+    out: Vec<u8>,
+    wire_bytes: u64,
+    known_chunks: u64,
+    sink_received: u64,
+    sink_reused: u64,
+}
+
+/// One migration of `data` from a fake QEMU to a fake QEMU through source and sink.
+async fn migrate(
+    dir: &Path,
+    node: &Node,
+    store: &SharedStore,
+    data: Arc<Vec<u8>>,
+    present: &[u8],
+) -> Run {
+    let dst_sock = dir.join("dst.sock");
+    let src_sock = dir.join("src.sock");
+    let destination = fake_destination(&dst_sock);
+    let sink = MigrationSink::bind(
+        listener_config(),
+        &node.identity("node-b"),
+        store.clone(),
+        SinkOptions::new(&dst_sock),
+    )
+    .await
+    .unwrap();
+    let dialer = Dialer::new(
+        LinkKind::Tcp,
+        sink.local_addr(),
+        "node-b",
+        &node.identity("node-a"),
+        Congestion::Default,
+    )
+    .unwrap();
+    let mut options = SourceOptions::new(&src_sock);
+    options.present = inventory::decode(present).unwrap();
+    options.send.streams = StreamCount::Fixed(3);
+    let source = MigrationSource::start(options, dialer).unwrap();
+    let qemu = fake_source(src_sock.clone(), Arc::clone(&data), 100_000);
+
+    let sent = source.finished().await.unwrap();
+    let got = sink.finished().await.unwrap();
+    let out = destination.await.unwrap();
+    assert!(qemu.await.unwrap().1.is_none());
+    assert!(!src_sock.exists(), "the source's socket is removed");
+    std::fs::remove_file(&dst_sock).unwrap();
+
+    let s = sent.stats;
+    assert_eq!(s.bytes_from_qemu, data.len() as u64);
+    assert!(s.qemu_connected && s.qemu_finished);
+    assert_eq!(s.transfer.bytes_acked, s.wire_bytes());
+    assert_eq!(got.stats.bytes_to_qemu, data.len() as u64);
+    assert_eq!(got.stats.wire_bytes(), s.wire_bytes());
+    Run {
+        out,
+        wire_bytes: s.wire_bytes(),
+        known_chunks: s.encoder.known_chunks,
+        sink_received: got.stats.decoder.chunks_received,
+        sink_reused: got.stats.decoder.chunks_reused,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_the_exact_stream_and_a_second_run_dedups_against_the_inventory() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::pki();
+    let store = open_store(dir.path());
+    let first_data = Arc::new(guest_like(24 << 20, 7));
+    let first = migrate(dir.path(), &node, &store, Arc::clone(&first_data), &[]).await;
+    assert!(
+        first.out == *first_data,
+        "first run rebuilt the exact stream"
+    );
+    assert_eq!(first.known_chunks, 0);
+    assert!(
+        first.wire_bytes < first_data.len() as u64,
+        "zeros, text and repeats shrink"
+    );
+    assert!(first.sink_reused > 0, "in-stream repeats go as references");
+    let stored = store.lock().unwrap().len() as u64;
+    assert_eq!(stored, first.sink_received, "every chunk received is kept");
+
+    // The same guest a little later: a tenth of its memory rewritten.
+    let mut second_data = (*first_data).clone();
+    for (i, block) in second_data.chunks_mut(1 << 20).enumerate() {
+        if i % 10 == 3 {
+            block[..100 * 1024].copy_from_slice(&random(100 * 1024, i as u64 + 99));
+        }
+    }
+    let second_data = Arc::new(second_data);
+    let inventory = store.inventory().unwrap();
+    assert_eq!(inventory.len() as u64, stored * 32);
+    let second = migrate(
+        dir.path(),
+        &node,
+        &store,
+        Arc::clone(&second_data),
+        &inventory,
+    )
+    .await;
+    assert!(
+        second.out == *second_data,
+        "second run rebuilt the exact stream"
+    );
+    assert!(second.known_chunks > 0);
+    println!(
+        "first run: {} raw bytes, {} on the wire; second run with the inventory: {} on the wire",
+        first_data.len(),
+        first.wire_bytes,
+        second.wire_bytes
+    );
+    assert!(
+        second.wire_bytes * 4 < first.wire_bytes,
+        "the second run sends far less: {} vs {}",
+        second.wire_bytes,
+        first.wire_bytes
+    );
+}
+
+async fn until_no_tasks(baseline: usize) -> usize {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while metrics.num_alive_tasks() > baseline && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    metrics.num_alive_tasks()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_holds_qemu_back_and_cancel_closes_its_socket_leaving_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::pki();
+    let store = open_store(dir.path());
+    let baseline = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    let dst_sock = dir.path().join("dst.sock");
+    let src_sock = dir.path().join("src.sock");
+    let destination = fake_destination(&dst_sock);
+    let sink = MigrationSink::bind(
+        listener_config(),
+        &node.identity("node-b"),
+        store.clone(),
+        SinkOptions::new(&dst_sock),
+    )
+    .await
+    .unwrap();
+    let dialer = Dialer::new(
+        LinkKind::Tcp,
+        sink.local_addr(),
+        "node-b",
+        &node.identity("node-a"),
+        Congestion::Default,
+    )
+    .unwrap();
+    let mut options = SourceOptions::new(&src_sock);
+    options.send.streams = StreamCount::Fixed(2);
+    // 2 MB/s and a 2 MiB send buffer: QEMU's 64 MiB cannot get through in seconds.
+    options.send.sender.rate_cap = Some(2_000_000);
+    options.send.sender.send_buffer = 2 << 20;
+    let source = MigrationSource::start(options, dialer).unwrap();
+    let data = Arc::new(random(64 << 20, 3));
+    let qemu = fake_source(src_sock.clone(), Arc::clone(&data), 64 * 1024);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stats = source.stats();
+    assert!(stats.qemu_connected && !stats.qemu_finished);
+    assert!(
+        stats.transfer.bytes_acked > 0,
+        "bytes are moving: {stats:?}"
+    );
+    // Rate × time + AMST's buffer + the stage queues + socket buffers, far below 64 MiB.
+    assert!(
+        stats.bytes_from_qemu < 16 << 20,
+        "QEMU is held back: {} bytes read",
+        stats.bytes_from_qemu
+    );
+    assert!(sink.stats().bytes_to_qemu > 0);
+
+    let cancelled_at = Instant::now();
+    source.cancel();
+    let (written, error) = tokio::time::timeout(Duration::from_secs(2), qemu)
+        .await
+        .expect("QEMU's write fails soon after cancel")
+        .unwrap();
+    assert!(error.is_some(), "QEMU sees its socket closed");
+    assert!(written < data.len());
+    let err = source.finished().await.unwrap_err();
+    assert!(matches!(err, PipelineError::Cancelled), "{err:?}");
+    assert_eq!(err.code(), "ERR_MIGRATION_CANCELLED");
+    assert!(cancelled_at.elapsed() < Duration::from_secs(2));
+    assert!(!src_sock.exists());
+
+    // The sink loses every connection, gives up after the orphan timeout and closes QEMU's socket.
+    let err = sink.finished().await.unwrap_err();
+    assert_eq!(err.code(), "ERR_AMST_NO_CONNECTION", "{err}");
+    let partial = destination.await.unwrap();
+    assert!(partial.len() < data.len());
+    assert!(
+        partial == data[..partial.len()],
+        "what arrived is an exact prefix"
+    );
+    drop((source, sink));
+    assert_eq!(
+        until_no_tasks(baseline).await,
+        baseline,
+        "no task outlives the migration"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_before_qemu_connects_removes_the_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::pki();
+    let sink = MigrationSink::bind(
+        listener_config(),
+        &node.identity("node-b"),
+        open_store(dir.path()),
+        SinkOptions::new(dir.path().join("dst.sock")),
+    )
+    .await
+    .unwrap();
+    let dialer = Dialer::new(
+        LinkKind::Tcp,
+        sink.local_addr(),
+        "node-b",
+        &node.identity("node-a"),
+        Congestion::Default,
+    )
+    .unwrap();
+    let src_sock = dir.path().join("src.sock");
+    let source = MigrationSource::start(SourceOptions::new(&src_sock), dialer).unwrap();
+    assert!(src_sock.exists());
+    let again = MigrationSource::start(
+        SourceOptions::new(&src_sock),
+        Dialer::new(
+            LinkKind::Tcp,
+            sink.local_addr(),
+            "node-b",
+            &node.identity("node-a"),
+            Congestion::Default,
+        )
+        .unwrap(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        again.code(),
+        "ERR_MIGRATION_IO",
+        "a socket in use is refused: {again}"
+    );
+    source.cancel();
+    assert_eq!(
+        source.finished().await.unwrap_err().code(),
+        "ERR_MIGRATION_CANCELLED"
+    );
+    assert!(!src_sock.exists());
+    assert_eq!(
+        source.finished().await.unwrap_err().code(),
+        "ERR_MIGRATION_ENDED"
+    );
+    sink.cancel();
+    let err = sink.finished().await.unwrap_err();
+    assert!(
+        matches!(err, PipelineError::Cancelled | PipelineError::Transport(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_bit_in_a_chunk_is_a_typed_error_and_nothing_of_it_reaches_qemu() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::pki();
+    let store = open_store(dir.path());
+    let dst_sock = dir.path().join("dst.sock");
+    let destination = fake_destination(&dst_sock);
+    let sink = MigrationSink::bind(
+        listener_config(),
+        &node.identity("node-b"),
+        store.clone(),
+        SinkOptions::new(&dst_sock),
+    )
+    .await
+    .unwrap();
+
+    // An HDE stream with chunks stored as is, and one bit flipped inside the fifth chunk's
+    // content: what a faulty sender or its memory would put on the (TLS-protected) wire.
+    let data = random(4 << 20, 11);
+    let mut encoder =
+        Encoder::new(ChunkerParams::default(), CodecLevel::fast(Codec::None)).unwrap();
+    let mut stream = Vec::new();
+    encoder.push(&data, &mut stream).unwrap();
+    encoder.finish(&mut stream).unwrap();
+    let mut at = wire::parse_stream_header(&stream).unwrap().unwrap();
+    let (mut raw_offset, mut bad) = (0usize, None);
+    for _ in 0..5 {
+        let (record, len) = wire::parse_record(&stream[at..]).unwrap().unwrap();
+        let wire::Record::Chunk { id, header, .. } = record else {
+            panic!("random data has no repeats")
+        };
+        bad = Some((
+            at + 1 + 32 + dwcp_hde::frame::HEADER_LEN + 100,
+            raw_offset,
+            id,
+        ));
+        raw_offset += header.raw_len;
+        at += len;
+    }
+    let (flip_at, bad_start, bad_id) = bad.unwrap();
+    stream[flip_at] ^= 0x10;
+
+    let (tx, rx) = mpsc::channel(4);
+    let (_cancel_tx, cancel) = watch::channel(false);
+    let dialer = Dialer::new(
+        LinkKind::Tcp,
+        sink.local_addr(),
+        "node-b",
+        &node.identity("node-a"),
+        Congestion::Default,
+    )
+    .unwrap();
+    let send = tokio::spawn(send_stream(
+        dialer,
+        rx,
+        SendOptions::default(),
+        cancel,
+        None,
+    ));
+    for piece in stream.chunks(50_000) {
+        if tx.send(Bytes::copy_from_slice(piece)).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+
+    let err = sink.finished().await.unwrap_err();
+    assert_eq!(err.code(), "ERR_HDE_CHUNK_CORRUPT", "{err}");
+    let out = destination.await.unwrap();
+    assert!(
+        out.len() <= bad_start,
+        "{} bytes reached QEMU, the bad chunk starts at {bad_start}",
+        out.len()
+    );
+    assert!(
+        out == data[..out.len()],
+        "only verified chunks reached QEMU"
+    );
+    assert!(
+        !store.lock().unwrap().contains(&bad_id),
+        "the bad chunk is not stored"
+    );
+    let _ = send.await;
+}
