@@ -13,6 +13,11 @@ pub fn transport_to_napi(e: dwcp_transport::TransportError) -> napi::Error {
     napi::Error::from_reason(format!("{}: {e}", e.code()))
 }
 
+/// The same for the migration data path; HDE and AMST errors inside keep their codes.
+pub fn pipeline_to_napi(e: dwcp_pipeline::PipelineError) -> napi::Error {
+    napi::Error::from_reason(format!("{}: {e}", e.code()))
+}
+
 /// For a panic caught at the boundary: a bug, reported as such, never a crash of Node.
 pub fn panic_to_napi(payload: Box<dyn std::any::Any + Send>) -> napi::Error {
     let what = payload

@@ -9,6 +9,7 @@ mod encoder;
 mod error;
 mod exclusive;
 mod frames;
+mod migration;
 mod options;
 mod store;
 mod transport;

@@ -79,6 +79,14 @@ impl BindingChunkStore {
         Ok(store.ids().map(ChunkId::to_hex).collect())
     }
 
+    /// Every id held as an inventory for a migration source (`MigrationSource`'s `inventory`):
+    /// the 32-byte ids, sorted and concatenated. Far smaller than `ids()` and never hex.
+    #[napi]
+    pub fn inventory(&self) -> napi::Result<Buffer> {
+        let store = lock_core(&self.inner).map_err(to_napi)?;
+        Ok(dwcp_pipeline::inventory::encode(store.ids()).into())
+    }
+
     #[napi(getter)]
     pub fn count(&self) -> napi::Result<u32> {
         let n = lock_core(&self.inner).map_err(to_napi)?.len();

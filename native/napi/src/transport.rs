@@ -7,8 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use dwcp_transport::pki::{self, NodeCertRequest, PemPair};
 use dwcp_transport::{
-    send_stream, Dialer, IncomingStream, Listener, ListenerConfig, NodeIdentity, SendReport,
-    TransferStats, TransportError,
+    send_stream, IncomingStream, Listener, NodeIdentity, SendReport, TransferStats, TransportError,
 };
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -16,8 +15,7 @@ use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::error::transport_to_napi as err;
 use crate::transport_options::{
-    address, congestion, link_kind, receive_options, send_options, BindingListenOptions,
-    BindingSendOptions,
+    dialer, listener_config, send_options, BindingListenOptions, BindingSendOptions,
 };
 
 /// A certificate and key, PEM encoded.
@@ -157,12 +155,7 @@ impl BindingListener {
     #[napi(factory)]
     pub async fn bind(options: BindingListenOptions) -> napi::Result<BindingListener> {
         let identity = NodeIdentity::try_from(&options.identity).map_err(err)?;
-        let config = ListenerConfig {
-            kind: link_kind(&options.kind).map_err(err)?,
-            addr: address(&options.host, options.port).map_err(err)?,
-            congestion: congestion(options.congestion.as_deref()).map_err(err)?,
-            receive: receive_options(&options),
-        };
+        let config = listener_config(&options).map_err(err)?;
         let listener = Listener::bind(config, &identity).await.map_err(err)?;
         Ok(BindingListener {
             inner: Arc::new(listener),
@@ -255,19 +248,14 @@ pub struct BindingSender {
 fn start_send(
     options: &BindingSendOptions,
 ) -> Result<(BindingSender, mpsc::Sender<Bytes>), TransportError> {
-    let identity = NodeIdentity::try_from(&options.identity)?;
-    let kind = link_kind(&options.kind)?;
-    let addr = address(&options.host, options.port)?;
-    let cc = congestion(options.congestion.as_deref())?;
     let send = send_options(options)?;
     let (data_tx, data_rx) = mpsc::channel(16);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (progress_tx, progress_rx) = watch::channel(TransferStats::default());
     // Both need the addon's tokio runtime: quinn binds its endpoint on it.
     let task = napi::bindgen_prelude::within_runtime_if_available(|| {
-        let dialer = Dialer::new(kind, addr, &options.server_name, &identity, cc)?;
         Ok::<_, TransportError>(tokio::spawn(send_stream(
-            dialer,
+            dialer(options)?,
             data_rx,
             send,
             cancel_rx,

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use dwcp_amst::{AdaptConfig, SenderConfig};
 use dwcp_transport::{
-    Congestion, LinkKind, NodeIdentity, ReceiveOptions, SendOptions, StreamCount, TransportError,
+    Congestion, Dialer, LinkKind, ListenerConfig, NodeIdentity, ReceiveOptions, SendOptions,
+    StreamCount, TransportError,
 };
 use napi_derive::napi;
 
@@ -68,6 +69,16 @@ pub struct BindingListenOptions {
     pub window_frames: Option<u32>,
     /// Fail a transfer this long after its last connection went.
     pub orphan_timeout_ms: Option<u32>,
+}
+
+/// The listener `o` describes.
+pub fn listener_config(o: &BindingListenOptions) -> Result<ListenerConfig, TransportError> {
+    Ok(ListenerConfig {
+        kind: link_kind(&o.kind)?,
+        addr: address(&o.host, o.port)?,
+        congestion: congestion(o.congestion.as_deref())?,
+        receive: receive_options(o),
+    })
 }
 
 pub fn receive_options(o: &BindingListenOptions) -> ReceiveOptions {
@@ -141,4 +152,16 @@ pub fn send_options(o: &BindingSendOptions) -> Result<SendOptions, TransportErro
         sender,
         ..SendOptions::default()
     })
+}
+
+/// The dialer `o` describes. QUIC binds its endpoint here: call within the addon's runtime.
+pub fn dialer(o: &BindingSendOptions) -> Result<Dialer, TransportError> {
+    let identity = NodeIdentity::try_from(&o.identity)?;
+    Dialer::new(
+        link_kind(&o.kind)?,
+        address(&o.host, o.port)?,
+        &o.server_name,
+        &identity,
+        congestion(o.congestion.as_deref())?,
+    )
 }

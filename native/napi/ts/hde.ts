@@ -91,6 +91,15 @@ export class ChunkStore {
     return call(() => this.handle.ids());
   }
 
+  /**
+   * What this store holds, for a migration source (`MigrationSource.start({ inventory })`): the
+   * 32-byte chunk ids, sorted and concatenated. 32 bytes per chunk, against 64 characters per id
+   * from `ids()`.
+   */
+  inventory(): Buffer {
+    return call(() => this.handle.inventory());
+  }
+
   get count(): number {
     return this.handle.count;
   }

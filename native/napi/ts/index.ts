@@ -7,4 +7,5 @@
 export * from './acp';
 export { liftError, NativeError } from './errors';
 export * from './hde';
+export * from './migration';
 export * from './transport';

@@ -20,5 +20,5 @@ mod store;
 
 pub use error::{PipelineError, Result};
 pub use sink::{MigrationSink, SinkOptions, SinkReport, SinkStats};
-pub use source::{MigrationSource, SourceOptions, SourceReport, SourceStats};
+pub use source::{MigrationSource, SourceOptions, SourceReport, SourceStats, DEFAULT_SEND_BUFFER};
 pub use store::SharedStore;
