@@ -26,6 +26,9 @@ export interface StoreOptions {
   requestTimeoutMs: number;
 }
 
+/** grpc-js's wording when a call failed before any connection existed (nothing was sent). */
+const isNotConnected = (e: unknown): boolean => (e as Error).message.includes('No connection established');
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Turns a state-machine outcome into the result or the DomainError it carries. */
@@ -104,9 +107,16 @@ export class RaftClusterStore implements ClusterStore {
           this.options.requestTimeoutMs,
         );
       } catch (e) {
-        this.metrics.forwarded.inc({ result: 'error' });
         const code = e instanceof PeerCallError ? e.code : grpcStatus.UNKNOWN;
-        // The call may have reached the leader: its outcome is unknown, so it is not retried.
+        // No connection to the (old) leader could be made, so the command never left this node:
+        // wait for Raft to name a new leader and try again.
+        if (code === grpcStatus.UNAVAILABLE && isNotConnected(e) && Date.now() < deadline) {
+          this.metrics.forwarded.inc({ result: 'not-connected' });
+          await sleep(100);
+          continue;
+        }
+        this.metrics.forwarded.inc({ result: 'error' });
+        // Otherwise the call may have reached the leader: its outcome is unknown, so it is not retried.
         throw new DomainError(
           code === grpcStatus.DEADLINE_EXCEEDED ? 'ERR_TIMEOUT' : 'ERR_UNAVAILABLE',
           `forwarding to leader ${leader} failed: ${(e as Error).message}`,
