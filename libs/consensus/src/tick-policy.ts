@@ -26,6 +26,8 @@ export const DEFAULT_TICK_POLICY: TickPolicyOptions = {
 /** Per-peer RTT samples and the tick they imply. Pure: time comes in as numbers. */
 export class TickPolicy {
   private readonly samples = new Map<number, number[]>();
+  /** p99 as last computed; cleared when samples change (tickMs runs on every send). */
+  private cachedP99: number | undefined | null = null;
 
   constructor(private readonly options: TickPolicyOptions = DEFAULT_TICK_POLICY) {}
 
@@ -39,20 +41,28 @@ export class TickPolicy {
     }
     s.push(rttMs);
     if (s.length > this.options.window) s.shift();
+    this.cachedP99 = null;
   }
 
   /** Forgets a peer that left the cluster. */
   forget(peer: number): void {
     this.samples.delete(peer);
+    this.cachedP99 = null;
   }
 
   /** Forgets every peer not in `members`. */
   retain(members: number[]): void {
     for (const peer of [...this.samples.keys()]) if (!members.includes(peer)) this.samples.delete(peer);
+    this.cachedP99 = null;
   }
 
   /** The p99 RTT to the slowest peer, in ms, or undefined before any sample. */
   p99RttMs(): number | undefined {
+    if (this.cachedP99 === null) this.cachedP99 = this.computeP99();
+    return this.cachedP99;
+  }
+
+  private computeP99(): number | undefined {
     let worst: number | undefined;
     for (const s of this.samples.values()) {
       if (s.length === 0) continue;
