@@ -5,20 +5,15 @@
  * a cancel mid-transfer.
  */
 
-import { execFile } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import {
   followMigration,
   type MigrationProgress,
   QemuDriver,
-  type VmEvent,
   type VmHandle,
-  type VmSpec,
   waitForLine,
 } from '@novacron/hypervisor';
 import {
@@ -32,53 +27,20 @@ import {
   type NodeIdentity,
 } from '@novacron/native';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CHECK_S,
+  ensureGuestBuilt,
+  firstEvent,
+  guestSpec,
+  heartbeatSeq,
+  INTEGRITY,
+  isAlive,
+  READY,
+} from '../guest/guest';
 
-const guestSrc = resolve(__dirname, '../guest');
-const guestOut = join(guestSrc, 'out');
-const CHECK_S = 2;
 const MiB = 1024 * 1024;
 
-const guestSpec = (name: string): VmSpec => ({
-  name,
-  memoryMiB: 128,
-  kernel: join(guestOut, 'vmlinux'),
-  initrd: join(guestOut, 'initramfs.cpio.gz'),
-  cmdline: `console=ttyS0 quiet panic=-1 dwcp.fill_mib=16 dwcp.dirty_kib_per_s=1024 dwcp.check_s=${CHECK_S}`,
-});
-
-const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
-const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
-const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
-
 type NodeName = 'node-a' | 'node-b';
-
-function isAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
-async function heartbeatSeq(lines: AsyncIterator<string>, timeoutMs = 10_000): Promise<number> {
-  return Number((await waitForLine(lines, HEARTBEAT, { timeoutMs, what: 'a heartbeat' }))[1]);
-}
-
-/** The first event `match` accepts, or undefined once the time runs out. */
-async function firstEvent(
-  events: AsyncIterator<VmEvent>,
-  match: (e: VmEvent) => boolean,
-  timeoutMs = 10_000,
-): Promise<VmEvent | undefined> {
-  const deadline = sleep(timeoutMs).then(() => 'timeout' as const);
-  for (;;) {
-    const next = await Promise.race([events.next(), deadline]);
-    if (next === 'timeout' || next.done) return undefined;
-    if (match(next.value)) return next.value;
-  }
-}
 
 interface Migration {
   destination: VmHandle;
@@ -105,12 +67,7 @@ describe('native migration data path with real QEMU', () => {
   let seq = 0;
 
   beforeAll(async () => {
-    const initramfs = join(guestOut, 'initramfs.cpio.gz');
-    const built = existsSync(join(guestOut, 'vmlinux')) && existsSync(initramfs);
-    const stale = built && statSync(join(guestSrc, 'init.sh')).mtimeMs > statSync(initramfs).mtimeMs;
-    if (!built || stale) {
-      await promisify(execFile)(join(guestSrc, 'build.sh'), [guestOut], { timeout: 600_000 });
-    }
+    await ensureGuestBuilt();
     workDir = await mkdtemp(join(tmpdir(), 'dwcp-pl-'));
     const ca = generateClusterCa('pipeline-test');
     const identity = (nodeName: NodeName): NodeIdentity => ({

@@ -1,0 +1,64 @@
+/** The test guest as QEMU tests use it: its VmSpec, its console lines, and the checks on what it left behind. */
+
+import { execFile } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
+import { type VmEvent, type VmSpec, waitForLine } from '@novacron/hypervisor';
+
+const guestSrc = resolve(__dirname);
+export const guestOut = join(guestSrc, 'out');
+/** Seconds between the guest's integrity checks. */
+export const CHECK_S = 2;
+
+export const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
+export const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
+export const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
+
+/** 128 MiB, 16 MiB of it filled with known data and 1 MiB/s of it dirtied. */
+export const guestSpec = (name: string): VmSpec => ({
+  name,
+  memoryMiB: 128,
+  kernel: join(guestOut, 'vmlinux'),
+  initrd: join(guestOut, 'initramfs.cpio.gz'),
+  cmdline: `console=ttyS0 quiet panic=-1 dwcp.fill_mib=16 dwcp.dirty_kib_per_s=1024 dwcp.check_s=${CHECK_S}`,
+});
+
+/** Builds the guest with `build.sh` when it is missing or older than its `init.sh` (a first build downloads the kernel). */
+export async function ensureGuestBuilt(): Promise<void> {
+  const initramfs = join(guestOut, 'initramfs.cpio.gz');
+  const built = existsSync(join(guestOut, 'vmlinux')) && existsSync(initramfs);
+  const stale = built && statSync(join(guestSrc, 'init.sh')).mtimeMs > statSync(initramfs).mtimeMs;
+  if (!built || stale) {
+    await promisify(execFile)(join(guestSrc, 'build.sh'), [guestOut], { timeout: 600_000 });
+  }
+}
+
+export function isAlive(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
+export async function heartbeatSeq(lines: AsyncIterator<string>, timeoutMs = 10_000): Promise<number> {
+  return Number((await waitForLine(lines, HEARTBEAT, { timeoutMs, what: 'a heartbeat' }))[1]);
+}
+
+/** The first event `match` accepts, or undefined once the time runs out. */
+export async function firstEvent(
+  events: AsyncIterator<VmEvent>,
+  match: (e: VmEvent) => boolean,
+  timeoutMs = 10_000,
+): Promise<VmEvent | undefined> {
+  const deadline = sleep(timeoutMs).then(() => 'timeout' as const);
+  for (;;) {
+    const next = await Promise.race([events.next(), deadline]);
+    if (next === 'timeout' || next.done) return undefined;
+    if (match(next.value)) return next.value;
+  }
+}
