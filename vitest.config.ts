@@ -14,6 +14,7 @@ export default defineConfig({
       '@novacron/cluster-state': resolve(__dirname, 'libs/cluster-state/src/index.ts'),
       '@novacron/consensus': resolve(__dirname, 'libs/consensus/src/index.ts'),
       '@novacron/hypervisor': resolve(__dirname, 'libs/hypervisor/src/index.ts'),
+      '@novacron/migration': resolve(__dirname, 'libs/migration/src/index.ts'),
       '@novacron/node': resolve(__dirname, 'apps/node/src/index.ts'),
     },
   },

@@ -1,0 +1,402 @@
+import type { MigrationPhase } from '@novacron/cluster-state';
+import type {
+  MigrationProgress,
+  MigrationStatus,
+  VmEvent,
+  VmHandle,
+  VmSpec,
+  VmStatus,
+} from '@novacron/hypervisor';
+import { trace } from '@opentelemetry/api';
+import {
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  SimpleSpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MigrationMetrics } from './metrics';
+import { MigrationRun, type MigrationRunInput } from './migration-run';
+import type {
+  DataPathEnd,
+  DataPathSink,
+  MigrationDataPath,
+  MigrationHypervisor,
+  MigrationRunStats,
+  SinkCounters,
+  SourceCounters,
+} from './ports';
+
+const handle = (id: string, incoming = false): VmHandle => ({
+  id,
+  name: id,
+  simulated: false,
+  pid: undefined,
+  accelerator: 'tcg',
+  runtimeDir: undefined,
+  incoming,
+});
+
+const progress = (status: MigrationStatus, extra: Partial<MigrationProgress> = {}): MigrationProgress => ({
+  status,
+  transferredBytes: 0,
+  remainingBytes: 0,
+  totalBytes: 0,
+  dirtyRateBytesPerSec: 0,
+  dirtySyncCount: 0,
+  throughputBitsPerSec: 0,
+  expectedDowntimeMs: undefined,
+  downtimeMs: undefined,
+  setupTimeMs: undefined,
+  totalTimeMs: undefined,
+  errorDesc: undefined,
+  ...extra,
+});
+
+/** Both hypervisors in one: every call lands in `calls`, `query-migrate` answers from a script. */
+class FakeHypervisor implements MigrationHypervisor {
+  readonly calls: string[] = [];
+  readonly statuses = new Map<string, VmStatus>();
+  script: MigrationProgress[] = [
+    progress('active', {
+      remainingBytes: 8_000_000,
+      throughputBitsPerSec: 64_000_000,
+      dirtyRateBytesPerSec: 4096,
+    }),
+    progress('active', { remainingBytes: 4_000_000, throughputBitsPerSec: 64_000_000 }),
+    progress('completed', { downtimeMs: 42, totalTimeMs: 900 }),
+  ];
+  prepareError: Error | undefined;
+  /** The destination runs once it was asked about this many times. */
+  destinationRunsAfter = 1;
+  private destinationPolls = 0;
+
+  async prepareIncoming(spec: VmSpec, uri: string): Promise<VmHandle> {
+    this.calls.push(`prepareIncoming ${uri}`);
+    if (this.prepareError) throw this.prepareError;
+    const vm = handle(`${spec.name}-dst`, true);
+    this.statuses.set(vm.id, { state: 'inmigrate', running: false });
+    return vm;
+  }
+  async status(vm: VmHandle): Promise<VmStatus> {
+    if (vm.incoming && ++this.destinationPolls >= this.destinationRunsAfter) {
+      this.statuses.set(vm.id, { state: 'running', running: true });
+    }
+    return this.statuses.get(vm.id) ?? { state: 'exited', running: false };
+  }
+  async cont(vm: VmHandle): Promise<void> {
+    this.calls.push(`cont ${vm.id}`);
+    this.statuses.set(vm.id, { state: 'running', running: true });
+  }
+  async destroy(vm: VmHandle): Promise<void> {
+    this.calls.push(`destroy ${vm.id}`);
+    this.statuses.set(vm.id, { state: 'exited', running: false });
+  }
+  async setMigrationParameters(vm: VmHandle): Promise<void> {
+    this.calls.push(`setMigrationParameters ${vm.id}`);
+  }
+  async migrate(vm: VmHandle, uri: string): Promise<void> {
+    this.calls.push(`migrate ${vm.id} ${uri}`);
+  }
+  async queryMigrate(vm: VmHandle): Promise<MigrationProgress> {
+    const next = this.script.length > 1 ? this.script.shift() : this.script[0];
+    const p = next ?? progress('none');
+    if (p.status === 'completed') this.statuses.set(vm.id, { state: 'postmigrate', running: false });
+    return p;
+  }
+  async cancelMigration(vm: VmHandle): Promise<void> {
+    this.calls.push(`cancelMigration ${vm.id}`);
+    this.script = [progress('cancelled')];
+  }
+  events(): AsyncIterableIterator<VmEvent> {
+    const it: AsyncIterableIterator<VmEvent> = {
+      next: async () => ({ done: true, value: undefined }),
+      [Symbol.asyncIterator]: () => it,
+    };
+    return it;
+  }
+}
+
+/** A data path end whose `finished` settles when the test says so (or fails on cancel). */
+class FakeEnd<S> implements DataPathEnd<S> {
+  cancelled = false;
+  private settle: { resolve: (s: { stats: S }) => void; reject: (e: Error) => void } | undefined;
+  private readonly done = new Promise<{ stats: S }>((resolve, reject) => {
+    this.settle = { resolve, reject };
+  });
+  constructor(
+    private readonly counters: S,
+    private readonly calls: string[],
+    private readonly name: string,
+  ) {}
+  stats(): S {
+    return this.counters;
+  }
+  finished(): Promise<{ stats: S }> {
+    return this.done;
+  }
+  cancel(): void {
+    this.cancelled = true;
+    this.calls.push(`cancel ${this.name}`);
+    this.fail(Object.assign(new Error('cancelled'), { code: 'ERR_MIGRATION_CANCELLED' }));
+  }
+  succeed(): void {
+    this.calls.push(`${this.name} finished`);
+    this.settle?.resolve({ stats: this.counters });
+  }
+  fail(e: Error): void {
+    this.settle?.reject(e);
+  }
+}
+
+class FakeSink extends FakeEnd<SinkCounters> implements DataPathSink {
+  readonly port = 4242;
+}
+
+const SOURCE_COUNTERS: SourceCounters = {
+  bytesFromQemu: 1000,
+  wireBytes: 400,
+  compressionRatio: 2.5,
+  inventoryDedupBytes: 200,
+  streamDedupBytes: 50,
+};
+
+class FakeDataPath implements MigrationDataPath {
+  source: FakeEnd<SourceCounters> | undefined;
+  sink: FakeSink | undefined;
+  released = false;
+  constructor(private readonly calls: string[]) {}
+  async sockets(id: string) {
+    return {
+      sink: `/run/${id}/sink.sock`,
+      source: `/run/${id}/source.sock`,
+      release: async () => {
+        this.released = true;
+      },
+    };
+  }
+  async openSink(socketPath: string): Promise<DataPathSink> {
+    this.calls.push(`openSink ${socketPath}`);
+    this.sink = new FakeSink({ bytesToQemu: 1000, wireBytes: 400 }, this.calls, 'sink');
+    return this.sink;
+  }
+  startSource(o: { socketPath: string; sinkPort: number; streams: number; zstdLevel: number }) {
+    this.calls.push(`startSource ${o.socketPath} → ${o.sinkPort} streams=${o.streams} zstd=${o.zstdLevel}`);
+    this.source = new FakeEnd(SOURCE_COUNTERS, this.calls, 'source');
+    return this.source;
+  }
+}
+
+interface Harness {
+  hv: FakeHypervisor;
+  data: FakeDataPath;
+  calls: string[];
+  reports: { phase: MigrationPhase; stats: MigrationRunStats; reason: string | undefined }[];
+  registry: Registry;
+  run: MigrationRun;
+}
+
+function harness(setup: (h: Omit<Harness, 'run'>) => Partial<MigrationRunInput> = () => ({})): Harness {
+  const hv = new FakeHypervisor();
+  const calls = hv.calls;
+  const data = new FakeDataPath(calls);
+  const reports: Harness['reports'] = [];
+  const registry = new Registry();
+  const h = { hv, data, calls, reports, registry };
+  const extra = setup(h);
+  const run = new MigrationRun({
+    id: 'mig-1',
+    source: { driver: hv, vm: handle('vm-src') },
+    destination: { driver: hv, spec: { name: 'vm', memoryMiB: 128 } },
+    dataPath: data,
+    onPhase: async (phase, stats, reason) => {
+      reports.push({ phase, stats, reason });
+      // QEMU finished writing: the data path drains after the run saw `completed`.
+      if (phase === 'switching-over') {
+        setTimeout(() => {
+          data.source?.succeed();
+          data.sink?.succeed();
+        }, 5);
+      }
+    },
+    options: {
+      pollIntervalMs: 1,
+      progressIntervalMs: 0,
+      measured: { bandwidthBytesPerSec: 12_500_000, rttMs: 80 },
+    },
+    metrics: new MigrationMetrics(registry),
+    ...extra,
+  });
+  hv.statuses.set('vm-src', { state: 'running', running: true });
+  return { ...h, run };
+}
+
+const folded = (reports: Harness['reports']) =>
+  reports.map((r) => r.phase).filter((p, i, all) => i === 0 || all[i - 1] !== p);
+
+describe('MigrationRun with fake adapters', () => {
+  const exporter = new InMemorySpanExporter();
+  beforeAll(() => {
+    trace.setGlobalTracerProvider(
+      new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] }),
+    );
+  });
+  afterAll(() => trace.disable());
+
+  it('goes preparing → transferring → switching-over → done, and destroys the source only after the destination runs', async () => {
+    exporter.reset();
+    const h = harness(({ hv }) => {
+      hv.destinationRunsAfter = 3;
+      return {};
+    });
+    const outcome = await h.run.run();
+    expect(outcome.phase).toBe('done');
+    expect(outcome.phases).toEqual(['preparing', 'transferring', 'switching-over', 'done']);
+    expect(folded(h.reports)).toEqual(outcome.phases);
+    expect(h.reports.filter((r) => r.phase === 'transferring').length).toBeGreaterThan(1);
+    expect(h.calls).toEqual([
+      'openSink /run/mig-1/sink.sock',
+      'prepareIncoming unix:/run/mig-1/sink.sock',
+      'startSource /run/mig-1/source.sock → 4242 streams=2 zstd=3',
+      'setMigrationParameters vm-src',
+      'migrate vm-src unix:/run/mig-1/source.sock',
+      'source finished',
+      'sink finished',
+      'destroy vm-src',
+    ]);
+    expect(outcome.destination?.id).toBe('vm-dst');
+    expect(h.data.released).toBe(true);
+    const progressReport = h.reports.find((r) => r.phase === 'transferring' && r.stats.etaMs !== undefined);
+    // 8 MB left at 64 Mbit/s.
+    expect(progressReport?.stats).toMatchObject({
+      remainingBytes: 8_000_000,
+      etaMs: 1000,
+      dirtyRateBytesPerSec: 4096,
+    });
+    expect(outcome.stats).toMatchObject({
+      bytesIn: 1000,
+      bytesOnWire: 400,
+      compressionRatio: 2.5,
+      dedupRatio: 0.25,
+      downtimeMs: 42,
+      remainingBytes: 0,
+    });
+    expect(outcome.parameters).toMatchObject({
+      streams: 2,
+      zstdLevel: 3,
+      maxBandwidthBytesPerSec: 25_000_000,
+    });
+
+    const spans = exporter.getFinishedSpans().map((s) => s.name);
+    expect(spans).toEqual([
+      'migration.preparing',
+      'migration.transferring',
+      'migration.switching-over',
+      'migration.done',
+      'migration',
+    ]);
+    const text = await h.registry.metrics();
+    expect(text).toContain('dwcp_migration_migrations_total{result="done"} 1');
+    expect(text).toContain('dwcp_migration_wire_bytes_total 400');
+    expect(text).toContain('dwcp_migration_downtime_seconds_count 1');
+    expect(text).toContain('dwcp_migration_dedup_ratio_sum 0.25');
+  });
+
+  it("QEMU's migration failing rolls back: both ends cancelled, migrate_cancel, destination destroyed, source kept", async () => {
+    const h = harness(({ hv }) => {
+      hv.script = [progress('active'), progress('failed', { errorDesc: 'Unable to write to socket' })];
+      return {};
+    });
+    const outcome = await h.run.run();
+    expect(outcome).toMatchObject({
+      phase: 'failed',
+      reason: "QEMU's migration failed: Unable to write to socket",
+    });
+    expect(outcome.phases).toEqual(['preparing', 'transferring', 'failed']);
+    expect(h.reports.at(-1)?.reason).toBe(outcome.reason);
+    expect(h.calls.slice(5)).toEqual([
+      'cancel source',
+      'cancel sink',
+      'cancelMigration vm-src',
+      'destroy vm-dst',
+    ]);
+    expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'running', running: true });
+    expect(h.data.released).toBe(true);
+    expect(await h.registry.metrics()).toContain('dwcp_migration_migrations_total{result="failed"} 1');
+  });
+
+  it('an abort during transferring is cancelled with its reason, and leaves the source running', async () => {
+    const abort = new AbortController();
+    const h = harness(({ hv }) => {
+      hv.script = [progress('active')];
+      return {
+        signal: abort.signal,
+        onPhase: async (phase, stats, reason) => {
+          h.reports.push({ phase, stats, reason });
+          if (phase === 'transferring') abort.abort('operator asked');
+        },
+      };
+    });
+    const outcome = await h.run.run();
+    expect(outcome).toMatchObject({ phase: 'cancelled', reason: 'operator asked' });
+    expect(outcome.phases).toEqual(['preparing', 'transferring', 'cancelled']);
+    expect(h.calls).toContain('cancelMigration vm-src');
+    expect(h.calls).toContain('destroy vm-dst');
+    expect(h.calls).not.toContain('destroy vm-src');
+    expect(h.data.source?.cancelled && h.data.sink?.cancelled).toBe(true);
+  });
+
+  it('a sink failure after QEMU completed: the paused source is resumed with cont, the destination destroyed', async () => {
+    const h = harness(({ data }) => ({
+      onPhase: async (phase) => {
+        if (phase === 'switching-over')
+          setTimeout(() => data.sink?.fail(new Error('END digest mismatch')), 5);
+      },
+    }));
+    const outcome = await h.run.run();
+    expect(outcome).toMatchObject({ phase: 'failed', reason: 'END digest mismatch' });
+    expect(outcome.phases).toEqual(['preparing', 'transferring', 'switching-over', 'failed']);
+    expect(h.calls).toContain('cont vm-src');
+    expect(h.calls).toContain('destroy vm-dst');
+    expect(h.calls).not.toContain('destroy vm-src');
+    expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'running', running: true });
+  });
+
+  it('a destination that cannot start fails in preparing; QEMU is never told to migrate', async () => {
+    const h = harness(({ hv }) => {
+      hv.prepareError = Object.assign(new Error('qemu exited'), { code: 'ERR_HV_LAUNCH_FAILED' });
+      return {};
+    });
+    const outcome = await h.run.run();
+    expect(outcome).toMatchObject({ phase: 'failed', reason: 'ERR_HV_LAUNCH_FAILED: qemu exited' });
+    expect(outcome.phases).toEqual(['preparing', 'failed']);
+    expect(h.calls).toEqual([
+      'openSink /run/mig-1/sink.sock',
+      'prepareIncoming unix:/run/mig-1/sink.sock',
+      'cancel sink',
+    ]);
+  });
+
+  it('a destination that never runs fails switching-over and is destroyed', async () => {
+    const h = harness(({ hv }) => {
+      hv.destinationRunsAfter = Number.POSITIVE_INFINITY;
+      return { options: { pollIntervalMs: 1, progressIntervalMs: 0, destinationStartTimeoutMs: 30 } };
+    });
+    const outcome = await h.run.run();
+    expect(outcome.phase).toBe('failed');
+    expect(outcome.reason).toMatch(/did not run within the timeout \(state inmigrate\)/);
+    expect(h.calls).toContain('cont vm-src');
+    expect(h.calls).toContain('destroy vm-dst');
+  });
+
+  it('a phase sink that cannot record preparing fails the run before anything starts', async () => {
+    const h = harness(() => ({
+      onPhase: async (phase) => {
+        if (phase === 'preparing') throw new Error('not the leader');
+      },
+    }));
+    const outcome = await h.run.run();
+    expect(outcome).toMatchObject({ phase: 'failed', reason: 'not the leader' });
+    expect(h.calls).toEqual([]);
+  });
+});

@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { chooseParameters, QEMU_DEFAULT_DOWNTIME_LIMIT_MS, QEMU_DEFAULT_MAX_BANDWIDTH } from './parameters';
+
+const MiB = 1024 * 1024;
+
+describe('chooseParameters', () => {
+  it("keeps QEMU's defaults and 4 connections when nothing was measured", () => {
+    const c = chooseParameters();
+    expect(c).toMatchObject({
+      streams: 4,
+      zstdLevel: 1,
+      maxBandwidthBytesPerSec: QEMU_DEFAULT_MAX_BANDWIDTH,
+      downtimeLimitMs: QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
+    });
+    expect(c.basis).toContain('bandwidth unknown, RTT unknown');
+  });
+
+  it('treats zero, negative and non-finite measurements as unknown', () => {
+    expect(chooseParameters({ bandwidthBytesPerSec: 0, rttMs: Number.NaN })).toEqual(chooseParameters({}));
+    expect(chooseParameters({ bandwidthBytesPerSec: -1, rttMs: Number.POSITIVE_INFINITY })).toEqual(
+      chooseParameters({}),
+    );
+  });
+
+  it('a fast LAN: few connections, the fastest zstd, a cap of twice the link', () => {
+    const c = chooseParameters({ bandwidthBytesPerSec: 1024 * MiB, rttMs: 0.2 });
+    expect(c).toMatchObject({
+      streams: 2,
+      zstdLevel: 1,
+      maxBandwidthBytesPerSec: 2048 * MiB,
+      downtimeLimitMs: 300,
+    });
+    expect(c.basis).toBe(
+      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 300 ms',
+    );
+  });
+
+  it('a long fat pipe: connections cover the bandwidth-delay product', () => {
+    // 125 MB/s × 150 ms = 18.75 MB in flight, 4 MiB per connection → 5.
+    const c = chooseParameters({ bandwidthBytesPerSec: 125_000_000, rttMs: 150 });
+    expect(c).toMatchObject({
+      streams: 5,
+      zstdLevel: 1,
+      maxBandwidthBytesPerSec: 250_000_000,
+      downtimeLimitMs: 600,
+    });
+  });
+
+  it('slower links get more compression and a larger downtime budget', () => {
+    expect(chooseParameters({ bandwidthBytesPerSec: 12_500_000, rttMs: 80 })).toMatchObject({
+      streams: 2,
+      zstdLevel: 3,
+      maxBandwidthBytesPerSec: 25_000_000,
+      downtimeLimitMs: 460,
+    });
+    expect(chooseParameters({ bandwidthBytesPerSec: MiB / 4 })).toMatchObject({
+      streams: 4,
+      zstdLevel: 6,
+      maxBandwidthBytesPerSec: MiB,
+      downtimeLimitMs: 300,
+    });
+  });
+
+  it('caps connections at 16 and the downtime budget at 5 s', () => {
+    const c = chooseParameters({ bandwidthBytesPerSec: 10_000 * MiB, rttMs: 10_000 });
+    expect(c.streams).toBe(16);
+    expect(c.downtimeLimitMs).toBe(5000);
+  });
+});

@@ -1,0 +1,79 @@
+/** Picks a migration's knobs (AMST connections, zstd level, QEMU's rate cap and downtime budget) from the measured path. */
+
+const MiB = 1024 * 1024;
+
+/** What is known about the path to the destination; either may be missing (not measured yet). */
+export interface PathMeasurement {
+  bandwidthBytesPerSec?: number;
+  rttMs?: number;
+}
+
+export interface MigrationParameterChoice {
+  /** AMST connections. */
+  streams: number;
+  zstdLevel: number;
+  /** QEMU `max-bandwidth`, bytes of QEMU's stream per second. */
+  maxBandwidthBytesPerSec: number;
+  /** QEMU `downtime-limit`. */
+  downtimeLimitMs: number;
+  /** Why, in one line, for the log. */
+  basis: string;
+}
+
+/** QEMU's own defaults, kept when nothing was measured. */
+export const QEMU_DEFAULT_MAX_BANDWIDTH = 128 * MiB;
+export const QEMU_DEFAULT_DOWNTIME_LIMIT_MS = 300;
+const DEFAULT_STREAMS = 4;
+const MAX_STREAMS = 16;
+/** What one TCP connection can keep in flight (Linux's default tcp_rmem maximum is 6 MiB). */
+const WINDOW_PER_STREAM = 4 * MiB;
+/**
+ * HDE's zstd-1 ratio on guest memory (2.5× measured on the test guest, docs/migration.md), taken
+ * lower: QEMU's cap counts raw stream bytes, and the link carries them compressed.
+ */
+const ASSUMED_COMPRESSION = 2;
+const MIN_MAX_BANDWIDTH = MiB;
+/** QEMU refuses more than 2000 s; past a few seconds a migration should rather fail and be retried. */
+const MAX_DOWNTIME_LIMIT_MS = 5000;
+
+const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x));
+const usable = (x: number | undefined): x is number => x !== undefined && Number.isFinite(x) && x > 0;
+
+/**
+ * Pure. Connections cover the bandwidth-delay product at WINDOW_PER_STREAM each; zstd spends more
+ * CPU only where the link, not one encoder thread, is the bottleneck; QEMU's cap is the link rate
+ * times the expected compression (so the pipeline's buffers fill no faster than the link drains
+ * them, and QEMU's own rate estimate stays honest); the downtime budget grows with the RTT because
+ * the last stop-and-copy crosses the path too.
+ */
+export function chooseParameters(measured: PathMeasurement = {}): MigrationParameterChoice {
+  const bw = usable(measured.bandwidthBytesPerSec) ? measured.bandwidthBytesPerSec : undefined;
+  const rtt = usable(measured.rttMs) ? measured.rttMs : undefined;
+
+  const streams =
+    bw !== undefined && rtt !== undefined
+      ? clamp(Math.ceil((bw * rtt) / 1000 / WINDOW_PER_STREAM), 2, MAX_STREAMS)
+      : DEFAULT_STREAMS;
+  const zstdLevel = bw === undefined || bw >= 100 * MiB ? 1 : bw >= 10 * MiB ? 3 : 6;
+  const maxBandwidthBytesPerSec =
+    bw === undefined
+      ? QEMU_DEFAULT_MAX_BANDWIDTH
+      : Math.max(MIN_MAX_BANDWIDTH, Math.round(bw * ASSUMED_COMPRESSION));
+  const downtimeLimitMs =
+    rtt === undefined
+      ? QEMU_DEFAULT_DOWNTIME_LIMIT_MS
+      : clamp(
+          Math.round(QEMU_DEFAULT_DOWNTIME_LIMIT_MS + 2 * rtt),
+          QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
+          MAX_DOWNTIME_LIMIT_MS,
+        );
+
+  const seen = [
+    bw === undefined ? 'bandwidth unknown' : `bandwidth ${(bw / MiB).toFixed(1)} MiB/s`,
+    rtt === undefined ? 'RTT unknown' : `RTT ${rtt} ms`,
+  ].join(', ');
+  const basis =
+    `${seen} → ${streams} connections, zstd ${zstdLevel}, ` +
+    `QEMU max-bandwidth ${(maxBandwidthBytesPerSec / MiB).toFixed(1)} MiB/s, downtime-limit ${downtimeLimitMs} ms`;
+  return { streams, zstdLevel, maxBandwidthBytesPerSec, downtimeLimitMs, basis };
+}

@@ -1,0 +1,191 @@
+/**
+ * MigrationRun with real QEMU and the native data path: a running test guest goes through every
+ * phase to done on a second QEMU, and a migration aborted while transferring is rolled back with
+ * the source still running and no destination left.
+ */
+
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { MigrationPhase } from '@novacron/cluster-state';
+import { type MigrationUri, QemuDriver, type VmHandle, type VmSpec, waitForLine } from '@novacron/hypervisor';
+import {
+  type MigrationHypervisor,
+  MigrationMetrics,
+  MigrationRun,
+  type MigrationRunOptions,
+  type MigrationRunStats,
+  NativeDataPath,
+} from '@novacron/migration';
+import { ChunkStore, generateClusterCa, issueNodeCertificate, type NodeIdentity } from '@novacron/native';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureGuestBuilt, guestSpec, heartbeatSeq, isAlive, READY } from '../guest/guest';
+
+const MiB = 1024 * 1024;
+
+describe('MigrationRun with real QEMU', () => {
+  const logs: string[] = [];
+  const logger = { log: (m: string) => logs.push(m), warn: (m: string) => logs.push(`WARN ${m}`) };
+  const driver = new QemuDriver({ logger });
+  const registry = new Registry();
+  const metrics = new MigrationMetrics(registry);
+  const results: string[] = [];
+  let workDir: string;
+  let dataPath: NativeDataPath;
+  let vm: VmHandle;
+  /** Every destination the driver was asked to start, to check that none is left behind. */
+  const prepared: VmHandle[] = [];
+  const destinationDriver: MigrationHypervisor = {
+    prepareIncoming: async (spec: VmSpec, uri: MigrationUri) => {
+      const handle = await driver.prepareIncoming(spec, uri);
+      prepared.push(handle);
+      return handle;
+    },
+    status: (v) => driver.status(v),
+    cont: (v) => driver.cont(v),
+    destroy: (v) => driver.destroy(v),
+    setMigrationParameters: (v, p) => driver.setMigrationParameters(v, p),
+    migrate: (v, uri) => driver.migrate(v, uri),
+    queryMigrate: (v) => driver.queryMigrate(v),
+    cancelMigration: (v) => driver.cancelMigration(v),
+    events: (v) => driver.events(v),
+  };
+
+  beforeAll(async () => {
+    await ensureGuestBuilt();
+    workDir = await mkdtemp(join(tmpdir(), 'dwcp-run-'));
+    const ca = generateClusterCa('migration-run-test');
+    const identity = (nodeName: string): NodeIdentity => ({
+      caPem: ca.certPem,
+      ...issueNodeCertificate(ca, { nodeName }),
+    });
+    dataPath = new NativeDataPath({
+      store: ChunkStore.open(join(workDir, 'store'), 1024 * MiB),
+      sourceIdentity: identity('node-a'),
+      destinationIdentity: identity('node-b'),
+      destinationNodeName: 'node-b',
+      orphanTimeoutMs: 1500,
+    });
+    vm = await driver.launch(guestSpec('run-origin'));
+    const lines = driver.serialLines(vm, { replay: true });
+    await waitForLine(lines, READY, { timeoutMs: 45_000, what: 'DWCP-READY' });
+    await heartbeatSeq(lines);
+    await lines.return?.();
+  }, 620_000);
+
+  afterAll(async () => {
+    await driver.close();
+    if (workDir) await rm(workDir, { recursive: true, force: true });
+    console.info(logs.join('\n'));
+    console.info(results.join('\n'));
+  });
+
+  function migration(
+    id: string,
+    options: MigrationRunOptions,
+    onReport?: (phase: MigrationPhase, stats: MigrationRunStats) => void,
+    signal?: AbortSignal,
+  ) {
+    const reports: { phase: MigrationPhase; stats: MigrationRunStats; reason?: string }[] = [];
+    const run = new MigrationRun({
+      id,
+      source: { driver, vm },
+      destination: { driver: destinationDriver, spec: guestSpec(`run-${id}`) },
+      dataPath,
+      onPhase: async (phase, stats, reason) => {
+        reports.push({ phase, stats, ...(reason === undefined ? {} : { reason }) });
+        onReport?.(phase, stats);
+      },
+      options: { progressIntervalMs: 250, ...options },
+      metrics,
+      logger,
+      ...(signal ? { signal } : {}),
+    });
+    return { run, reports };
+  }
+
+  it('carries the running guest to done: destination running, heartbeats continuing, source destroyed', async () => {
+    const lines = driver.serialLines(vm);
+    const seqBefore = await heartbeatSeq(lines);
+    await lines.return?.();
+    const source = vm;
+    const { run, reports } = migration('mig-done', {
+      measured: { bandwidthBytesPerSec: 1024 * MiB, rttMs: 0.1 },
+    });
+    const started = performance.now();
+    const outcome = await run.run();
+    const seconds = (performance.now() - started) / 1000;
+    expect(outcome.phase, outcome.reason).toBe('done');
+    expect(outcome.phases).toEqual(['preparing', 'transferring', 'switching-over', 'done']);
+    expect(reports.map((r) => r.phase).filter((p, i, all) => all[i - 1] !== p)).toEqual(outcome.phases);
+    const destination = outcome.destination as VmHandle;
+    expect(await driver.status(destination)).toEqual({ state: 'running', running: true });
+    const after = driver.serialLines(destination);
+    expect(await heartbeatSeq(after)).toBeGreaterThan(seqBefore);
+    await after.return?.();
+    expect(isAlive(source.pid)).toBe(false);
+    expect(source.runtimeDir && existsSync(source.runtimeDir)).toBe(false);
+    const s = outcome.stats;
+    expect(s.bytesIn).toBeGreaterThan(0);
+    expect(s.bytesOnWire).toBeLessThan(s.bytesIn ?? 0);
+    const text = await registry.metrics();
+    expect(text).toContain('dwcp_migration_migrations_total{result="done"} 1');
+    results.push(
+      `done in ${seconds.toFixed(2)} s (${reports.length} reports; ${outcome.parameters.basis}): ` +
+        `${s.bytesIn} bytes from QEMU, ${s.bytesOnWire} on the wire, compression ${s.compressionRatio?.toFixed(2)}, ` +
+        `dedup ${s.dedupRatio?.toFixed(3)}, pause (STOP→RESUME) ${s.downtimeMs} ms, total ${s.totalMs} ms; ` +
+        `transferring reports: ${reports
+          .filter((r) => r.phase === 'transferring')
+          .map(
+            (r) =>
+              `${r.stats.bytesIn ?? 0}B eta=${r.stats.etaMs ?? '?'}ms dirty=${r.stats.dirtyRateBytesPerSec ?? '?'}`,
+          )
+          .join(', ')}`,
+    );
+    vm = destination;
+  }, 90_000);
+
+  it('an abort while transferring (1 MiB/s cap) is cancelled: the source keeps running, the destination is gone', async () => {
+    const abort = new AbortController();
+    const before = prepared.length;
+    let abortedAt: MigrationRunStats | undefined;
+    const { run, reports } = migration(
+      'mig-abort',
+      { maxBandwidthBytesPerSec: MiB },
+      (phase, stats) => {
+        if (
+          phase === 'transferring' &&
+          (stats.bytesIn ?? 0) > 0 &&
+          (stats.totalMs ?? 0) >= 1500 &&
+          !abortedAt
+        ) {
+          abortedAt = stats;
+          abort.abort('operator cancelled');
+        }
+      },
+      abort.signal,
+    );
+    const started = performance.now();
+    const outcome = await run.run();
+    const seconds = (performance.now() - started) / 1000;
+    expect(outcome).toMatchObject({ phase: 'cancelled', reason: 'operator cancelled' });
+    expect(outcome.phases).toEqual(['preparing', 'transferring', 'cancelled']);
+    expect(reports.at(-1)).toMatchObject({ phase: 'cancelled', reason: 'operator cancelled' });
+    expect(await driver.status(vm)).toEqual({ state: 'running', running: true });
+    const lines = driver.serialLines(vm);
+    const beat = await heartbeatSeq(lines);
+    expect(await heartbeatSeq(lines)).toBe(beat + 1);
+    await lines.return?.();
+    expect(prepared.length).toBe(before + 1);
+    const destination = prepared.at(-1) as VmHandle;
+    expect(isAlive(destination.pid)).toBe(false);
+    expect(destination.runtimeDir && existsSync(destination.runtimeDir)).toBe(false);
+    expect(await registry.metrics()).toContain('dwcp_migration_migrations_total{result="cancelled"} 1');
+    results.push(
+      `cancelled after ${abortedAt?.totalMs} ms with ${abortedAt?.bytesIn} bytes from QEMU; ` +
+        `run returned ${seconds.toFixed(2)} s after it started; heartbeats ${beat}, ${beat + 1} on the source`,
+    );
+  }, 90_000);
+});
