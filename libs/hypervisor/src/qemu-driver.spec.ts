@@ -1,56 +1,26 @@
-/**
- * QemuDriver against real QEMU and the DWCP test guest (test/guest): boot, pause, QMP errors, a live
- * migration between two QEMU processes through a unix socket, a cancelled one, and clean teardown.
- */
-
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { VmHandle, VmSpec } from './driver';
+import {
+  CHECK_S,
+  ensureGuestBuilt,
+  guestSpec,
+  HEARTBEAT,
+  heartbeatSeq,
+  INTEGRITY,
+  isAlive,
+  READY,
+} from '../../../test/guest/guest';
+import type { VmHandle } from './driver';
 import { HypervisorError, QmpError } from './errors';
 import type { VmEvent } from './events';
 import type { MigrationProgress, MigrationUri } from './migration';
 import { followMigration } from './migration-watch';
 import { QemuDriver } from './qemu-driver';
 import { waitForLine } from './serial-console';
-
-const guestSrc = resolve(__dirname, '../../../test/guest');
-const guestOut = join(guestSrc, 'out');
-const CHECK_S = 2;
-
-// 128 MiB with a 16 MiB fill reaches DWCP-READY in about 10 s under TCG; a check every 2 s keeps the
-// integrity readings after a migration quick.
-const guestSpec = (name: string): VmSpec => ({
-  name,
-  memoryMiB: 128,
-  kernel: join(guestOut, 'vmlinux'),
-  initrd: join(guestOut, 'initramfs.cpio.gz'),
-  cmdline: `console=ttyS0 quiet panic=-1 dwcp.fill_mib=16 dwcp.dirty_kib_per_s=1024 dwcp.check_s=${CHECK_S}`,
-});
-
-const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
-const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
-const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
-
-function isAlive(pid: number | undefined): boolean {
-  if (pid === undefined) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
-}
-
-async function heartbeatSeq(lines: AsyncIterator<string>, timeoutMs = 10_000): Promise<number> {
-  const match = await waitForLine(lines, HEARTBEAT, { timeoutMs, what: 'a heartbeat' });
-  return Number(match[1]);
-}
 
 /** Collects events until `done` says enough (or the time runs out) and returns them all. */
 async function eventsUntil(
@@ -78,13 +48,7 @@ describe('QemuDriver with real QEMU and the test guest', () => {
   let readyMd5: string;
 
   beforeAll(async () => {
-    const initramfs = join(guestOut, 'initramfs.cpio.gz');
-    const built = existsSync(join(guestOut, 'vmlinux')) && existsSync(initramfs);
-    const stale = built && statSync(join(guestSrc, 'init.sh')).mtimeMs > statSync(initramfs).mtimeMs;
-    // A first build downloads the Debian kernel package (18 s here); later ones only repack the initramfs.
-    if (!built || stale) {
-      await promisify(execFile)(join(guestSrc, 'build.sh'), [guestOut], { timeout: 600_000 });
-    }
+    await ensureGuestBuilt();
     workDir = await mkdtemp(join(tmpdir(), 'dwcp-hv-test-'));
   }, 620_000);
 
