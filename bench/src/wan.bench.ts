@@ -8,12 +8,13 @@
  * DWCP_WAN_REPS (default 3), DWCP_WAN_BASELINE_SECONDS (time-limited runs, default 20).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { generateClusterCa, issueNodeCertificate, syntheticBlake3 } from '@novacron/native';
+import { syntheticBlake3 } from '@novacron/native';
 import { machineInfo, machineMarkdown } from './machine';
+import { writePeerIdentities } from './peer-identities';
 
 const REPO = resolve(__dirname, '..', '..');
 const WAN = join(REPO, 'bench', 'wan');
@@ -86,19 +87,6 @@ async function nextJson(it: AsyncIterableIterator<string>): Promise<Record<strin
 
 function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)));
-}
-
-function makeIdentities(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dwcp-wan-ids-'));
-  const ca = generateClusterCa('wan-bench');
-  for (const node of ['node-a', 'node-b']) {
-    const c = issueNodeCertificate(ca, { nodeName: node });
-    mkdirSync(join(dir, node));
-    writeFileSync(join(dir, node, 'ca.pem'), ca.certPem);
-    writeFileSync(join(dir, node, 'node.pem'), c.certPem);
-    writeFileSync(join(dir, node, 'node.key'), c.keyPem);
-  }
-  return dir;
 }
 
 async function dwcpRun(
@@ -356,7 +344,7 @@ async function main(): Promise<void> {
   }
   sh('cargo', ['build', '--release', '--quiet', '--manifest-path', join(WAN, 'emulator', 'Cargo.toml')]);
   sh('bash', [join(WAN, 'netns.sh'), 'up', NS_A, NS_B]);
-  const ids = makeIdentities();
+  const ids = writePeerIdentities('wan-bench');
   const rows: Row[] = [];
   const emulators: Record<string, string> = {};
   let port = 20000;

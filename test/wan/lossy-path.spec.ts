@@ -3,12 +3,11 @@
  * delay and packet loss. Needs root (namespaces, TUN), as CI has; skipped with a reason otherwise.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { generateClusterCa, issueNodeCertificate, syntheticBlake3 } from '@novacron/native';
+import { syntheticBlake3 } from '@novacron/native';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writePeerIdentities } from '../../bench/src/peer-identities';
 
 const REPO = resolve(__dirname, '..', '..');
 const WAN = join(REPO, 'bench', 'wan');
@@ -42,15 +41,7 @@ describe.skipIf(skip !== null)(`AMST through the WAN emulator${skip ? ` (skipped
       },
     );
     execFileSync('bash', [join(WAN, 'netns.sh'), 'up', ...NS], { stdio: 'ignore' });
-    ids = mkdtempSync(join(tmpdir(), 'dwcp-lossy-'));
-    const ca = generateClusterCa('lossy');
-    for (const node of ['node-a', 'node-b']) {
-      const c = issueNodeCertificate(ca, { nodeName: node });
-      mkdirSync(join(ids, node));
-      writeFileSync(join(ids, node, 'ca.pem'), ca.certPem);
-      writeFileSync(join(ids, node, 'node.pem'), c.certPem);
-      writeFileSync(join(ids, node, 'node.key'), c.keyPem);
-    }
+    ids = writePeerIdentities('lossy');
     // 20 ms each way, 2 % loss each way, 50 Mbit/s: a harsh path that still finishes quickly.
     const args = [
       '--ns-a',
@@ -136,7 +127,7 @@ describe.skipIf(skip !== null)(`AMST through the WAN emulator${skip ? ` (skipped
   }
 
   it.each(['tcp', 'quic'] as const)(
-    'delivers the exact stream over %s despite 2 %% loss each way',
+    'delivers the exact stream over %s despite 2 percent loss each way',
     async (kind) => {
       await transfer(kind, kind === 'tcp' ? 23001 : 23002, 12 << 20);
     },
