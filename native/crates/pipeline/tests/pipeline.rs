@@ -101,6 +101,30 @@ fn open_store(dir: &Path) -> SharedStore {
     )
 }
 
+/// The sink of node-b on an ephemeral loopback port, delivering to `dst_sock`.
+async fn bind_sink(node: &Node, store: SharedStore, dst_sock: impl AsRef<Path>) -> MigrationSink {
+    MigrationSink::bind(
+        listener_config(),
+        &node.identity("node-b"),
+        store,
+        SinkOptions::new(dst_sock.as_ref()),
+    )
+    .await
+    .unwrap()
+}
+
+/// node-a's dialer to that sink.
+fn dialer_to(sink: &MigrationSink, node: &Node) -> Dialer {
+    Dialer::new(
+        LinkKind::Tcp,
+        sink.local_addr(),
+        "node-b",
+        &node.identity("node-a"),
+        Congestion::Default,
+    )
+    .unwrap()
+}
+
 /// The destination QEMU: listens on `path` and reads everything the sink writes.
 fn fake_destination(path: &Path) -> JoinHandle<Vec<u8>> {
     let listener = UnixListener::bind(path).unwrap();
@@ -151,22 +175,8 @@ async fn migrate(
     let dst_sock = dir.join("dst.sock");
     let src_sock = dir.join("src.sock");
     let destination = fake_destination(&dst_sock);
-    let sink = MigrationSink::bind(
-        listener_config(),
-        &node.identity("node-b"),
-        store.clone(),
-        SinkOptions::new(&dst_sock),
-    )
-    .await
-    .unwrap();
-    let dialer = Dialer::new(
-        LinkKind::Tcp,
-        sink.local_addr(),
-        "node-b",
-        &node.identity("node-a"),
-        Congestion::Default,
-    )
-    .unwrap();
+    let sink = bind_sink(node, store.clone(), &dst_sock).await;
+    let dialer = dialer_to(&sink, node);
     let mut options = SourceOptions::new(&src_sock);
     options.present = inventory::decode(present).unwrap();
     options.send.streams = StreamCount::Fixed(3);
@@ -272,22 +282,8 @@ async fn backpressure_holds_qemu_back_and_cancel_closes_its_socket_leaving_nothi
     let dst_sock = dir.path().join("dst.sock");
     let src_sock = dir.path().join("src.sock");
     let destination = fake_destination(&dst_sock);
-    let sink = MigrationSink::bind(
-        listener_config(),
-        &node.identity("node-b"),
-        store.clone(),
-        SinkOptions::new(&dst_sock),
-    )
-    .await
-    .unwrap();
-    let dialer = Dialer::new(
-        LinkKind::Tcp,
-        sink.local_addr(),
-        "node-b",
-        &node.identity("node-a"),
-        Congestion::Default,
-    )
-    .unwrap();
+    let sink = bind_sink(&node, store.clone(), &dst_sock).await;
+    let dialer = dialer_to(&sink, &node);
     let mut options = SourceOptions::new(&src_sock);
     options.send.streams = StreamCount::Fixed(2);
     // 2 MB/s and a 2 MiB send buffer: QEMU's 64 MiB cannot get through in seconds.
@@ -347,37 +343,13 @@ async fn backpressure_holds_qemu_back_and_cancel_closes_its_socket_leaving_nothi
 async fn cancel_before_qemu_connects_removes_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::pki();
-    let sink = MigrationSink::bind(
-        listener_config(),
-        &node.identity("node-b"),
-        open_store(dir.path()),
-        SinkOptions::new(dir.path().join("dst.sock")),
-    )
-    .await
-    .unwrap();
-    let dialer = Dialer::new(
-        LinkKind::Tcp,
-        sink.local_addr(),
-        "node-b",
-        &node.identity("node-a"),
-        Congestion::Default,
-    )
-    .unwrap();
+    let sink = bind_sink(&node, open_store(dir.path()), dir.path().join("dst.sock")).await;
+    let dialer = dialer_to(&sink, &node);
     let src_sock = dir.path().join("src.sock");
     let source = MigrationSource::start(SourceOptions::new(&src_sock), dialer).unwrap();
     assert!(src_sock.exists());
-    let again = MigrationSource::start(
-        SourceOptions::new(&src_sock),
-        Dialer::new(
-            LinkKind::Tcp,
-            sink.local_addr(),
-            "node-b",
-            &node.identity("node-a"),
-            Congestion::Default,
-        )
-        .unwrap(),
-    )
-    .unwrap_err();
+    let again =
+        MigrationSource::start(SourceOptions::new(&src_sock), dialer_to(&sink, &node)).unwrap_err();
     assert_eq!(
         again.code(),
         "ERR_MIGRATION_IO",
@@ -408,14 +380,7 @@ async fn a_flipped_bit_in_a_chunk_is_a_typed_error_and_nothing_of_it_reaches_qem
     let store = open_store(dir.path());
     let dst_sock = dir.path().join("dst.sock");
     let destination = fake_destination(&dst_sock);
-    let sink = MigrationSink::bind(
-        listener_config(),
-        &node.identity("node-b"),
-        store.clone(),
-        SinkOptions::new(&dst_sock),
-    )
-    .await
-    .unwrap();
+    let sink = bind_sink(&node, store.clone(), &dst_sock).await;
 
     // An HDE stream with chunks stored as is, and one bit flipped inside the fifth chunk's
     // content: what a faulty sender or its memory would put on the (TLS-protected) wire.
@@ -445,14 +410,7 @@ async fn a_flipped_bit_in_a_chunk_is_a_typed_error_and_nothing_of_it_reaches_qem
 
     let (tx, rx) = mpsc::channel(4);
     let (_cancel_tx, cancel) = watch::channel(false);
-    let dialer = Dialer::new(
-        LinkKind::Tcp,
-        sink.local_addr(),
-        "node-b",
-        &node.identity("node-a"),
-        Congestion::Default,
-    )
-    .unwrap();
+    let dialer = dialer_to(&sink, &node);
     let send = tokio::spawn(send_stream(
         dialer,
         rx,
