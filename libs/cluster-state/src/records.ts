@@ -64,6 +64,15 @@ export interface MigrationStats {
   compressionRatio?: number;
   downtimeMs?: number;
   totalMs?: number;
+  // Live progress, refreshed about once a second while transferring (QEMU's own estimates).
+  /** The guest RAM QEMU migrates; `1 - remainingBytes / ramBytes` is the progress, and it can go back. */
+  ramBytes?: number;
+  remainingBytes?: number;
+  dirtyRateBytesPerSec?: number;
+  /** Bytes per second on the wire over the last report interval. */
+  wireBytesPerSec?: number;
+  /** Time left at the current rate, once QEMU has measured one. */
+  etaMs?: number;
 }
 
 export interface MigrationRecord {

@@ -52,6 +52,11 @@ export const migrationStatsSchema = z
     compressionRatio: z.number().nonnegative(),
     downtimeMs: z.number().nonnegative(),
     totalMs: z.number().nonnegative(),
+    ramBytes: z.number().int().nonnegative(),
+    remainingBytes: z.number().int().nonnegative(),
+    dirtyRateBytesPerSec: z.number().nonnegative(),
+    wireBytesPerSec: z.number().nonnegative(),
+    etaMs: z.number().nonnegative(),
   })
   .partial()
   .strict();

@@ -59,6 +59,13 @@ export const migrationToProto = (m: MigrationRecord): Msg => ({
     ...(m.stats.compressionRatio !== undefined ? { compression_ratio: m.stats.compressionRatio } : {}),
     ...(m.stats.downtimeMs !== undefined ? { downtime_ms: m.stats.downtimeMs } : {}),
     ...(m.stats.totalMs !== undefined ? { total_ms: m.stats.totalMs } : {}),
+    ...(m.stats.ramBytes !== undefined ? { ram_bytes: m.stats.ramBytes } : {}),
+    ...(m.stats.remainingBytes !== undefined ? { remaining_bytes: m.stats.remainingBytes } : {}),
+    ...(m.stats.dirtyRateBytesPerSec !== undefined
+      ? { dirty_rate_bytes_per_sec: m.stats.dirtyRateBytesPerSec }
+      : {}),
+    ...(m.stats.wireBytesPerSec !== undefined ? { wire_bytes_per_sec: m.stats.wireBytesPerSec } : {}),
+    ...(m.stats.etaMs !== undefined ? { eta_ms: m.stats.etaMs } : {}),
   },
   created_at: m.createdAt,
   updated_at: m.updatedAt,
