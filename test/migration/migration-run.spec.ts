@@ -11,12 +11,14 @@ import { join } from 'node:path';
 import type { MigrationPhase } from '@novacron/cluster-state';
 import { type MigrationUri, QemuDriver, type VmHandle, type VmSpec, waitForLine } from '@novacron/hypervisor';
 import {
-  type MigrationHypervisor,
+  type IncomingHypervisor,
+  IncomingMigration,
   MigrationMetrics,
   MigrationRun,
   type MigrationRunOptions,
   type MigrationRunStats,
-  NativeDataPath,
+  NativeSinkPath,
+  NativeSourcePath,
 } from '@novacron/migration';
 import { ChunkStore, generateClusterCa, issueNodeCertificate, type NodeIdentity } from '@novacron/native';
 import { Registry } from 'prom-client';
@@ -33,23 +35,19 @@ describe('MigrationRun with real QEMU', () => {
   const metrics = new MigrationMetrics(registry);
   const results: string[] = [];
   let workDir: string;
-  let dataPath: NativeDataPath;
+  let sinkPath: NativeSinkPath;
+  let sourcePath: NativeSourcePath;
   let vm: VmHandle;
   /** Every destination the driver was asked to start, to check that none is left behind. */
   const prepared: VmHandle[] = [];
-  const destinationDriver: MigrationHypervisor = {
+  const destinationDriver: IncomingHypervisor = {
     prepareIncoming: async (spec: VmSpec, uri: MigrationUri) => {
       const handle = await driver.prepareIncoming(spec, uri);
       prepared.push(handle);
       return handle;
     },
     status: (v) => driver.status(v),
-    cont: (v) => driver.cont(v),
     destroy: (v) => driver.destroy(v),
-    setMigrationParameters: (v, p) => driver.setMigrationParameters(v, p),
-    migrate: (v, uri) => driver.migrate(v, uri),
-    queryMigrate: (v) => driver.queryMigrate(v),
-    cancelMigration: (v) => driver.cancelMigration(v),
     events: (v) => driver.events(v),
   };
 
@@ -61,13 +59,14 @@ describe('MigrationRun with real QEMU', () => {
       caPem: ca.certPem,
       ...issueNodeCertificate(ca, { nodeName }),
     });
-    dataPath = new NativeDataPath({
+    sinkPath = new NativeSinkPath({
       store: ChunkStore.open(join(workDir, 'store'), 1024 * MiB),
-      sourceIdentity: identity('node-a'),
-      destinationIdentity: identity('node-b'),
-      destinationNodeName: 'node-b',
+      identity: identity('node-b'),
+      nodeName: 'node-b',
+      host: '127.0.0.1',
       orphanTimeoutMs: 1500,
     });
+    sourcePath = new NativeSourcePath({ identity: identity('node-a') });
     vm = await driver.launch(guestSpec('run-origin'));
     const lines = driver.serialLines(vm, { replay: true });
     await waitForLine(lines, READY, { timeoutMs: 45_000, what: 'DWCP-READY' });
@@ -89,11 +88,17 @@ describe('MigrationRun with real QEMU', () => {
     signal?: AbortSignal,
   ) {
     const reports: { phase: MigrationPhase; stats: MigrationRunStats; reason?: string }[] = [];
+    const incoming = new IncomingMigration({
+      id,
+      spec: guestSpec(`run-${id}`),
+      driver: destinationDriver,
+      dataPath: sinkPath,
+      logger,
+    });
     const run = new MigrationRun({
       id,
-      source: { driver, vm },
-      destination: { driver: destinationDriver, spec: guestSpec(`run-${id}`) },
-      dataPath,
+      source: { driver, vm, dataPath: sourcePath },
+      destination: incoming,
       onPhase: async (phase, stats, reason) => {
         reports.push({ phase, stats, ...(reason === undefined ? {} : { reason }) });
         onReport?.(phase, stats);
@@ -103,7 +108,7 @@ describe('MigrationRun with real QEMU', () => {
       logger,
       ...(signal ? { signal } : {}),
     });
-    return { run, reports };
+    return { run, reports, incoming };
   }
 
   it('carries the running guest to done: destination running, heartbeats continuing, source destroyed', async () => {
@@ -111,7 +116,7 @@ describe('MigrationRun with real QEMU', () => {
     const seqBefore = await heartbeatSeq(lines);
     await lines.return?.();
     const source = vm;
-    const { run, reports } = migration('mig-done', {
+    const { run, reports, incoming } = migration('mig-done', {
       measured: { bandwidthBytesPerSec: 1024 * MiB, rttMs: 0.1 },
     });
     const started = performance.now();
@@ -120,7 +125,7 @@ describe('MigrationRun with real QEMU', () => {
     expect(outcome.phase, outcome.reason).toBe('done');
     expect(outcome.phases).toEqual(['preparing', 'transferring', 'switching-over', 'done']);
     expect(reports.map((r) => r.phase).filter((p, i, all) => all[i - 1] !== p)).toEqual(outcome.phases);
-    const destination = outcome.destination as VmHandle;
+    const destination = incoming.vm as VmHandle;
     expect(await driver.status(destination)).toEqual({ state: 'running', running: true });
     const after = driver.serialLines(destination);
     expect(await heartbeatSeq(after)).toBeGreaterThan(seqBefore);

@@ -2,6 +2,18 @@
  * @novacron/migration: carries one live migration of a VM through its phases (MigrationRun), with
  * the knobs chosen from the measured path, and its spans and metrics.
  */
+
+export { IncomingMigration, type IncomingMigrationInput } from './incoming-migration';
+export {
+  type CertNames,
+  IncomingMigrationError,
+  type IncomingMigrationHandlers,
+  incomingMigrationServer,
+  incomingMigrationService,
+  RemoteDestination,
+  type RemoteDestinationOptions,
+  type RpcIdentity,
+} from './incoming-rpc';
 export {
   DEDUP_RATIO_BUCKETS,
   MIGRATION_DOWNTIME_BUCKETS,
@@ -15,7 +27,12 @@ export {
   type MigrationRunInput,
   type MigrationRunOptions,
 } from './migration-run';
-export { NativeDataPath, type NativeDataPathOptions } from './native-data-path';
+export {
+  NativeSinkPath,
+  type NativeSinkPathOptions,
+  NativeSourcePath,
+  type NativeSourcePathOptions,
+} from './native-data-path';
 export {
   chooseParameters,
   type MigrationParameterChoice,
@@ -26,12 +43,17 @@ export {
 export type {
   DataPathEnd,
   DataPathSink,
-  MigrationDataPath,
+  IncomingHypervisor,
+  IncomingOffer,
+  IncomingResult,
+  MigrationDestination,
   MigrationHypervisor,
   MigrationLogger,
   MigrationRunStats,
-  MigrationSockets,
+  MigrationSocket,
   PhaseSink,
   SinkCounters,
+  SinkDataPath,
   SourceCounters,
+  SourceDataPath,
 } from './ports';

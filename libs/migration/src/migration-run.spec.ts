@@ -15,16 +15,20 @@ import {
 } from '@opentelemetry/sdk-trace-base';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IncomingMigration } from './incoming-migration';
 import { MigrationMetrics } from './metrics';
 import { MigrationRun, type MigrationRunInput } from './migration-run';
 import type {
   DataPathEnd,
   DataPathSink,
-  MigrationDataPath,
+  IncomingHypervisor,
+  IncomingOffer,
   MigrationHypervisor,
   MigrationRunStats,
   SinkCounters,
+  SinkDataPath,
   SourceCounters,
+  SourceDataPath,
 } from './ports';
 
 const handle = (id: string, incoming = false): VmHandle => ({
@@ -54,7 +58,7 @@ const progress = (status: MigrationStatus, extra: Partial<MigrationProgress> = {
 });
 
 /** Both hypervisors in one: every call lands in `calls`, `query-migrate` answers from a script. */
-class FakeHypervisor implements MigrationHypervisor {
+class FakeHypervisor implements MigrationHypervisor, IncomingHypervisor {
   readonly calls: string[] = [];
   readonly statuses = new Map<string, VmStatus>();
   script: MigrationProgress[] = [
@@ -161,17 +165,18 @@ const SOURCE_COUNTERS: SourceCounters = {
   streamDedupBytes: 50,
 };
 
-class FakeDataPath implements MigrationDataPath {
+/** Both ends of the data path; socket paths name their role. */
+class FakeDataPath implements SinkDataPath, SourceDataPath {
   source: FakeEnd<SourceCounters> | undefined;
   sink: FakeSink | undefined;
-  released = false;
+  released: string[] = [];
   constructor(private readonly calls: string[]) {}
-  async sockets(id: string) {
+  async socket(id: string) {
+    const path = `/run/${id}/${this.source === undefined && this.sink === undefined ? 'sink' : 'source'}.sock`;
     return {
-      sink: `/run/${id}/sink.sock`,
-      source: `/run/${id}/source.sock`,
+      path,
       release: async () => {
-        this.released = true;
+        this.released.push(path);
       },
     };
   }
@@ -180,8 +185,11 @@ class FakeDataPath implements MigrationDataPath {
     this.sink = new FakeSink({ bytesToQemu: 1000, wireBytes: 400 }, this.calls, 'sink');
     return this.sink;
   }
-  startSource(o: { socketPath: string; sinkPort: number; streams: number; zstdLevel: number }) {
-    this.calls.push(`startSource ${o.socketPath} → ${o.sinkPort} streams=${o.streams} zstd=${o.zstdLevel}`);
+  offer(port: number): IncomingOffer {
+    return { host: '127.0.0.1', port, serverName: 'node-b' };
+  }
+  startSource(o: { socketPath: string; offer: IncomingOffer; streams: number; zstdLevel: number }) {
+    this.calls.push(`startSource ${o.socketPath} → ${o.offer.port} streams=${o.streams} zstd=${o.zstdLevel}`);
     this.source = new FakeEnd(SOURCE_COUNTERS, this.calls, 'source');
     return this.source;
   }
@@ -189,6 +197,7 @@ class FakeDataPath implements MigrationDataPath {
 
 interface Harness {
   hv: FakeHypervisor;
+  incoming: IncomingMigration;
   data: FakeDataPath;
   calls: string[];
   reports: { phase: MigrationPhase; stats: MigrationRunStats; reason: string | undefined }[];
@@ -196,7 +205,10 @@ interface Harness {
   run: MigrationRun;
 }
 
-function harness(setup: (h: Omit<Harness, 'run'>) => Partial<MigrationRunInput> = () => ({})): Harness {
+function harness(
+  setup: (h: Omit<Harness, 'run' | 'incoming'>) => Partial<MigrationRunInput> = () => ({}),
+  startTimeoutMs?: number,
+): Harness {
   const hv = new FakeHypervisor();
   const calls = hv.calls;
   const data = new FakeDataPath(calls);
@@ -204,11 +216,17 @@ function harness(setup: (h: Omit<Harness, 'run'>) => Partial<MigrationRunInput> 
   const registry = new Registry();
   const h = { hv, data, calls, reports, registry };
   const extra = setup(h);
+  const incoming = new IncomingMigration({
+    id: 'mig-1',
+    spec: { name: 'vm', memoryMiB: 128 },
+    driver: hv,
+    dataPath: data,
+    ...(startTimeoutMs === undefined ? {} : { startTimeoutMs }),
+  });
   const run = new MigrationRun({
     id: 'mig-1',
-    source: { driver: hv, vm: handle('vm-src') },
-    destination: { driver: hv, spec: { name: 'vm', memoryMiB: 128 } },
-    dataPath: data,
+    source: { driver: hv, vm: handle('vm-src'), dataPath: data },
+    destination: incoming,
     onPhase: async (phase, stats, reason) => {
       reports.push({ phase, stats, reason });
       // QEMU finished writing: the data path drains after the run saw `completed`.
@@ -228,7 +246,7 @@ function harness(setup: (h: Omit<Harness, 'run'>) => Partial<MigrationRunInput> 
     ...extra,
   });
   hv.statuses.set('vm-src', { state: 'running', running: true });
-  return { ...h, run };
+  return { ...h, incoming, run };
 }
 
 const folded = (reports: Harness['reports']) =>
@@ -264,8 +282,8 @@ describe('MigrationRun with fake adapters', () => {
       'sink finished',
       'destroy vm-src',
     ]);
-    expect(outcome.destination?.id).toBe('vm-dst');
-    expect(h.data.released).toBe(true);
+    expect(h.incoming.vm?.id).toBe('vm-dst');
+    expect(h.data.released.sort()).toEqual(['/run/mig-1/sink.sock', '/run/mig-1/source.sock']);
     const progressReport = h.reports.find((r) => r.phase === 'transferring' && r.stats.etaMs !== undefined);
     // 8 MB left at 64 Mbit/s.
     expect(progressReport?.stats).toMatchObject({
@@ -317,11 +335,11 @@ describe('MigrationRun with fake adapters', () => {
     expect(h.calls.slice(5)).toEqual([
       'cancel source',
       'cancel sink',
-      'cancelMigration vm-src',
       'destroy vm-dst',
+      'cancelMigration vm-src',
     ]);
     expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'running', running: true });
-    expect(h.data.released).toBe(true);
+    expect(h.data.released.sort()).toEqual(['/run/mig-1/sink.sock', '/run/mig-1/source.sock']);
     expect(await h.registry.metrics()).toContain('dwcp_migration_migrations_total{result="failed"} 1');
   });
 
@@ -380,8 +398,8 @@ describe('MigrationRun with fake adapters', () => {
   it('a destination that never runs fails switching-over and is destroyed', async () => {
     const h = harness(({ hv }) => {
       hv.destinationRunsAfter = Number.POSITIVE_INFINITY;
-      return { options: { pollIntervalMs: 1, progressIntervalMs: 0, destinationStartTimeoutMs: 30 } };
-    });
+      return {};
+    }, 30);
     const outcome = await h.run.run();
     expect(outcome.phase).toBe('failed');
     expect(outcome.reason).toMatch(/did not run within the timeout \(state inmigrate\)/);

@@ -4,22 +4,24 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MigrationPhase } from '@novacron/cluster-state';
-import type { MigrationProgress, VmEvent, VmHandle, VmSpec } from '@novacron/hypervisor';
+import type { MigrationProgress, VmEvent, VmHandle } from '@novacron/hypervisor';
 import { type Context, context, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { MigrationMetrics } from './metrics';
 import { chooseParameters, type MigrationParameterChoice, type PathMeasurement } from './parameters';
 import type {
   DataPathEnd,
-  DataPathSink,
-  MigrationDataPath,
+  IncomingOffer,
+  IncomingResult,
+  MigrationDestination,
   MigrationHypervisor,
   MigrationLogger,
   MigrationRunStats,
-  MigrationSockets,
+  MigrationSocket,
   PhaseSink,
-  SinkCounters,
   SourceCounters,
+  SourceDataPath,
 } from './ports';
+import { firstEventAt } from './vm-events';
 
 const tracer = trace.getTracer('dwcp-migration');
 
@@ -35,17 +37,15 @@ export interface MigrationRunOptions {
   pollIntervalMs?: number;
   /** How often a transferring migration reports its stats (default 1000 ms). */
   progressIntervalMs?: number;
-  /** How long the destination may take to run once its stream ended (default 10 s). */
-  destinationStartTimeoutMs?: number;
   /** How long a rollback waits for QEMU to leave a migration it was told to cancel (default 10 s). */
   settleTimeoutMs?: number;
 }
 
 export interface MigrationRunInput {
   id: string;
-  source: { driver: MigrationHypervisor; vm: VmHandle };
-  destination: { driver: MigrationHypervisor; spec: VmSpec };
-  dataPath: MigrationDataPath;
+  source: { driver: MigrationHypervisor; vm: VmHandle; dataPath: SourceDataPath };
+  /** The destination's half, in this process (IncomingMigration) or on the target node (over RPC). */
+  destination: MigrationDestination;
   onPhase: PhaseSink;
   signal?: AbortSignal;
   options?: MigrationRunOptions;
@@ -56,8 +56,6 @@ export interface MigrationRunInput {
 export interface MigrationOutcome {
   phase: 'done' | 'failed' | 'cancelled';
   reason?: string;
-  /** The VM on the destination; set only when done. */
-  destination?: VmHandle;
   stats: MigrationRunStats;
   parameters: MigrationParameterChoice;
   /** Every phase reported, in order, repeats (progress reports) folded. */
@@ -81,29 +79,18 @@ function abortReason(signal: AbortSignal): string {
   return 'aborted';
 }
 
-/** Resolves to the time of the first event of `type`, or undefined when the VM's events end first. */
-async function firstEventAt(
-  events: AsyncIterator<VmEvent>,
-  type: VmEvent['type'],
-): Promise<number | undefined> {
-  for (;;) {
-    const next = await events.next();
-    if (next.done) return undefined;
-    if (next.value.type === type) return next.value.atMs;
-  }
-}
-
 /**
- * One migration, on one machine: both ends run in this process and talk through the data path over
- * loopback. Between nodes, the destination's part (sink, `prepareIncoming`, inventory, the start
- * check) will be RPCs to the target node; they are not written yet.
+ * One migration, driven from the source node. The destination's half (sink, destination QEMU, the
+ * start check) is a MigrationDestination: an IncomingMigration in this process, or the same class
+ * on the target node behind the peer RPCs.
  *
- * Phases: `preparing` (sockets, sink, destination QEMU listening, source started, QEMU's knobs
- * set), `transferring` (QEMU streams; progress reports), `switching-over` (QEMU says completed: the
- * source is paused; the sink's `finished()` is the real end), `done` (the destination runs, then
- * the source VM is destroyed). On any failure or abort before `done` it rolls back: both ends of the
- * data path cancelled, `migrate_cancel`, the source VM running again (`cont` after `postmigrate`),
- * the destination QEMU destroyed; then `failed` or `cancelled` with the reason.
+ * Phases: `preparing` (the destination's sink and QEMU listening, its inventory, the source started,
+ * QEMU's knobs set), `transferring` (QEMU streams; progress reports), `switching-over` (QEMU says
+ * completed: the source is paused; the destination's completion is the real end), `done` (the
+ * destination runs, then the source VM is destroyed). On any failure or abort before `done` it rolls
+ * back: the source end cancelled, the destination aborted (sink cancelled, its QEMU destroyed, so two
+ * copies never run), `migrate_cancel`, the source VM running again (`cont` after `postmigrate`); then
+ * `failed` or `cancelled` with the reason.
  *
  * `run()` resolves with the outcome and does not throw.
  */
@@ -111,18 +98,19 @@ export class MigrationRun {
   readonly parameters: MigrationParameterChoice;
   private readonly phases: MigrationPhase[] = [];
   private readonly interrupts: Promise<never>[] = [];
-  private sockets: Promise<MigrationSockets> | undefined;
-  private sink: Promise<DataPathSink> | undefined;
-  private destination: Promise<VmHandle> | undefined;
+  private socket: Promise<MigrationSocket> | undefined;
+  private offer: Promise<IncomingOffer> | undefined;
   private source: DataPathEnd<SourceCounters> | undefined;
   private sourceFinished: Promise<{ stats: SourceCounters }> | undefined;
-  private sinkFinished: Promise<{ stats: SinkCounters }> | undefined;
+  private arrived: Promise<IncomingResult> | undefined;
   private migrateIssued = false;
   private progress: MigrationProgress | undefined;
   private stopAt: Promise<number | undefined> | undefined;
-  private resumeAt: Promise<number | undefined> | undefined;
   private readonly eventStreams: AsyncIterator<VmEvent>[] = [];
   private startedAt = 0;
+  /** For the wire rate of progress reports. */
+  private lastSample: { atMs: number; wireBytes: number } | undefined;
+  private wireBytesPerSec: number | undefined;
 
   constructor(private readonly input: MigrationRunInput) {
     const o = input.options ?? {};
@@ -160,8 +148,8 @@ export class MigrationRun {
     try {
       await this.phase(ctx, 'preparing', () => this.prepare());
       await this.phase(ctx, 'transferring', () => this.transfer());
-      const destination = await this.phase(ctx, 'switching-over', () => this.switchOver());
-      const outcome = await this.finish(ctx, destination);
+      const arrived = await this.phase(ctx, 'switching-over', () => this.switchOver());
+      const outcome = await this.finish(ctx, arrived);
       root.end();
       return outcome;
     } catch (e) {
@@ -194,20 +182,15 @@ export class MigrationRun {
   }
 
   private async prepare(): Promise<void> {
-    const { dataPath, destination, source, id } = this.input;
-    this.sockets = dataPath.sockets(id);
-    const sockets = await this.guard(this.sockets);
-    this.sink = dataPath.openSink(sockets.sink);
-    const sink = await this.guard(this.sink);
-    this.sinkFinished = this.watch(sink.finished());
-    this.destination = destination.driver.prepareIncoming(destination.spec, `unix:${sockets.sink}`);
-    const vm = await this.guard(this.destination);
-    const resumes = destination.driver.events(vm);
-    this.eventStreams.push(resumes);
-    this.resumeAt = firstEventAt(resumes, 'resume');
-    this.source = dataPath.startSource({
-      socketPath: sockets.source,
-      sinkPort: sink.port,
+    const { destination, source, id } = this.input;
+    this.offer = destination.prepare();
+    const offer = await this.guard(this.offer);
+    this.arrived = this.watch(destination.completion());
+    this.socket = source.dataPath.socket(id);
+    const socket = await this.guard(this.socket);
+    this.source = source.dataPath.startSource({
+      socketPath: socket.path,
+      offer,
       streams: this.parameters.streams,
       zstdLevel: this.parameters.zstdLevel,
     });
@@ -220,12 +203,12 @@ export class MigrationRun {
 
   private async transfer(): Promise<void> {
     const { source, options } = this.input;
-    const sockets = await this.guard(this.required(this.sockets));
+    const socket = await this.guard(this.required(this.socket));
     const stops = source.driver.events(source.vm);
     this.eventStreams.push(stops);
     this.stopAt = firstEventAt(stops, 'stop');
     this.migrateIssued = true;
-    await source.driver.migrate(source.vm, `unix:${sockets.source}`);
+    await source.driver.migrate(source.vm, `unix:${socket.path}`);
     let reported = performance.now();
     for (;;) {
       const progress = await this.guard(source.driver.queryMigrate(source.vm));
@@ -237,6 +220,7 @@ export class MigrationRun {
         );
       }
       if (performance.now() - reported >= (options?.progressIntervalMs ?? 1000)) {
+        this.sampleWireRate();
         await this.report('transferring');
         reported = performance.now();
       }
@@ -244,23 +228,14 @@ export class MigrationRun {
     }
   }
 
-  private async switchOver(): Promise<VmHandle> {
-    const { destination, options } = this.input;
-    await this.guard(Promise.all([this.required(this.sourceFinished), this.required(this.sinkFinished)]));
-    const vm = await this.required(this.destination);
-    const deadline = performance.now() + (options?.destinationStartTimeoutMs ?? 10_000);
-    for (;;) {
-      const status = await this.guard(destination.driver.status(vm));
-      if (status.running) return vm;
-      if (status.state === 'exited') throw new Error('the destination QEMU exited after its stream ended');
-      if (performance.now() > deadline) {
-        throw new Error(`the destination did not run within the timeout (state ${status.state})`);
-      }
-      await this.guard(sleep(50));
-    }
+  private async switchOver(): Promise<IncomingResult> {
+    const [, arrived] = await this.guard(
+      Promise.all([this.required(this.sourceFinished), this.required(this.arrived)]),
+    );
+    return arrived;
   }
 
-  private async finish(ctx: Context, destination: VmHandle): Promise<MigrationOutcome> {
+  private async finish(ctx: Context, arrived: IncomingResult): Promise<MigrationOutcome> {
     const { source, id, metrics, logger } = this.input;
     const span = tracer.startSpan('migration.done', { attributes: { 'dwcp.migration.id': id } }, ctx);
     // The destination runs with everything; only now may the source go.
@@ -270,11 +245,11 @@ export class MigrationRun {
       logger?.warn(`migration ${id}: done, but destroying the source VM failed: ${describeError(e)}`);
       span.setAttribute('dwcp.migration.source_destroy_error', describeError(e));
     }
-    const downtimeMs = await this.pauseMs();
+    const downtimeMs = await this.pauseMs(arrived);
     const stats: MigrationRunStats = { ...this.stats(), remainingBytes: 0, etaMs: 0 };
     if (downtimeMs !== undefined) stats.downtimeMs = downtimeMs;
     this.closeEventStreams();
-    await this.releaseSockets();
+    await this.releaseSocket();
     try {
       await this.report('done', stats);
     } catch (e) {
@@ -290,7 +265,7 @@ export class MigrationRun {
     logger?.log(`migration ${id}: done ${JSON.stringify(stats)}`);
     span.setAttributes(this.spanStats(stats));
     span.end();
-    return { phase: 'done', destination, stats, parameters: this.parameters, phases: [...this.phases] };
+    return { phase: 'done', stats, parameters: this.parameters, phases: [...this.phases] };
   }
 
   private async rollBack(cause: unknown): Promise<MigrationOutcome> {
@@ -309,8 +284,8 @@ export class MigrationRun {
 
     const sourceEnd = this.source;
     if (sourceEnd) await step('cancelling the source end', async () => sourceEnd.cancel());
-    const sink = await this.sink?.catch(() => undefined);
-    if (sink) await step('cancelling the sink end', async () => sink.cancel());
+    // The destination goes before the source resumes, so the VM never runs in two places.
+    if (this.offer) await step('aborting the destination', () => destination.abort(reason));
     if (this.migrateIssued) {
       await step('migrate_cancel', () => source.driver.cancelMigration(source.vm));
       // QEMU must leave the migration (cancelled, failed, or completed into postmigrate) before `cont`.
@@ -335,11 +310,9 @@ export class MigrationRun {
       const status = await source.driver.status(source.vm);
       if (!status.running && status.state !== 'exited') await source.driver.cont(source.vm);
     });
-    await Promise.allSettled([this.sourceFinished, this.sinkFinished]);
-    const vm = await this.destination?.catch(() => undefined);
-    if (vm) await step('destroying the destination', () => destination.driver.destroy(vm));
+    await Promise.allSettled([this.sourceFinished, this.arrived]);
     this.closeEventStreams();
-    await this.releaseSockets();
+    await this.releaseSocket();
     await step(`reporting ${result}`, () => this.report(result, stats, reason));
     metrics?.migrations.inc({ result });
     if (stats.bytesOnWire) metrics?.wireBytes.inc(stats.bytesOnWire);
@@ -364,8 +337,10 @@ export class MigrationRun {
         stats.dedupRatio = (sent.inventoryDedupBytes + sent.streamDedupBytes) / sent.bytesFromQemu;
       }
     }
+    if (this.wireBytesPerSec !== undefined) stats.wireBytesPerSec = this.wireBytesPerSec;
     const p = this.progress;
     if (p) {
+      if (p.totalBytes > 0) stats.ramBytes = p.totalBytes;
       stats.remainingBytes = p.remainingBytes;
       stats.dirtyRateBytesPerSec = p.dirtyRateBytesPerSec;
       if (p.throughputBitsPerSec > 0)
@@ -375,6 +350,17 @@ export class MigrationRun {
     return stats;
   }
 
+  private sampleWireRate(): void {
+    const wireBytes = this.source?.stats().wireBytes;
+    if (wireBytes === undefined) return;
+    const atMs = performance.now();
+    const last = this.lastSample;
+    if (last && atMs > last.atMs) {
+      this.wireBytesPerSec = Math.round(((wireBytes - last.wireBytes) * 1000) / (atMs - last.atMs));
+    }
+    this.lastSample = { atMs, wireBytes };
+  }
+
   private spanStats(stats = this.stats()): Record<string, number> {
     const attributes: Record<string, number> = {};
     for (const [k, v] of Object.entries(stats))
@@ -382,12 +368,14 @@ export class MigrationRun {
     return attributes;
   }
 
-  /** The guest's real pause (source STOP → destination RESUME); QEMU's own figure if an event is missing. */
-  private async pauseMs(): Promise<number | undefined> {
-    const within = <T>(p: Promise<T> | undefined) =>
-      Promise.race([p, sleep(2000).then(() => undefined)]) as Promise<T | undefined>;
-    const [stop, resume] = await Promise.all([within(this.stopAt), within(this.resumeAt)]);
-    if (stop !== undefined && resume !== undefined) return resume - stop;
+  /**
+   * The guest's real pause: source STOP → destination RESUME, both on QMP's wall clock (between
+   * hosts, as good as their clock sync); QEMU's own figure if an event is missing.
+   */
+  private async pauseMs(arrived: IncomingResult): Promise<number | undefined> {
+    const stop = await Promise.race([this.stopAt, sleep(2000).then(() => undefined)]);
+    const resume = arrived.resumedAtEpochMs;
+    if (stop !== undefined && resume !== undefined && resume >= stop) return resume - stop;
     return this.progress?.downtimeMs;
   }
 
@@ -413,8 +401,8 @@ export class MigrationRun {
     for (const events of this.eventStreams.splice(0)) void events.return?.();
   }
 
-  private async releaseSockets(): Promise<void> {
-    const sockets = await this.sockets?.catch(() => undefined);
-    await sockets?.release().catch(() => {});
+  private async releaseSocket(): Promise<void> {
+    const socket = await this.socket?.catch(() => undefined);
+    await socket?.release().catch(() => {});
   }
 }

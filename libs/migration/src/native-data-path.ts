@@ -1,4 +1,4 @@
-/** The real MigrationDataPath: `MigrationSource`/`MigrationSink` from the addon, both ends in this process. */
+/** The real data path: `MigrationSource` on the source node, `MigrationSink` and its ChunkStore on the destination. */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,36 +9,50 @@ import {
   MigrationSource,
   type NodeIdentity,
 } from '@novacron/native';
-import type { DataPathEnd, DataPathSink, MigrationDataPath, MigrationSockets, SourceCounters } from './ports';
+import type {
+  DataPathEnd,
+  DataPathSink,
+  IncomingOffer,
+  MigrationSocket,
+  SinkDataPath,
+  SourceCounters,
+  SourceDataPath,
+} from './ports';
 
-export interface NativeDataPathOptions {
-  /** The destination node's store; its inventory goes to the source, so held chunks travel as references. */
-  store: ChunkStore;
-  sourceIdentity: NodeIdentity;
-  destinationIdentity: NodeIdentity;
-  /** The name in the destination's certificate. */
-  destinationNodeName: string;
-  kind?: LinkKind;
-  host?: string;
-  /** How long the sink waits for a lost source before it gives up (AMST's default is 10 s). */
-  orphanTimeoutMs?: number;
+/** A fresh unix socket path in a directory of its own (paths must stay under 108 bytes and not exist yet). */
+async function migrationSocket(
+  migrationId: string,
+  role: 'sink' | 'source',
+  root = tmpdir(),
+): Promise<MigrationSocket> {
+  const dir = await mkdtemp(join(root, `dwcp-${role}-${migrationId.slice(-8)}-`));
+  return { path: join(dir, `${role}.sock`), release: () => rm(dir, { recursive: true, force: true }) };
 }
 
-export class NativeDataPath implements MigrationDataPath {
-  constructor(private readonly options: NativeDataPathOptions) {}
+export interface NativeSinkPathOptions {
+  /** This node's store: chunks it holds travel as references, and it keeps what arrives. */
+  store: ChunkStore;
+  identity: NodeIdentity;
+  /** The name in this node's certificate, which the source checks. */
+  nodeName: string;
+  /** The address sinks listen on; also what the source is told to dial unless `advertiseHost` is set. */
+  host: string;
+  advertiseHost?: string;
+  kind?: LinkKind;
+  /** How long a sink waits for a lost source before it gives up (AMST's default is 10 s). */
+  orphanTimeoutMs?: number;
+  socketRoot?: string;
+}
 
-  async sockets(migrationId: string): Promise<MigrationSockets> {
-    // Short and fresh: unix socket paths must stay under 108 bytes and must not exist yet.
-    const dir = await mkdtemp(join(tmpdir(), `dwcp-mig-${migrationId.slice(-8)}-`));
-    return {
-      sink: join(dir, 'sink.sock'),
-      source: join(dir, 'source.sock'),
-      release: () => rm(dir, { recursive: true, force: true }),
-    };
+export class NativeSinkPath implements SinkDataPath {
+  constructor(private readonly options: NativeSinkPathOptions) {}
+
+  socket(migrationId: string): Promise<MigrationSocket> {
+    return migrationSocket(migrationId, 'sink', this.options.socketRoot);
   }
 
   openSink(socketPath: string): Promise<DataPathSink> {
-    const { kind = 'tcp', host = '127.0.0.1', destinationIdentity, orphanTimeoutMs, store } = this.options;
+    const { kind = 'tcp', host, identity, orphanTimeoutMs, store } = this.options;
     return MigrationSink.start(
       {
         socketPath,
@@ -46,7 +60,7 @@ export class NativeDataPath implements MigrationDataPath {
           kind,
           host,
           port: 0,
-          identity: destinationIdentity,
+          identity,
           ...(orphanTimeoutMs === undefined ? {} : { orphanTimeoutMs }),
         },
       },
@@ -54,27 +68,46 @@ export class NativeDataPath implements MigrationDataPath {
     );
   }
 
+  offer(port: number): IncomingOffer {
+    const { store, host, advertiseHost, nodeName } = this.options;
+    const offer: IncomingOffer = { host: advertiseHost ?? host, port, serverName: nodeName };
+    if (store.count > 0) offer.inventory = store.inventory();
+    return offer;
+  }
+}
+
+export interface NativeSourcePathOptions {
+  identity: NodeIdentity;
+  kind?: LinkKind;
+  socketRoot?: string;
+}
+
+export class NativeSourcePath implements SourceDataPath {
+  constructor(private readonly options: NativeSourcePathOptions) {}
+
+  socket(migrationId: string): Promise<MigrationSocket> {
+    return migrationSocket(migrationId, 'source', this.options.socketRoot);
+  }
+
   startSource(o: {
     socketPath: string;
-    sinkPort: number;
+    offer: IncomingOffer;
     streams: number;
     zstdLevel: number;
   }): DataPathEnd<SourceCounters> {
-    const { kind = 'tcp', host = '127.0.0.1', sourceIdentity, destinationNodeName, store } = this.options;
-    // In one process the destination's inventory is at hand; between nodes it will come over RPC.
-    const inventory = store.count > 0 ? store.inventory() : undefined;
+    const { kind = 'tcp', identity } = this.options;
     return MigrationSource.start({
       socketPath: o.socketPath,
       send: {
         kind,
-        host,
-        port: o.sinkPort,
-        serverName: destinationNodeName,
-        identity: sourceIdentity,
+        host: o.offer.host,
+        port: o.offer.port,
+        serverName: o.offer.serverName,
+        identity,
         streams: o.streams,
       },
       codec: { codec: 'zstd', level: o.zstdLevel },
-      ...(inventory ? { inventory } : {}),
+      ...(o.offer.inventory ? { inventory: o.offer.inventory } : {}),
     });
   }
 }

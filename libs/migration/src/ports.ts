@@ -5,10 +5,9 @@
 import type { MigrationPhase, MigrationStats } from '@novacron/cluster-state';
 import type { HypervisorDriver } from '@novacron/hypervisor';
 
-/** The driver calls a migration makes, on either end. */
+/** The driver calls the source of a migration makes. */
 export type MigrationHypervisor = Pick<
   HypervisorDriver,
-  | 'prepareIncoming'
   | 'status'
   | 'cont'
   | 'destroy'
@@ -18,6 +17,9 @@ export type MigrationHypervisor = Pick<
   | 'cancelMigration'
   | 'events'
 >;
+
+/** The driver calls the destination of a migration makes. */
+export type IncomingHypervisor = Pick<HypervisorDriver, 'prepareIncoming' | 'status' | 'destroy' | 'events'>;
 
 /** The counters of `MigrationSource.stats()` a run reads. */
 export interface SourceCounters {
@@ -46,35 +48,63 @@ export interface DataPathSink extends DataPathEnd<SinkCounters> {
   readonly port: number;
 }
 
-/** Unix socket paths for one migration, in a directory of their own. */
-export interface MigrationSockets {
-  /** The destination QEMU listens here (`migrate-incoming`); the sink connects. */
-  sink: string;
-  /** The source binds here; the source QEMU's `migrate` connects. */
-  source: string;
+/** A unix socket path for one migration, in a directory of its own. */
+export interface MigrationSocket {
+  path: string;
   release(): Promise<void>;
 }
 
-/** The native data path QEMU → HDE → AMST → HDE → QEMU (`MigrationSource`/`MigrationSink`). */
-export interface MigrationDataPath {
-  sockets(migrationId: string): Promise<MigrationSockets>;
+/** Where the source sends: the destination's AMST listener, and the chunks it already holds. */
+export interface IncomingOffer {
+  host: string;
+  port: number;
+  /** The name the destination's certificate must carry. */
+  serverName: string;
+  /** The destination store's chunk ids (32 bytes each, sorted); absent when it holds none. */
+  inventory?: Buffer;
+}
+
+/** What the destination reports once its VM runs with the whole stream. */
+export interface IncomingResult {
+  sink: SinkCounters;
+  /** When the destination VM resumed (QMP's wall clock, ms since the epoch); absent if not seen. */
+  resumedAtEpochMs?: number;
+}
+
+/**
+ * The destination's half of one migration, in this process or behind the peer RPCs of another node:
+ * a sink listening for the source and a destination QEMU waiting on it.
+ */
+export interface MigrationDestination {
+  /** Opens the sink and starts the destination QEMU listening; says where the source sends. */
+  prepare(): Promise<IncomingOffer>;
+  /** Resolves once the sink fed the whole stream and the destination VM runs; rejects when that fails. */
+  completion(): Promise<IncomingResult>;
+  /** Cancels the sink and destroys the destination QEMU. Idempotent. */
+  abort(reason: string): Promise<void>;
+}
+
+/** The destination's side of the native data path (`MigrationSink` and the node's ChunkStore). */
+export interface SinkDataPath {
+  socket(migrationId: string): Promise<MigrationSocket>;
   openSink(socketPath: string): Promise<DataPathSink>;
+  /** How a source reaches a sink at `port`, with this node's inventory. */
+  offer(port: number): IncomingOffer;
+}
+
+/** The source's side of the native data path (`MigrationSource`). */
+export interface SourceDataPath {
+  socket(migrationId: string): Promise<MigrationSocket>;
   startSource(options: {
     socketPath: string;
-    sinkPort: number;
+    offer: IncomingOffer;
     streams: number;
     zstdLevel: number;
   }): DataPathEnd<SourceCounters>;
 }
 
-/** Replicated stats plus what only a live progress report carries (the node keeps the former in Raft). */
-export interface MigrationRunStats extends MigrationStats {
-  /** Bytes of QEMU's stream still to send, as QEMU estimates them. */
-  remainingBytes?: number;
-  dirtyRateBytesPerSec?: number;
-  /** Time left at QEMU's current rate, when it has measured one. */
-  etaMs?: number;
-}
+/** The stats a run reports: what the node records in Raft with each phase and progress report. */
+export type MigrationRunStats = MigrationStats;
 
 /**
  * Told about every phase change and every progress report (the same phase again, new stats). The

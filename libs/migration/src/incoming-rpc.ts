@@ -1,0 +1,236 @@
+/**
+ * The IncomingMigration peer service (proto/dwcp/migration/v1/incoming.proto): the server handlers
+ * the target node adds to its peer port, and RemoteDestination, the source node's client, which is
+ * a MigrationDestination like an IncomingMigration in this process.
+ */
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import type { IncomingOffer, IncomingResult, MigrationDestination } from './ports';
+
+const PROTO_PATH = join(__dirname, '..', '..', '..', 'proto', 'dwcp', 'migration', 'v1', 'incoming.proto');
+
+interface PrepareRequest {
+  migrationId: string;
+}
+interface PrepareResponse {
+  host: string;
+  port: number;
+  serverName: string;
+  inventory: Buffer;
+}
+interface AwaitResponse {
+  bytesToQemu: number;
+  wireBytes: number;
+  resumedAtEpochMs: number;
+}
+interface AbortRequest {
+  migrationId: string;
+  reason: string;
+}
+
+type Unary<Req, Res> = (
+  req: Req,
+  options: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res?: Res) => void,
+) => grpc.ClientUnaryCall;
+
+interface IncomingMigrationClient extends grpc.Client {
+  prepare: Unary<PrepareRequest, PrepareResponse>;
+  await: Unary<PrepareRequest, AwaitResponse>;
+  abort: Unary<AbortRequest, object>;
+}
+
+let cached: grpc.ServiceClientConstructor | undefined;
+
+/** The generated client constructor; its `.service` is the server definition. */
+export function incomingMigrationService(): grpc.ServiceClientConstructor {
+  if (!cached) {
+    const def = loadSync(PROTO_PATH, { keepCase: false, longs: Number, enums: String, defaults: true });
+    const pkg = grpc.loadPackageDefinition(def) as unknown as {
+      dwcp: { migration: { v1: { IncomingMigration: grpc.ServiceClientConstructor } } };
+    };
+    cached = pkg.dwcp.migration.v1.IncomingMigration;
+  }
+  return cached;
+}
+
+/** A refusal with a gRPC status, thrown by the node's handlers. */
+export class IncomingMigrationError extends Error {
+  constructor(
+    readonly status: grpc.status,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'IncomingMigrationError';
+  }
+}
+
+/** What the target node does for each call; `caller` is the names in the client certificate. */
+export interface IncomingMigrationHandlers {
+  prepare(migrationId: string, caller: string[]): Promise<IncomingOffer>;
+  await(migrationId: string, caller: string[]): Promise<IncomingResult>;
+  abort(migrationId: string, reason: string, caller: string[]): Promise<void>;
+}
+
+/** DNS names in the peer certificate of a call on an mTLS server. */
+type CallWithAuth = { getAuthContext(): { sslPeerCertificate?: { subjectaltname?: string } } };
+
+export type CertNames = (call: CallWithAuth) => string[];
+
+function toServiceError(e: unknown): Partial<grpc.StatusObject> {
+  if (e instanceof IncomingMigrationError) return { code: e.status, details: e.message };
+  const code = (e as { code?: unknown }).code;
+  const message = e instanceof Error ? e.message : String(e);
+  return { code: grpc.status.ABORTED, details: typeof code === 'string' ? `${code}: ${message}` : message };
+}
+
+/** The server implementation for `server.addService(incomingMigrationService().service, ...)`. */
+export function incomingMigrationServer(
+  handlers: IncomingMigrationHandlers,
+  certNames: CertNames,
+): grpc.UntypedServiceImplementation {
+  const unary =
+    <Req, Res>(f: (req: Req, caller: string[]) => Promise<Res>) =>
+    (call: grpc.ServerUnaryCall<Req, Res>, cb: grpc.sendUnaryData<Res>) => {
+      f(call.request, certNames(call)).then(
+        (res) => cb(null, res),
+        (e: unknown) => cb(toServiceError(e)),
+      );
+    };
+  return {
+    prepare: unary<PrepareRequest, PrepareResponse>(async (req, caller) => {
+      const offer = await handlers.prepare(req.migrationId, caller);
+      return {
+        host: offer.host,
+        port: offer.port,
+        serverName: offer.serverName,
+        inventory: offer.inventory ?? Buffer.alloc(0),
+      };
+    }),
+    await: unary<PrepareRequest, AwaitResponse>(async (req, caller) => {
+      const r = await handlers.await(req.migrationId, caller);
+      return {
+        bytesToQemu: r.sink.bytesToQemu,
+        wireBytes: r.sink.wireBytes,
+        resumedAtEpochMs: r.resumedAtEpochMs ?? 0,
+      };
+    }),
+    abort: unary<AbortRequest, object>(async (req, caller) => {
+      await handlers.abort(req.migrationId, req.reason, caller);
+      return {};
+    }),
+  };
+}
+
+/** PEM material of the calling node (the cluster CA, its certificate and key). */
+export interface RpcIdentity {
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+export interface RemoteDestinationOptions {
+  migrationId: string;
+  /** host:port of the target node's peer server, and the name its certificate carries. */
+  addr: string;
+  nodeName: string;
+  identity: RpcIdentity;
+  /** Deadline of Prepare and Abort (default 30 s and 5 s); Await has none: it lasts the transfer. */
+  prepareTimeoutMs?: number;
+  abortTimeoutMs?: number;
+}
+
+class RemoteCallError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'RemoteCallError';
+  }
+}
+
+/** The target node's half of a migration, over the IncomingMigration RPCs. */
+export class RemoteDestination implements MigrationDestination {
+  private readonly client: IncomingMigrationClient;
+
+  constructor(private readonly options: RemoteDestinationOptions) {
+    const Ctor = incomingMigrationService();
+    const { identity } = options;
+    const creds = grpc.credentials.createSsl(
+      Buffer.from(identity.caPem),
+      Buffer.from(identity.keyPem),
+      Buffer.from(identity.certPem),
+    );
+    this.client = new Ctor(options.addr, creds, {
+      'grpc.ssl_target_name_override': options.nodeName,
+      'grpc.default_authority': options.nodeName,
+      'grpc.max_receive_message_length': 64 << 20,
+      // A dead target must end a long Await promptly, even when its host just vanished.
+      'grpc.keepalive_time_ms': 2000,
+      'grpc.keepalive_timeout_ms': 2000,
+      'grpc.keepalive_permit_without_calls': 1,
+    }) as unknown as IncomingMigrationClient;
+  }
+
+  private call<Req, Res>(
+    method: Unary<Req, Res>,
+    req: Req,
+    timeoutMs: number | undefined,
+    what: string,
+  ): Promise<Res> {
+    const options: grpc.CallOptions = timeoutMs === undefined ? {} : { deadline: Date.now() + timeoutMs };
+    return new Promise((resolve, reject) => {
+      method.call(this.client, req, options, (err, res) => {
+        if (err) {
+          const code = `ERR_PEER_${grpc.status[err.code] ?? err.code}`;
+          reject(
+            new RemoteCallError(code, `${what} on ${this.options.nodeName}: ${err.details || err.message}`),
+          );
+        } else resolve(res as Res);
+      });
+    });
+  }
+
+  async prepare(): Promise<IncomingOffer> {
+    const r = await this.call(
+      this.client.prepare,
+      { migrationId: this.options.migrationId },
+      this.options.prepareTimeoutMs ?? 30_000,
+      'preparing the destination',
+    );
+    const offer: IncomingOffer = { host: r.host, port: r.port, serverName: r.serverName };
+    if (r.inventory.length > 0) offer.inventory = r.inventory;
+    return offer;
+  }
+
+  async completion(): Promise<IncomingResult> {
+    const r = await this.call(
+      this.client.await,
+      { migrationId: this.options.migrationId },
+      undefined,
+      'the destination',
+    );
+    const result: IncomingResult = { sink: { bytesToQemu: r.bytesToQemu, wireBytes: r.wireBytes } };
+    if (r.resumedAtEpochMs > 0) result.resumedAtEpochMs = r.resumedAtEpochMs;
+    return result;
+  }
+
+  async abort(reason: string): Promise<void> {
+    try {
+      await this.call(
+        this.client.abort,
+        { migrationId: this.options.migrationId, reason },
+        this.options.abortTimeoutMs ?? 5000,
+        'aborting the destination',
+      );
+    } finally {
+      this.close();
+    }
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
