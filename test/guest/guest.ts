@@ -1,7 +1,7 @@
 /** The test guest as QEMU tests use it: its VmSpec, its console lines, and the checks on what it left behind. */
 
 import { execFile } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
@@ -61,4 +61,21 @@ export async function firstEvent(
     if (next === 'timeout' || next.done) return undefined;
     if (match(next.value)) return next.value;
   }
+}
+
+/**
+ * Installs the test guest as the node image `name` under `imagesDir` (links to the built kernel and
+ * initramfs, and its command line), the layout a node's ImageCatalog reads.
+ */
+export function installGuestImage(imagesDir: string, name = 'test-guest'): void {
+  const dir = join(imagesDir, name);
+  mkdirSync(dir, { recursive: true });
+  const spec = guestSpec(name);
+  for (const [from, to] of [
+    [spec.kernel, 'vmlinux'],
+    [spec.initrd, 'initramfs.cpio.gz'],
+  ] as const) {
+    if (from !== undefined && !existsSync(join(dir, to))) symlinkSync(from, join(dir, to));
+  }
+  writeFileSync(join(dir, 'cmdline'), `${spec.cmdline ?? ''}\n`);
 }

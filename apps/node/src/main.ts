@@ -5,11 +5,12 @@
  */
 import 'reflect-metadata';
 import type { ClusterStore } from '@novacron/cluster-state';
-import { startAcp } from '@novacron/consensus';
+import { peerCertNames, startAcp } from '@novacron/consensus';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { ClusterAdmission } from './api/admission';
 import { apiUrlOf, ConfigError, loadNodeConfig, type NodeConfig } from './config/node-config';
+import { type HostPeer, startHost } from './host/start-host';
 import { createNodeLogger, type NodeHandle, startNode } from './start-node';
 import { startTracing } from './tracing/tracing';
 
@@ -17,6 +18,8 @@ import { startTracing } from './tracing/tracing';
 export interface ConsensusHandle {
   store: ClusterStore;
   admission?: ClusterAdmission;
+  /** The peer port and identity, for the node's part in migrations; without it the node hosts no VMs. */
+  peer?: HostPeer;
   /** Stops Raft (after handing leadership over); runs after the API has drained. */
   close(): Promise<void>;
 }
@@ -59,6 +62,13 @@ export const openAcp: ConsensusOpener = async (config, registry, logger) => {
   return {
     store: runtime.store,
     admission: (token, req) => runtime.admit(token, req),
+    peer: {
+      nodeId: runtime.membership.nodeId,
+      identity: runtime.identity,
+      addPeerService: (service, implementation) => runtime.addPeerService(service, implementation),
+      certNames: peerCertNames,
+      peerRttMs: () => runtime.peerRttMs(),
+    },
     close: () => runtime.close(),
   };
 };
@@ -74,12 +84,17 @@ export async function runNode(
   const tracing = startTracing(config.nodeName, config.tracing.otlpEndpoint);
   const registry = new Registry();
   const consensus = await openConsensus(config, registry, logger);
+  const vmHost = consensus.peer
+    ? startHost(config, { store: consensus.store, peer: consensus.peer, registry, logger })
+    : undefined;
   const handle = await startNode(config, {
     store: consensus.store,
     logger,
     registry,
     ...(consensus.admission ? { admission: consensus.admission } : {}),
+    ...(vmHost ? { host: vmHost.host } : {}),
     beforeShutdown: async () => {
+      await vmHost?.close();
       await consensus.close();
       await tracing.shutdown();
     },

@@ -6,7 +6,16 @@ import type { Registry } from 'prom-client';
 import type { ClusterAdmission } from './api/admission';
 import type { ProposalSource } from './api/proposal-source';
 import type { NodeConfig } from './config/node-config';
-import { ADMISSION, CLUSTER_STORE, LOGGER, METRICS_REGISTRY, NODE_CONFIG, PROPOSAL_SOURCE } from './tokens';
+import type { VmHost } from './host/vm-host';
+import {
+  ADMISSION,
+  CLUSTER_STORE,
+  LOGGER,
+  METRICS_REGISTRY,
+  NODE_CONFIG,
+  PROPOSAL_SOURCE,
+  VM_HOST,
+} from './tokens';
 
 export interface NodeContext {
   config: NodeConfig;
@@ -15,6 +24,8 @@ export interface NodeContext {
   registry: Registry;
   proposals: ProposalSource;
   admission: ClusterAdmission | null;
+  /** The VMs this node runs; null when it hosts none (API-only tests). */
+  host: VmHost | null;
 }
 
 @Global()
@@ -29,6 +40,7 @@ export class NodeContextModule {
       { provide: METRICS_REGISTRY, useValue: ctx.registry },
       { provide: PROPOSAL_SOURCE, useValue: ctx.proposals },
       { provide: ADMISSION, useValue: ctx.admission },
+      { provide: VM_HOST, useValue: ctx.host },
     ];
     return { module: NodeContextModule, providers, exports: providers.map((p) => p.provide) };
   }

@@ -16,6 +16,7 @@ import { NodeAppModule } from './app.module';
 import { listenerTls } from './config/listener-tls';
 import type { NodeConfig } from './config/node-config';
 import { GrpcApiServer } from './grpc/grpc-api.server';
+import type { VmHost } from './host/vm-host';
 import { PinoNestLogger } from './logging/pino-nest-logger';
 
 export interface NodeDeps {
@@ -28,6 +29,8 @@ export interface NodeDeps {
   admission?: ClusterAdmission;
   /** Clock and id source for commands; tests may pin it. */
   proposals?: ProposalSource;
+  /** The VMs this node runs (for their consoles); none in API-only tests. */
+  host?: VmHost;
   /** Runs once the listeners have stopped and in-flight requests drained, before logs are flushed (e.g. stop Raft). */
   beforeShutdown?: () => Promise<void> | void;
 }
@@ -88,6 +91,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
       registry: deps.registry ?? new Registry(),
       proposals: deps.proposals ?? systemProposalSource,
       admission: deps.admission ?? null,
+      host: deps.host ?? null,
     }),
     adapter,
     { logger: new PinoNestLogger(logger), abortOnError: false },

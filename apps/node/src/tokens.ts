@@ -5,3 +5,4 @@ export const LOGGER = Symbol('LOGGER');
 export const METRICS_REGISTRY = Symbol('METRICS_REGISTRY');
 export const PROPOSAL_SOURCE = Symbol('PROPOSAL_SOURCE');
 export const ADMISSION = Symbol('ADMISSION');
+export const VM_HOST = Symbol('VM_HOST');

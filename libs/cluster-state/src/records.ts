@@ -84,6 +84,8 @@ export interface MigrationRecord {
   /** Why it failed or was cancelled. */
   reason?: string;
   stats: MigrationStats;
+  /** The operator's cap on QEMU's migration bandwidth, if any. */
+  maxBandwidthBytesPerSec?: number;
   createdAt: string;
   updatedAt: string;
   revision: number;

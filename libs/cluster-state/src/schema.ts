@@ -36,6 +36,12 @@ export const fields = {
   url: z.string().url(),
   hostPort: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port'),
   reason: z.string().max(1024),
+  /** Bytes per second: from 1 KiB/s to 100 GiB/s. */
+  bandwidth: z
+    .number()
+    .int()
+    .min(1024)
+    .max(100 * 1024 ** 3),
 };
 
 export const labelsSchema = z
@@ -118,6 +124,8 @@ const migrationCreate = z
     migrationId: fields.migrationId,
     vmId: fields.vmId,
     targetNodeId: fields.nodeId,
+    /** A cap on QEMU's migration bandwidth, below what the path allows. */
+    maxBandwidthBytesPerSec: fields.bandwidth.optional(),
     at: fields.timestamp,
   })
   .strict();

@@ -381,6 +381,9 @@ export class ClusterStateMachine implements ClusterStateView {
       targetNodeId: target.id,
       phase: 'pending',
       stats: {},
+      ...(c.maxBandwidthBytesPerSec !== undefined
+        ? { maxBandwidthBytesPerSec: c.maxBandwidthBytesPerSec }
+        : {}),
       createdAt: c.at,
       updatedAt: c.at,
       revision: index,

@@ -5,13 +5,14 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
 import { DomainError, type NodeCapacity } from '@novacron/cluster-state';
 import { issueNodeCertificate, RaftNode } from '@novacron/native';
 import type { Registry } from 'prom-client';
 import { ClusterFiles, type Membership, sha256Hex } from './cluster-files';
 import { acpMetrics } from './metrics';
 import type { MembershipChange } from './peer-proto';
-import { type PeerAddress, PeerTransport } from './peer-transport';
+import { type PeerAddress, type PeerIdentity, PeerTransport } from './peer-transport';
 import { errorToWire, outcomeToWire, RaftClusterStore } from './raft-cluster-store';
 import { RaftReplica } from './raft-replica';
 import { TickPolicy } from './tick-policy';
@@ -66,6 +67,12 @@ export interface AcpRuntime {
   replica: RaftReplica;
   membership: Membership;
   peerPort: number;
+  /** This node's PEM material: the cluster CA, its certificate and key (for mTLS between nodes). */
+  identity: PeerIdentity;
+  /** Serves another gRPC service on the peer port, under the same mutual TLS (e.g. incoming migrations). */
+  addPeerService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
+  /** The p99 round trip of Raft messages to the slowest peer, in ms; undefined before any sample. */
+  peerRttMs(): number | undefined;
   /** Set when this start created a new cluster: where its admin and join tokens are. */
   created?: { adminTokenFile: string; joinTokenFile: string };
   /** Admits a new member (only on a node that holds the CA key). */
@@ -297,6 +304,9 @@ export async function startAcp(
     replica,
     membership,
     peerPort,
+    identity,
+    addPeerService: (service, implementation) => transport.addService(service, implementation),
+    peerRttMs: () => ticks.p99RttMs(),
     ...(created ? { created } : {}),
     admit,
     close: async () => {

@@ -9,7 +9,7 @@ export {
 } from './acp-node';
 export { ClusterFiles, defaultNodeName, type Membership, newSecret, sha256Hex } from './cluster-files';
 export { type AcpMetrics, acpMetrics } from './metrics';
-export { type PeerAddress, type PeerIdentity, PeerTransport } from './peer-transport';
+export { type PeerAddress, type PeerIdentity, PeerTransport, peerCertNames } from './peer-transport';
 export { RaftClusterStore } from './raft-cluster-store';
 export { RaftReplica, type RaftRole } from './raft-replica';
 export { DEFAULT_TICK_POLICY, TickPolicy, type TickPolicyOptions } from './tick-policy';

@@ -62,8 +62,8 @@ interface RaftPeerClient extends grpc.Client {
   changeMembership: Unary<MembershipChange, MembershipResult>;
 }
 
-/** Names in a peer certificate's subjectAltName ("DNS:a, IP Address:1.2.3.4"). */
-function certNames(call: {
+/** DNS names in the peer certificate of a call on the mTLS peer server (its subjectAltName "DNS:a, IP Address:1.2.3.4"). */
+export function peerCertNames(call: {
   getAuthContext(): { sslPeerCertificate?: { subjectaltname?: string } };
 }): string[] {
   const san = call.getAuthContext().sslPeerCertificate?.subjectaltname ?? '';
@@ -97,15 +97,15 @@ export class PeerTransport {
   /** Starts the mTLS server; returns the bound port. */
   async listen(host: string, port: number): Promise<number> {
     const svc = raftPeerService().service;
-    const checkSender = (call: Parameters<typeof certNames>[0], raftId: number | undefined): boolean => {
+    const checkSender = (call: Parameters<typeof peerCertNames>[0], raftId: number | undefined): boolean => {
       if (raftId === undefined) return true;
       const expected = this.handlers.nodeNameOf(raftId);
       // A node not yet in the replicated state (mid-join) is accepted on the CA chain alone.
-      return expected === undefined || certNames(call).includes(expected);
+      return expected === undefined || peerCertNames(call).includes(expected);
     };
     // A certificate from the cluster CA is not enough to write: a removed node still holds one.
-    const checkMember = (call: Parameters<typeof certNames>[0]): boolean =>
-      certNames(call).some((name) => this.handlers.isMemberName(name));
+    const checkMember = (call: Parameters<typeof peerCertNames>[0]): boolean =>
+      peerCertNames(call).some((name) => this.handlers.isMemberName(name));
     const notMember = {
       code: grpc.status.PERMISSION_DENIED,
       details: 'certificate names no member of the cluster',
@@ -162,6 +162,11 @@ export class PeerTransport {
       this.server.bindAsync(`${host}:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
     );
     return this.boundPort;
+  }
+
+  /** Another service on the peer port, with the same mutual TLS (the handler checks the caller's names). */
+  addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    this.server.addService(service, implementation);
   }
 
   get port(): number {

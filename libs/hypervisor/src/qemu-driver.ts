@@ -51,6 +51,12 @@ export interface QemuDriverOptions {
   startTimeoutMs?: number;
   /** Default 30 s. */
   qmpTimeoutMs?: number;
+  /**
+   * QEMU is killed when this process dies (`setpriv --pdeathsig KILL`, util-linux). A node daemon
+   * sets it: it cannot take over a running QEMU after a restart yet, so a VM left behind would run
+   * unmanaged beside the one the restarted node boots. Default false.
+   */
+  dieWithParent?: boolean;
   /** Between SIGTERM and SIGKILL on destroy. Default 3 s. */
   stopGraceMs?: number;
   logger?: HypervisorLogger;
@@ -185,7 +191,9 @@ export class QemuDriver implements HypervisorDriver {
     let qemu: QemuProcess | undefined;
     let qmp: QmpClient | undefined;
     try {
-      qemu = await QemuProcess.spawn(this.qemuBinary, args, (line) => serial.push(line));
+      qemu = await QemuProcess.spawn(this.qemuBinary, args, (line) => serial.push(line), {
+        dieWithParent: this.options.dieWithParent ?? false,
+      });
       const proc = qemu;
       void proc.exited.then((exit) => {
         events.end({ atMs: Date.now(), type: 'exit', code: exit.code, signal: exit.signal });

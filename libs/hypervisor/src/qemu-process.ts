@@ -66,8 +66,14 @@ export class QemuProcess {
     binary: string,
     args: readonly string[],
     onLine: (line: string) => void,
+    options: { dieWithParent?: boolean } = {},
   ): Promise<QemuProcess> {
-    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    // setpriv sets the parent-death signal and execs QEMU, so the process is QEMU itself.
+    const child = options.dieWithParent
+      ? spawn('setpriv', ['--pdeathsig', 'KILL', '--', binary, ...args], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        })
+      : spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     if (child.pid === undefined) {
       const error = await new Promise<Error>((resolve) => child.once('error', resolve));
       throw new HypervisorError('ERR_HV_LAUNCH_FAILED', `could not start ${binary}: ${error.message}`, {

@@ -6,10 +6,18 @@ import { ClusterController, TokensController } from './cluster.controller';
 import { ControlPlaneService } from './control-plane.service';
 import { MigrationsController } from './migrations.controller';
 import { NodesController } from './nodes.controller';
+import { VmConsoleController } from './vm-console.controller';
 import { VmsController } from './vms.controller';
 
 @Module({
-  controllers: [NodesController, VmsController, MigrationsController, ClusterController, TokensController],
+  controllers: [
+    NodesController,
+    VmsController,
+    VmConsoleController,
+    MigrationsController,
+    ClusterController,
+    TokensController,
+  ],
   providers: [ControlPlaneService, { provide: APP_FILTER, useClass: ApiExceptionFilter }],
   exports: [ControlPlaneService],
 })

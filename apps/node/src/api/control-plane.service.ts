@@ -141,6 +141,9 @@ export class ControlPlaneService {
       migrationId: this.proposals.newMigrationId(),
       vmId: req.vmId,
       targetNodeId: req.targetNodeId,
+      ...(req.maxBandwidthBytesPerSec !== undefined
+        ? { maxBandwidthBytesPerSec: req.maxBandwidthBytesPerSec }
+        : {}),
       at: this.proposals.now(),
     })) as MigrationRecord;
   }

@@ -29,7 +29,15 @@ export class MigrationsController {
       type: 'object',
       required: ['vmId', 'targetNodeId'],
       additionalProperties: false,
-      properties: { vmId: { type: 'string' }, targetNodeId: { type: 'string' } },
+      properties: {
+        vmId: { type: 'string' },
+        targetNodeId: { type: 'string' },
+        maxBandwidthBytesPerSec: {
+          type: 'integer',
+          minimum: 1,
+          description: "caps QEMU's migration bandwidth",
+        },
+      },
     },
   })
   create(@Body(new ZodPipe(createMigrationSchema, 'body')) body: CreateMigrationRequest) {

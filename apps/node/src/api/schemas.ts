@@ -26,7 +26,13 @@ export const updateLabelsSchema = z
   .strict();
 export type UpdateLabelsRequest = z.output<typeof updateLabelsSchema>;
 
-export const createMigrationSchema = z.object({ vmId: fields.vmId, targetNodeId: fields.nodeId }).strict();
+export const createMigrationSchema = z
+  .object({
+    vmId: fields.vmId,
+    targetNodeId: fields.nodeId,
+    maxBandwidthBytesPerSec: fields.bandwidth.optional(),
+  })
+  .strict();
 export type CreateMigrationRequest = z.output<typeof createMigrationSchema>;
 
 export const cancelMigrationSchema = z

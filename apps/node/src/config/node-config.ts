@@ -84,6 +84,31 @@ export const nodeConfigSchema = z
       })
       .strict()
       .default({}),
+    /** How this node runs VMs. */
+    hypervisor: z
+      .object({
+        /** `auto`: QEMU when its binary runs, otherwise the simulated driver (which says so in the log). */
+        driver: z.enum(['auto', 'qemu', 'simulated']).default('auto'),
+        qemuBinary: z.string().min(1).default('qemu-system-x86_64'),
+        /** Where VM images live: `<imagesDir>/<image>/` holds `vmlinux`, optionally `initramfs.cpio.gz` and `cmdline`. Default `<dataDir>/images`. */
+        imagesDir: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    /** The migration data path (AMST over mutual TLS) and this node's chunk store. */
+    migration: z
+      .object({
+        /** The address sinks listen on; defaults to peer.host. */
+        host: host.optional(),
+        /** The address sources are told to dial, when it differs from host. */
+        advertiseHost: host.optional(),
+        /** The chunk store's budget; it evicts least recently used chunks beyond it. */
+        chunkStoreMiB: z.number().int().positive().default(4096),
+        /** How long a sink waits for a lost source before it gives up. */
+        orphanTimeoutMs: z.number().int().positive().default(10_000),
+      })
+      .strict()
+      .default({}),
     /** Fault injection for tests and demos: one-way delay added to every Raft message this node sends. */
     faults: z
       .object({ peerDelayMs: z.number().int().min(0).max(10_000).default(0) })

@@ -207,7 +207,13 @@ export class GrpcApiServer {
           run: async (r) => {
             const body = validate(
               createMigrationSchema,
-              { vmId: r.vm_id, targetNodeId: r.target_node_id },
+              {
+                vmId: r.vm_id,
+                targetNodeId: r.target_node_id,
+                ...(r.max_bandwidth_bytes_per_sec !== undefined && r.max_bandwidth_bytes_per_sec !== null
+                  ? { maxBandwidthBytesPerSec: Number(r.max_bandwidth_bytes_per_sec) }
+                  : {}),
+              },
               'request',
             );
             return migrationToProto(await cp.createMigration(body));

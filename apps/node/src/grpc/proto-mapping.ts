@@ -70,6 +70,9 @@ export const migrationToProto = (m: MigrationRecord): Msg => ({
   created_at: m.createdAt,
   updated_at: m.updatedAt,
   revision: m.revision,
+  ...(m.maxBandwidthBytesPerSec !== undefined
+    ? { max_bandwidth_bytes_per_sec: m.maxBandwidthBytesPerSec }
+    : {}),
 });
 
 export const statusToProto = (s: ClusterStatus): Msg => ({

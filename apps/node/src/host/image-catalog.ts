@@ -1,0 +1,32 @@
+/**
+ * VM images on this node: `<imagesDir>/<image>/vmlinux` (a kernel for direct boot), optionally
+ * `initramfs.cpio.gz` and a `cmdline` file. A VM record names its image; this turns the record into
+ * the VmSpec the hypervisor launches. Every node that may host the VM needs the same image.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DomainError, type VmRecord } from '@novacron/cluster-state';
+import type { VmSpec } from '@novacron/hypervisor';
+
+const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
+
+export class ImageCatalog {
+  constructor(readonly dir: string) {}
+
+  /** The spec for `vm` on this node; ERR_NOT_FOUND (naming the image) when this node lacks the image. */
+  specFor(vm: Pick<VmRecord, 'id' | 'image' | 'vcpus' | 'memoryMiB'>, name: string = vm.id): VmSpec {
+    if (!IMAGE_NAME.test(vm.image))
+      throw new DomainError('ERR_INVALID_ARGUMENT', `bad image name ${vm.image}`);
+    const dir = join(this.dir, vm.image);
+    const kernel = join(dir, 'vmlinux');
+    if (!existsSync(kernel)) {
+      throw new DomainError('ERR_NOT_FOUND', `image ${vm.image} is not on this node (no ${kernel})`, 'image');
+    }
+    const spec: VmSpec = { name, memoryMiB: vm.memoryMiB, cpus: vm.vcpus, kernel };
+    const initrd = join(dir, 'initramfs.cpio.gz');
+    if (existsSync(initrd)) spec.initrd = initrd;
+    const cmdline = join(dir, 'cmdline');
+    if (existsSync(cmdline)) spec.cmdline = readFileSync(cmdline, 'utf8').trim();
+    return spec;
+  }
+}

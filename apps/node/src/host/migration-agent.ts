@@ -1,0 +1,276 @@
+/**
+ * This node's part in live migrations, driven by the replicated records:
+ * - as the **source**, it runs every pending migration of a VM it hosts (MigrationRun, with the
+ *   target node's half behind the IncomingMigration RPCs), records each phase and progress report
+ *   through Raft (`migration.phase`), and aborts a run whose record was cancelled;
+ * - as the **target**, it serves those RPCs: an IncomingMigration per migration the state says is
+ *   coming here, aborted when the record ends without `done`, its VM handed to the VmHost when it runs.
+ * A migration recorded as under way from this node that no run here holds (the node restarted
+ * mid-migration) is failed, which puts the VM back on this node.
+ */
+
+import { status as GrpcStatus } from '@grpc/grpc-js';
+import {
+  type ClusterStore,
+  DomainError,
+  isTerminal,
+  type MigrationPhase,
+  type MigrationRecord,
+  type NodeRecord,
+  type VmRecord,
+} from '@novacron/cluster-state';
+import {
+  IncomingMigration,
+  IncomingMigrationError,
+  type IncomingMigrationHandlers,
+  type MigrationMetrics,
+  MigrationRun,
+  type MigrationRunStats,
+  type NativeSinkPath,
+  type NativeSourcePath,
+  RemoteDestination,
+  type RpcIdentity,
+} from '@novacron/migration';
+import type { Logger } from 'pino';
+import type { ImageCatalog } from './image-catalog';
+import type { VmHost } from './vm-host';
+
+/** What the agent reads of the replicated state on each pass. */
+export interface HostSnapshot {
+  nodes: readonly NodeRecord[];
+  vms: readonly VmRecord[];
+  migrations: readonly MigrationRecord[];
+}
+
+export interface MigrationAgentDeps {
+  store: ClusterStore;
+  host: VmHost;
+  images: ImageCatalog;
+  nodeId: () => string;
+  identity: RpcIdentity;
+  sinkPath: NativeSinkPath;
+  sourcePath: NativeSourcePath;
+  metrics: MigrationMetrics;
+  logger: Logger;
+  /** The measured RTT to peers (Raft's p99), for the parameter choice. */
+  peerRttMs: () => number | undefined;
+  /** How long a pending migration waits for its VM to be up on this node before it fails. */
+  vmWaitMs?: number;
+}
+
+interface Outgoing {
+  abort: AbortController;
+  done: Promise<void>;
+}
+
+const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+export class MigrationAgent {
+  private readonly outgoing = new Map<string, Outgoing>();
+  private readonly incoming = new Map<string, { migration: IncomingMigration; vmId: string }>();
+  private readonly failing = new Set<string>();
+
+  constructor(private readonly deps: MigrationAgentDeps) {}
+
+  reconcile(snapshot: HostSnapshot): void {
+    const self = this.deps.nodeId();
+    for (const m of snapshot.migrations) {
+      if (m.sourceNodeId === self) this.followOutgoing(m, snapshot);
+      if (m.targetNodeId === self) this.followIncoming(m);
+    }
+  }
+
+  /** Aborts every run (each rolls back: the VM stays here) and every incoming migration. */
+  async close(): Promise<void> {
+    for (const o of this.outgoing.values()) o.abort.abort('the source node is shutting down');
+    await Promise.allSettled([...this.outgoing.values()].map((o) => o.done));
+    await Promise.allSettled(
+      [...this.incoming.values()].map((i) => i.migration.abort('the target node is shutting down')),
+    );
+  }
+
+  /** The server side of the IncomingMigration RPCs. */
+  handlers(snapshot: () => Promise<HostSnapshot>): IncomingMigrationHandlers {
+    return {
+      prepare: async (id, caller) => {
+        const s = await snapshot();
+        this.requireMember(s, caller);
+        const m = s.migrations.find((r) => r.id === id);
+        if (m === undefined)
+          throw new IncomingMigrationError(GrpcStatus.NOT_FOUND, `migration ${id} not found`);
+        const source = s.nodes.find((n) => n.id === m.sourceNodeId);
+        if (source === undefined || !caller.includes(source.name)) {
+          throw new IncomingMigrationError(
+            GrpcStatus.PERMISSION_DENIED,
+            `only the source node of ${id} may prepare it`,
+          );
+        }
+        if (m.targetNodeId !== this.deps.nodeId() || (m.phase !== 'pending' && m.phase !== 'preparing')) {
+          throw new IncomingMigrationError(
+            GrpcStatus.FAILED_PRECONDITION,
+            `migration ${id} is ${m.phase} to ${m.targetNodeId}; this node cannot take it now`,
+          );
+        }
+        if (this.incoming.has(id)) {
+          throw new IncomingMigrationError(GrpcStatus.ALREADY_EXISTS, `migration ${id} is already prepared`);
+        }
+        const vm = s.vms.find((v) => v.id === m.vmId);
+        if (vm === undefined)
+          throw new IncomingMigrationError(GrpcStatus.NOT_FOUND, `VM ${m.vmId} not found`);
+        let spec: ReturnType<ImageCatalog['specFor']>;
+        try {
+          spec = this.deps.images.specFor(vm, `${vm.id}.${id}`);
+        } catch (e) {
+          throw new IncomingMigrationError(GrpcStatus.FAILED_PRECONDITION, describe(e));
+        }
+        const migration = new IncomingMigration({
+          id,
+          spec,
+          driver: this.deps.host.driver,
+          dataPath: this.deps.sinkPath,
+          logger: this.migrationLogger(),
+        });
+        this.incoming.set(id, { migration, vmId: vm.id });
+        try {
+          return await migration.prepare();
+        } catch (e) {
+          await migration.abort(describe(e));
+          throw e;
+        }
+      },
+      await: async (id, caller) => {
+        this.requireMember(await snapshot(), caller);
+        const entry = this.incoming.get(id);
+        if (entry === undefined) {
+          throw new IncomingMigrationError(GrpcStatus.NOT_FOUND, `migration ${id} is not prepared here`);
+        }
+        const result = await entry.migration.completion();
+        if (entry.migration.vm) this.deps.host.adopt(entry.vmId, entry.migration.vm);
+        return result;
+      },
+      abort: async (id, reason, caller) => {
+        this.requireMember(await snapshot(), caller);
+        await this.incoming.get(id)?.migration.abort(reason);
+      },
+    };
+  }
+
+  private requireMember(s: HostSnapshot, caller: string[]): void {
+    if (!s.nodes.some((n) => n.status !== 'removed' && caller.includes(n.name))) {
+      throw new IncomingMigrationError(
+        GrpcStatus.PERMISSION_DENIED,
+        'certificate names no member of the cluster',
+      );
+    }
+  }
+
+  private followOutgoing(m: MigrationRecord, s: HostSnapshot): void {
+    const run = this.outgoing.get(m.id);
+    if (run) {
+      if (isTerminal(m.phase)) run.abort.abort(m.reason ?? `the migration is ${m.phase}`);
+      return;
+    }
+    if (isTerminal(m.phase) || this.failing.has(m.id)) return;
+    if (m.phase !== 'pending') {
+      this.fail(m.id, 'the source node lost the migration (it restarted while the migration ran)');
+      return;
+    }
+    const vm = s.vms.find((v) => v.id === m.vmId);
+    const target = s.nodes.find((n) => n.id === m.targetNodeId);
+    const handle = vm ? this.deps.host.lend(vm.id) : undefined;
+    if (vm === undefined || target === undefined || handle === undefined) {
+      const waited = Date.now() - Date.parse(m.createdAt);
+      if (waited > (this.deps.vmWaitMs ?? 60_000)) {
+        this.fail(m.id, `VM ${m.vmId} is not running on this node`);
+      }
+      return;
+    }
+    const abort = new AbortController();
+    const destination = new RemoteDestination({
+      migrationId: m.id,
+      addr: target.peerAddr,
+      nodeName: target.name,
+      identity: this.deps.identity,
+    });
+    const rttMs = this.deps.peerRttMs();
+    const migrationRun = new MigrationRun({
+      id: m.id,
+      source: { driver: this.deps.host.driver, vm: handle, dataPath: this.deps.sourcePath },
+      destination,
+      onPhase: (phase, stats, reason) => this.record(m.id, phase, stats, reason),
+      signal: abort.signal,
+      options: {
+        ...(rttMs === undefined ? {} : { measured: { rttMs } }),
+        ...(m.maxBandwidthBytesPerSec === undefined
+          ? {}
+          : { maxBandwidthBytesPerSec: m.maxBandwidthBytesPerSec }),
+      },
+      metrics: this.deps.metrics,
+      logger: this.migrationLogger(),
+    });
+    const done = migrationRun.run().then((outcome) => {
+      destination.close();
+      if (outcome.phase === 'done') this.deps.host.forget(vm.id);
+      else this.deps.host.giveBack(vm.id);
+      this.outgoing.delete(m.id);
+    });
+    this.outgoing.set(m.id, { abort, done });
+  }
+
+  private followIncoming(m: MigrationRecord): void {
+    const entry = this.incoming.get(m.id);
+    if (entry === undefined || !isTerminal(m.phase)) return;
+    this.incoming.delete(m.id);
+    if (m.phase !== 'done') void entry.migration.abort(m.reason ?? `the migration is ${m.phase}`);
+  }
+
+  /** Records a phase or progress report; `cancelled` becomes `migration.cancel`, or `failed` once too late to cancel. */
+  private async record(
+    migrationId: string,
+    phase: MigrationPhase,
+    stats: MigrationRunStats,
+    reason?: string,
+  ): Promise<void> {
+    const at = new Date().toISOString();
+    if (phase === 'cancelled') {
+      try {
+        await this.deps.store.execute({
+          type: 'migration.cancel',
+          migrationId,
+          reason: reason ?? 'cancelled',
+          at,
+        });
+        return;
+      } catch (e) {
+        if (!(e instanceof DomainError && e.code === 'ERR_CONFLICT')) throw e;
+        const now = await this.deps.store.read((s) => s.getMigration(migrationId), 'local');
+        if (now === undefined || isTerminal(now.phase)) return;
+        phase = 'failed';
+      }
+    }
+    // Only finite numbers are replicated (a ratio over zero bytes is not one).
+    const finite = Object.fromEntries(Object.entries(stats).filter(([, v]) => Number.isFinite(v)));
+    await this.deps.store.execute({
+      type: 'migration.phase',
+      migrationId,
+      phase,
+      stats: finite,
+      ...(reason === undefined ? {} : { reason }),
+      at,
+    });
+  }
+
+  private fail(migrationId: string, reason: string): void {
+    this.failing.add(migrationId);
+    this.record(migrationId, 'failed', {}, reason)
+      .catch((e: unknown) =>
+        this.deps.logger.warn({ migration: migrationId, err: describe(e) }, 'could not fail a migration'),
+      )
+      .finally(() => this.failing.delete(migrationId));
+  }
+
+  private migrationLogger() {
+    const { logger } = this.deps;
+    return { log: (msg: string) => logger.info(msg), warn: (msg: string) => logger.warn(msg) };
+  }
+}

@@ -1,0 +1,165 @@
+/**
+ * The VMs this node runs. It follows the replicated state: a VM recorded as running here is
+ * launched, one recorded as stopped, deleted or placed elsewhere is destroyed. A VM under migration
+ * is left to the migration that holds it (`lend`), and a VM that arrived by migration is taken over
+ * (`adopt`). It keeps the tail of each VM's serial console for the API.
+ */
+import type { VmRecord } from '@novacron/cluster-state';
+import type { HypervisorDriver, VmHandle } from '@novacron/hypervisor';
+import type { Logger } from 'pino';
+import { Gauge, type Registry } from 'prom-client';
+import type { ImageCatalog } from './image-catalog';
+
+const CONSOLE_LINES = 500;
+
+interface HostedVm {
+  vmId: string;
+  handle: VmHandle;
+  console: string[];
+  /** Set while a migration holds the VM: the reconciler does not touch it. */
+  lent: boolean;
+  readConsole: AsyncIterableIterator<string>;
+}
+
+export class VmHost {
+  private readonly vms = new Map<string, HostedVm>();
+  /** VMs whose launch is under way, so a slow boot is not launched twice. */
+  private readonly launching = new Set<string>();
+  /** The last launch failure of a VM, so it is logged once, not every pass. */
+  private readonly failures = new Map<string, string>();
+  private readonly running: Gauge;
+
+  constructor(
+    readonly driver: HypervisorDriver,
+    private readonly images: ImageCatalog,
+    private readonly nodeId: () => string,
+    private readonly logger: Logger,
+    registry: Registry,
+  ) {
+    this.running = new Gauge({
+      name: 'dwcp_host_vms',
+      help: 'VMs whose hypervisor process this node runs (under migration included)',
+      registers: [registry],
+      collect: () => this.running.set(this.vms.size),
+    });
+  }
+
+  /** Brings the hypervisor in line with the state for every VM placed on this node. */
+  async reconcile(state: { vms: readonly VmRecord[] }): Promise<void> {
+    const self = this.nodeId();
+    const records = new Map(state.vms.map((vm) => [vm.id, vm]));
+    for (const vm of records.values()) {
+      if (vm.nodeId !== self || vm.state !== 'running') continue;
+      const hosted = this.vms.get(vm.id);
+      if (hosted === undefined) void this.launch(vm);
+      else if (!hosted.lent) await this.relaunchIfGone(vm, hosted);
+    }
+    for (const hosted of [...this.vms.values()]) {
+      if (hosted.lent) continue;
+      const vm = records.get(hosted.vmId);
+      // Under migration, the migration decides (an arrived VM is kept until the record says where it runs).
+      const wanted =
+        vm !== undefined && (vm.state === 'migrating' || (vm.nodeId === self && vm.state !== 'stopped'));
+      if (!wanted) {
+        const why = vm === undefined ? 'deleted' : vm.nodeId !== self ? `now on ${vm.nodeId}` : 'stopped';
+        this.logger.info({ vm: hosted.vmId, why }, 'destroying a VM this node no longer runs');
+        await this.destroy(hosted.vmId);
+      }
+    }
+  }
+
+  /** The running VM for a migration out of this node; the reconciler leaves it alone until `giveBack`. */
+  lend(vmId: string): VmHandle | undefined {
+    const hosted = this.vms.get(vmId);
+    if (hosted === undefined || hosted.lent) return undefined;
+    hosted.lent = true;
+    return hosted.handle;
+  }
+
+  /** After a failed or cancelled migration the VM is still here. */
+  giveBack(vmId: string): void {
+    const hosted = this.vms.get(vmId);
+    if (hosted) hosted.lent = false;
+  }
+
+  /** The source VM was destroyed by a migration that finished. */
+  forget(vmId: string): void {
+    const hosted = this.vms.get(vmId);
+    if (hosted === undefined) return;
+    void hosted.readConsole.return?.();
+    this.vms.delete(vmId);
+  }
+
+  /** A VM that arrived by migration: its console starts from what QEMU printed since it started. */
+  adopt(vmId: string, handle: VmHandle): void {
+    this.track(vmId, handle);
+  }
+
+  console(vmId: string): string[] | undefined {
+    return this.vms.get(vmId)?.console.slice();
+  }
+
+  handle(vmId: string): VmHandle | undefined {
+    return this.vms.get(vmId)?.handle;
+  }
+
+  async destroy(vmId: string): Promise<void> {
+    const hosted = this.vms.get(vmId);
+    if (hosted === undefined) return;
+    this.forget(vmId);
+    await this.driver.destroy(hosted.handle).catch((e: unknown) => {
+      this.logger.warn({ vm: vmId, err: e }, 'destroying a VM failed');
+    });
+  }
+
+  /** Destroys every VM; at shutdown, since a restarted node cannot take over a running QEMU yet. */
+  async close(): Promise<void> {
+    await Promise.all([...this.vms.keys()].map((id) => this.destroy(id)));
+    await this.driver.close();
+  }
+
+  private async launch(vm: VmRecord): Promise<void> {
+    if (this.launching.has(vm.id)) return;
+    this.launching.add(vm.id);
+    try {
+      const handle = await this.driver.launch(this.images.specFor(vm));
+      this.track(vm.id, handle);
+      this.failures.delete(vm.id);
+      this.logger.info(
+        { vm: vm.id, name: vm.name, pid: handle.pid, simulated: handle.simulated },
+        'VM launched',
+      );
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      if (this.failures.get(vm.id) !== message)
+        this.logger.error({ vm: vm.id, err: message }, 'VM launch failed');
+      this.failures.set(vm.id, message);
+    } finally {
+      this.launching.delete(vm.id);
+    }
+  }
+
+  private async relaunchIfGone(vm: VmRecord, hosted: HostedVm): Promise<void> {
+    const status = await this.driver.status(hosted.handle).catch(() => ({ state: 'exited' as const }));
+    if (status.state !== 'exited') return;
+    this.logger.warn({ vm: vm.id }, 'the VM process is gone; launching it again');
+    this.forget(vm.id);
+    await this.launch(vm);
+  }
+
+  private track(vmId: string, handle: VmHandle): void {
+    const console: string[] = [];
+    const readConsole = this.driver.serialLines(handle, { replay: true });
+    this.vms.set(vmId, { vmId, handle, console, lent: false, readConsole });
+    void (async () => {
+      try {
+        for await (const line of readConsole) {
+          console.push(line);
+          if (console.length > CONSOLE_LINES) console.splice(0, console.length - CONSOLE_LINES);
+        }
+      } catch {
+        // The VM went away; its console simply ends.
+      }
+    })();
+  }
+}
