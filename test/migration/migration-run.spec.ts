@@ -24,6 +24,7 @@ import { ChunkStore, generateClusterCa, issueNodeCertificate, type NodeIdentity 
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureGuestBuilt, guestSpec, heartbeatSeq, isAlive, READY } from '../guest/guest';
+import { CuttableLink, throughLink } from './link';
 
 const MiB = 1024 * 1024;
 
@@ -86,6 +87,7 @@ describe('MigrationRun with real QEMU', () => {
     options: MigrationRunOptions,
     onReport?: (phase: MigrationPhase, stats: MigrationRunStats) => void,
     signal?: AbortSignal,
+    link?: { link: CuttableLink; port: number },
   ) {
     const reports: { phase: MigrationPhase; stats: MigrationRunStats; reason?: string }[] = [];
     const incoming = new IncomingMigration({
@@ -98,7 +100,7 @@ describe('MigrationRun with real QEMU', () => {
     const run = new MigrationRun({
       id,
       source: { driver, vm, dataPath: sourcePath },
-      destination: incoming,
+      destination: link ? throughLink(incoming, link.link, link.port) : incoming,
       onPhase: async (phase, stats, reason) => {
         reports.push({ phase, stats, ...(reason === undefined ? {} : { reason }) });
         onReport?.(phase, stats);
@@ -193,4 +195,54 @@ describe('MigrationRun with real QEMU', () => {
         `run returned ${seconds.toFixed(2)} s after it started; heartbeats ${beat}, ${beat + 1} on the source`,
     );
   }, 90_000);
+
+  it('the link cut mid-transfer: failed with the reason, the source keeps running, the destination is gone; a retry succeeds', async () => {
+    const link = new CuttableLink();
+    const port = await link.listen();
+    const before = prepared.length;
+    let cutAt: MigrationRunStats | undefined;
+    const { run } = migration(
+      'mig-cut',
+      { maxBandwidthBytesPerSec: MiB },
+      (phase, stats) => {
+        if (phase === 'transferring' && (stats.bytesIn ?? 0) > 0 && !cutAt) {
+          cutAt = stats;
+          link.cut();
+        }
+      },
+      undefined,
+      { link, port },
+    );
+    const started = performance.now();
+    const outcome = await run.run();
+    const seconds = (performance.now() - started) / 1000;
+    await link.close();
+    expect(outcome.phase).toBe('failed');
+    expect(outcome.reason).toBeTruthy();
+    expect(link.connections).toBeGreaterThan(0);
+    expect(await driver.status(vm)).toEqual({ state: 'running', running: true });
+    const lines = driver.serialLines(vm);
+    const beat = await heartbeatSeq(lines);
+    expect(await heartbeatSeq(lines)).toBe(beat + 1);
+    await lines.return?.();
+    const destination = prepared.at(-1) as VmHandle;
+    expect(prepared.length).toBe(before + 1);
+    expect(isAlive(destination.pid)).toBe(false);
+    results.push(
+      `link cut after ${cutAt?.bytesIn} bytes from QEMU: failed after ${seconds.toFixed(2)} s (${outcome.reason}); source beats on`,
+    );
+
+    const healed = new CuttableLink();
+    const healedPort = await healed.listen();
+    const retry = migration('mig-retry', {}, undefined, undefined, { link: healed, port: healedPort });
+    const again = await retry.run.run();
+    await healed.close();
+    expect(again.phase, again.reason).toBe('done');
+    const arrived = retry.incoming.vm as VmHandle;
+    const after = driver.serialLines(arrived);
+    expect(await heartbeatSeq(after)).toBeGreaterThan(beat);
+    await after.return?.();
+    vm = arrived;
+    results.push(`retry over a healed link: done, ${again.stats.bytesOnWire} bytes on the wire`);
+  }, 120_000);
 });

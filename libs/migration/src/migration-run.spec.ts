@@ -417,4 +417,57 @@ describe('MigrationRun with fake adapters', () => {
     expect(outcome).toMatchObject({ phase: 'failed', reason: 'not the leader' });
     expect(h.calls).toEqual([]);
   });
+
+  describe('an abort (cancel) in each phase rolls back to the source running and no destination', () => {
+    it('pending: nothing starts', async () => {
+      const abort = new AbortController();
+      abort.abort('cancelled while pending');
+      const h = harness(() => ({ signal: abort.signal }));
+      const outcome = await h.run.run();
+      expect(outcome).toMatchObject({ phase: 'cancelled', reason: 'cancelled while pending' });
+      expect(outcome.phases).toEqual(['cancelled']);
+      expect(h.calls).toEqual([]);
+    });
+
+    it('preparing: the destination is aborted before QEMU is told to migrate', async () => {
+      const abort = new AbortController();
+      const h = harness(({ data }) => {
+        const open = data.openSink.bind(data);
+        data.openSink = async (path) => {
+          const sink = await open(path);
+          abort.abort('cancelled while preparing');
+          return sink;
+        };
+        return { signal: abort.signal };
+      });
+      const outcome = await h.run.run();
+      expect(outcome).toMatchObject({ phase: 'cancelled', reason: 'cancelled while preparing' });
+      expect(outcome.phases).toEqual(['preparing', 'cancelled']);
+      expect(h.calls.some((c) => c.startsWith('migrate '))).toBe(false);
+      expect(h.calls).toContain('cancel sink');
+      expect(h.calls.filter((c) => c.startsWith('prepareIncoming')).length).toBe(
+        h.calls.filter((c) => c === 'destroy vm-dst').length,
+      );
+      expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'running', running: true });
+    });
+
+    it('switching-over: QEMU already completed, so the paused source is resumed with cont', async () => {
+      const abort = new AbortController();
+      const h = harness(() => ({
+        signal: abort.signal,
+        onPhase: async (phase) => {
+          if (phase === 'switching-over') setTimeout(() => abort.abort('cancelled while switching over'), 5);
+        },
+      }));
+      const outcome = await h.run.run();
+      expect(outcome).toMatchObject({ phase: 'cancelled', reason: 'cancelled while switching over' });
+      expect(outcome.phases).toEqual(['preparing', 'transferring', 'switching-over', 'cancelled']);
+      expect(h.calls).toContain('destroy vm-dst');
+      expect(h.calls).toContain('cont vm-src');
+      expect(h.calls).not.toContain('destroy vm-src');
+      // The destination goes before the source resumes: never two running copies.
+      expect(h.calls.indexOf('destroy vm-dst')).toBeLessThan(h.calls.indexOf('cont vm-src'));
+      expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'running', running: true });
+    });
+  });
 });

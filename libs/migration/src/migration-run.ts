@@ -146,6 +146,8 @@ export class MigrationRun {
     });
     const ctx = trace.setSpan(context.active(), root);
     try {
+      // Cancelled while pending: nothing is started.
+      if (this.input.signal?.aborted) throw new Aborted(abortReason(this.input.signal));
       await this.phase(ctx, 'preparing', () => this.prepare());
       await this.phase(ctx, 'transferring', () => this.transfer());
       const arrived = await this.phase(ctx, 'switching-over', () => this.switchOver());
