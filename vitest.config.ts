@@ -16,6 +16,7 @@ export default defineConfig({
       '@novacron/hypervisor': resolve(__dirname, 'libs/hypervisor/src/index.ts'),
       '@novacron/migration': resolve(__dirname, 'libs/migration/src/index.ts'),
       '@novacron/node': resolve(__dirname, 'apps/node/src/index.ts'),
+      '@novacron/local-cluster': resolve(__dirname, 'libs/local-cluster/src/index.ts'),
     },
   },
   test: {

@@ -1,15 +1,15 @@
 /**
- * The e2e tests' view of a local cluster: the node processes themselves (bench/src/local-cluster,
+ * The e2e tests' view of a local cluster: the node processes themselves (libs/local-cluster,
  * shared with bench:raft), plus gRPC clients for the public API and the peer service, and a
  * concurrent write load.
  */
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 import { API_GRPC_OPTIONS } from '../../apps/node/src/grpc/grpc-options';
-import { type LocalCluster, type NodeProcess, until } from '../../bench/src/local-cluster';
 import { raftPeerService } from '../../libs/consensus/src/peer-proto';
+import { type LocalCluster, type NodeProcess, until } from '../../libs/local-cluster/src/local-cluster';
 
-export * from '../../bench/src/local-cluster';
+export * from '../../libs/local-cluster/src/local-cluster';
 
 export type GrpcOutcome<T = Record<string, unknown>> =
   | { ok: true; value: T }

@@ -227,6 +227,14 @@ export class QemuDriver implements HypervisorDriver {
     return handle;
   }
 
+  /**
+   * Settles the accelerator now (the KVM probe boots `kernel` once, up to kvmProbeTimeoutMs), so the
+   * first launch or incoming migration does not pay for it.
+   */
+  warmUp(kernel: string): Promise<Accelerator> {
+    return this.accelerator({ name: 'warm-up', memoryMiB: 64, kernel });
+  }
+
   private async accelerator(spec: VmSpec): Promise<Accelerator> {
     const wanted = this.options.accelerator ?? 'auto';
     if (wanted !== 'auto') return wanted;

@@ -90,6 +90,8 @@ export const nodeConfigSchema = z
         /** `auto`: QEMU when its binary runs, otherwise the simulated driver (which says so in the log). */
         driver: z.enum(['auto', 'qemu', 'simulated']).default('auto'),
         qemuBinary: z.string().min(1).default('qemu-system-x86_64'),
+        /** `auto` probes KVM once (at start-up, with the first image's kernel) and falls back to TCG. */
+        accelerator: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
         /** Where VM images live: `<imagesDir>/<image>/` holds `vmlinux`, optionally `initramfs.cpio.gz` and `cmdline`. Default `<dataDir>/images`. */
         imagesDir: z.string().min(1).optional(),
       })

@@ -3,7 +3,7 @@
  * `initramfs.cpio.gz` and a `cmdline` file. A VM record names its image; this turns the record into
  * the VmSpec the hypervisor launches. Every node that may host the VM needs the same image.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DomainError, type VmRecord } from '@novacron/cluster-state';
 import type { VmSpec } from '@novacron/hypervisor';
@@ -12,6 +12,16 @@ const IMAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
 
 export class ImageCatalog {
   constructor(readonly dir: string) {}
+
+  /** The kernel of some image here (for the KVM probe), if there is one. */
+  anyKernel(): string | undefined {
+    if (!existsSync(this.dir)) return undefined;
+    for (const name of readdirSync(this.dir).sort()) {
+      const kernel = join(this.dir, name, 'vmlinux');
+      if (existsSync(kernel)) return kernel;
+    }
+    return undefined;
+  }
 
   /** The spec for `vm` on this node; ERR_NOT_FOUND (naming the image) when this node lacks the image. */
   specFor(vm: Pick<VmRecord, 'id' | 'image' | 'vcpus' | 'memoryMiB'>, name: string = vm.id): VmSpec {

@@ -52,11 +52,16 @@ function qemuRuns(binary: string): boolean {
   }
 }
 
-function createDriver(config: NodeConfig, logger: Logger): HypervisorDriver {
-  const { driver, qemuBinary } = config.hypervisor;
+function createDriver(config: NodeConfig, images: ImageCatalog, logger: Logger): HypervisorDriver {
+  const { driver, qemuBinary, accelerator } = config.hypervisor;
   const hvLogger = { log: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m) };
   if (driver === 'qemu' || (driver === 'auto' && qemuRuns(qemuBinary))) {
-    return new QemuDriver({ qemuBinary, logger: hvLogger, dieWithParent: true });
+    const qemu = new QemuDriver({ qemuBinary, accelerator, logger: hvLogger, dieWithParent: true });
+    const kernel = images.anyKernel();
+    if (accelerator === 'auto' && kernel !== undefined) {
+      qemu.warmUp(kernel).catch((e: unknown) => logger.warn({ err: String(e) }, 'KVM probe failed'));
+    }
+    return qemu;
   }
   logger.warn(
     `SIMULATED hypervisor: ${driver === 'auto' ? `${qemuBinary} does not run here, so ` : ''}VMs on this node are simulated in memory and nothing about them is real`,
@@ -70,7 +75,7 @@ export function startHost(
 ): HostHandle {
   const { store, peer, registry, logger } = deps;
   const images = new ImageCatalog(config.hypervisor.imagesDir ?? join(config.dataDir, 'images'));
-  const host = new VmHost(createDriver(config, logger), images, () => peer.nodeId, logger, registry);
+  const host = new VmHost(createDriver(config, images, logger), images, () => peer.nodeId, logger, registry);
   const chunkDir = join(config.dataDir, 'chunks');
   mkdirSync(chunkDir, { recursive: true });
   const chunks = ChunkStore.open(chunkDir, config.migration.chunkStoreMiB * MiB);
