@@ -1,9 +1,13 @@
 #!/usr/bin/env node
-import { defaultNodeName } from '@novacron/consensus';
 /** `dwcp`: the operator's command line. */
+import { defaultNodeName } from '@novacron/consensus';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { type CliIo, processIo } from './cli-io';
 import { type ClusterInitOptions, clusterInit } from './cluster-init';
+import { EXIT, EXIT_CODES_HELP, errorLines, exitCodeOf } from './exit-codes';
 import { runHdeDemo } from './hde-demo';
+import { registerMigrateCommands } from './migrate-commands';
+import { registerVmCommands } from './vm-commands';
 
 function positiveInt(value: string): number {
   const n = Number(value);
@@ -11,10 +15,18 @@ function positiveInt(value: string): number {
   return n;
 }
 
-export function buildProgram(): Command {
+/** The whole command tree; usage errors throw a CommanderError rather than exiting (see runCli). */
+export function buildProgram(io: CliIo = processIo()): Command {
+  const line = (text: string) => io.out(`${text}\n`);
   const program = new Command('dwcp')
     .description('NovaCron DWCP v3: live migration of running VMs')
-    .version('0.1.0');
+    .version('0.1.0')
+    // Set before the subcommands are added, which inherit them. Positional options: a flag after a
+    // subcommand belongs to that subcommand (`migrate` and `migrate cancel` both take --api).
+    .enablePositionalOptions()
+    .exitOverride()
+    .configureOutput({ writeOut: io.out, writeErr: io.err })
+    .addHelpText('after', EXIT_CODES_HELP);
   program
     .command('demo')
     .description('show HDE on a VM-memory-like sample: chunk, dedup, compress, verify')
@@ -22,7 +34,7 @@ export function buildProgram(): Command {
     .option('--input <file>', 'use this file (e.g. a captured QEMU migration stream) instead of the sample')
     .option('--data-dir <dir>', 'where the demo chunk store lives', '.dwcp/demo')
     .action(async (opts: { sizeMib: number; input?: string; dataDir: string }) => {
-      await runHdeDemo(opts, (line) => process.stdout.write(`${line}\n`));
+      await runHdeDemo(opts, line);
     });
   program
     .command('node')
@@ -37,7 +49,7 @@ export function buildProgram(): Command {
     .action(async (_opts: unknown, command: Command) => {
       // Loaded on use: the daemon pulls in Nest and gRPC, which other commands do not need.
       const { runNode } = await import('@novacron/node');
-      await runNode(command.args, process.env);
+      await runNode(command.args, io.env);
     });
   program
     .command('cluster')
@@ -47,20 +59,33 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'the node data directory', './.dwcp')
     .option('--node-name <name>', "this node's name (in its certificate)", defaultNodeName())
     .option('--cluster-name <name>', 'the cluster name (in the CA)', 'dwcp')
-    .action((opts: ClusterInitOptions) => clusterInit(opts, (line) => process.stdout.write(`${line}\n`)));
+    .action((opts: ClusterInitOptions) => clusterInit(opts, line));
+  registerVmCommands(program, io);
+  registerMigrateCommands(program, io);
   return program;
 }
 
-async function main(): Promise<void> {
-  const program = buildProgram().exitOverride();
+/** Runs one command line (without the node and script paths) and returns its exit code; errors go to io.err. */
+export async function runCli(argv: readonly string[], io: CliIo = processIo()): Promise<number> {
   try {
-    await program.parseAsync(process.argv);
+    await buildProgram(io).parseAsync([...argv], { from: 'user' });
+    return EXIT.ok;
   } catch (e) {
-    if (e instanceof CommanderError) process.exit(e.exitCode);
-    const code = (e as { code?: unknown }).code;
-    process.stderr.write(`dwcp: ${typeof code === 'string' ? `${code}: ` : ''}${(e as Error).message}\n`);
-    process.exit(1);
+    // Commander has already printed its usage message; --help and --version end with 0.
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    io.err(
+      errorLines(e)
+        .map((l) => `${l}\n`)
+        .join(''),
+    );
+    return exitCodeOf(e);
   }
+}
+
+async function main(): Promise<void> {
+  const code = await runCli(process.argv.slice(2));
+  // On success the process ends by itself, so `dwcp node start` keeps serving.
+  if (code !== EXIT.ok) process.exit(code);
 }
 
 if (require.main === module) void main();

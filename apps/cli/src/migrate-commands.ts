@@ -1,0 +1,127 @@
+/** `dwcp migrate <vm> --to <node>` and `dwcp migrate cancel|list|get`: live migrations through /v1/migrations. */
+import type { MigrationRecord } from '@novacron/cluster-state';
+import type { Command } from 'commander';
+import { type ApiOptions, addApiOptions, withApi } from './api-target';
+import type { CliIo } from './cli-io';
+import { CliError, EXIT, EXIT_CODES_HELP, usageError } from './exit-codes';
+import { findNode, findVm } from './lookup';
+import { followMigration } from './migration-follow';
+import { migrationDetails, progressCell, summaryLines } from './migration-progress';
+import { table } from './text-output';
+
+type Opts = ApiOptions & { json?: boolean };
+
+/** Exit 7 or 8 for a migration that ended failed or cancelled; nothing for done. */
+function outcomeError(record: MigrationRecord): CliError | undefined {
+  const why = record.reason === undefined ? '' : `: ${record.reason}`;
+  if (record.phase === 'failed') {
+    return new CliError('ERR_MIGRATION_FAILED', `migration ${record.id} failed${why}`, EXIT.migrationFailed);
+  }
+  if (record.phase === 'cancelled') {
+    return new CliError(
+      'ERR_MIGRATION_CANCELLED',
+      `migration ${record.id} was cancelled${why}`,
+      EXIT.migrationCancelled,
+    );
+  }
+  return undefined;
+}
+
+/** A subcommand's flags plus those given to `migrate` before it (`dwcp migrate --api <url> list`). */
+function withMigrateFlags<T>(cmd: Command): Opts & T {
+  return cmd.optsWithGlobals<Opts & T>();
+}
+
+export function registerMigrateCommands(program: Command, io: CliIo): void {
+  const print = (lines: string[]) => io.out(lines.map((l) => `${l}\n`).join(''));
+  const migrate = addApiOptions(
+    program
+      .command('migrate')
+      .description(
+        'live-migrate a running VM to another node and follow it to the end (Ctrl-C asks the cluster to cancel it)',
+      )
+      .argument('<vm>', 'VM id or name (a VM named like a subcommand needs its id)')
+      .option('--to <node>', 'the target node (id or name)')
+      .option('--no-wait', 'print the migration id once it is created, without following it'),
+  )
+    .option('--json', 'print JSON (while following: one JSON record per change)')
+    .addHelpText('after', EXIT_CODES_HELP)
+    .action((ref: string, o: Opts & { to?: string; wait: boolean }) =>
+      withApi(o, io.env, async (client) => {
+        if (o.to === undefined) throw usageError("required option '--to <node>' not specified");
+        const vm = await findVm(client, ref);
+        const target = await findNode(client, o.to);
+        const created = await client.post<MigrationRecord>('/v1/migrations', {
+          vmId: vm.id,
+          targetNodeId: target.id,
+        });
+        if (!o.wait) return print([o.json ? JSON.stringify(created, null, 2) : created.id]);
+        if (!o.json) {
+          print([
+            `migrating VM ${vm.name} (${vm.id}) from ${created.sourceNodeId} to ${target.id}: ${created.id}`,
+          ]);
+        }
+        const end = await followMigration(client, created, io, { json: o.json === true });
+        if (!o.json) print(summaryLines(end));
+        const failure = outcomeError(end);
+        if (failure) throw failure;
+      }),
+    );
+
+  const sub = (name: string, description: string) =>
+    addApiOptions(migrate.command(name).description(description)).option('--json', 'print JSON');
+
+  sub('cancel', 'cancel a migration that has not begun switching over')
+    .argument('<migration>', 'migration id')
+    .option('--reason <text>', 'why (kept in the migration record)')
+    .action((id: string, _o: unknown, cmd: Command) => {
+      const o = withMigrateFlags<{ reason?: string }>(cmd);
+      return withApi(o, io.env, async (client) => {
+        const cancelled = await client.post<MigrationRecord>(
+          `/v1/migrations/${encodeURIComponent(id)}/cancel`,
+          o.reason === undefined ? {} : { reason: o.reason },
+        );
+        print(
+          o.json
+            ? [JSON.stringify(cancelled, null, 2)]
+            : [`migration ${cancelled.id} cancelled: ${cancelled.reason ?? ''}`.trimEnd()],
+        );
+      });
+    });
+
+  sub('list', 'list migrations, finished ones included').action((_o: unknown, cmd: Command) => {
+    const o = withMigrateFlags(cmd);
+    return withApi(o, io.env, async (client) => {
+      const { items } = await client.get<{ items: MigrationRecord[] }>('/v1/migrations');
+      if (o.json) return print([JSON.stringify(items, null, 2)]);
+      if (items.length === 0) return print(['no migrations']);
+      print(
+        table(
+          ['ID', 'VM', 'FROM', 'TO', 'PHASE', 'PROGRESS', 'UPDATED'],
+          // Oldest first, so the latest migration is the last line.
+          [...items]
+            .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
+            .map((m) => [
+              m.id,
+              m.vmId,
+              m.sourceNodeId,
+              m.targetNodeId,
+              m.phase,
+              progressCell(m),
+              m.updatedAt,
+            ]),
+        ),
+      );
+    });
+  });
+
+  sub('get', 'show one migration')
+    .argument('<migration>', 'migration id')
+    .action((id: string, _o: unknown, cmd: Command) => {
+      const o = withMigrateFlags(cmd);
+      return withApi(o, io.env, async (client) => {
+        const m = await client.get<MigrationRecord>(`/v1/migrations/${encodeURIComponent(id)}`);
+        print(o.json ? [JSON.stringify(m, null, 2)] : migrationDetails(m));
+      });
+    });
+}

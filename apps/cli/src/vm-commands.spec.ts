@@ -1,0 +1,203 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXIT } from './exit-codes';
+import { freePort, type RealNode, startRealNode } from './testing/real-node';
+import { dwcp } from './testing/test-io';
+
+describe('dwcp vm against a real single-node cluster', () => {
+  let node: RealNode;
+  // The token comes from the data directory (cluster/admin.token), as it does for an operator on the node's host.
+  let api: string[];
+  beforeAll(async () => {
+    node = await startRealNode();
+    api = ['--api', node.apiUrl, '--data-dir', node.dataDir];
+  }, 60_000);
+  afterAll(() => node?.close());
+
+  it('creates, lists, gets, starts, stops and deletes a VM by name and by id', async () => {
+    const created = await dwcp([
+      'vm',
+      'create',
+      '--name',
+      'web-1',
+      '--image',
+      'debian-12',
+      '--vcpus',
+      '2',
+      '--memory-mib',
+      '256',
+      '--label',
+      'tier=web',
+      '--label',
+      'env=lab',
+      '--node',
+      'cli-test',
+      '--json',
+      ...api,
+    ]);
+    expect(created).toMatchObject({ code: 0, stderr: '' });
+    const vm = JSON.parse(created.stdout);
+    expect(vm).toMatchObject({
+      name: 'web-1',
+      image: 'debian-12',
+      vcpus: 2,
+      memoryMiB: 256,
+      state: 'stopped',
+      nodeId: 'node-1',
+      labels: { tier: 'web', env: 'lab' },
+    });
+
+    const list = await dwcp(['vm', 'list', ...api]);
+    expect(list.code).toBe(0);
+    const [header, row] = list.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^ID\s+NAME\s+STATE\s+NODE\s+VCPUS\s+MEMORY\s+IMAGE$/);
+    expect(row?.split(/\s{2,}/)).toEqual([vm.id, 'web-1', 'stopped', 'node-1', '2', '256 MiB', 'debian-12']);
+
+    const byName = await dwcp(['vm', 'get', 'web-1', ...api]);
+    expect(byName.code).toBe(0);
+    expect(byName.stdout).toContain(`id:      ${vm.id}`);
+    expect(byName.stdout).toContain('labels:  tier=web,env=lab');
+
+    const started = await dwcp(['vm', 'start', 'web-1', ...api]);
+    expect(started.code).toBe(0);
+    expect(started.stdout).toContain('state:   running');
+    const stopped = await dwcp(['vm', 'stop', vm.id, '--json', ...api]);
+    expect(JSON.parse(stopped.stdout)).toMatchObject({ id: vm.id, state: 'stopped' });
+
+    const deleted = await dwcp(['vm', 'delete', 'web-1', ...api]);
+    expect(deleted).toMatchObject({ code: 0, stdout: `deleted VM web-1 (${vm.id})\n` });
+    expect((await dwcp(['vm', 'list', ...api])).stdout).toBe('no VMs\n');
+  });
+
+  it('creates and starts in one go with --start', async () => {
+    const r = await dwcp([
+      'vm',
+      'create',
+      '--name',
+      'db-1',
+      '--image',
+      'debian-12',
+      '--vcpus',
+      '1',
+      '--memory-mib',
+      '128',
+      '--start',
+      ...api,
+    ]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('state:   running');
+    expect((await dwcp(['vm', 'delete', 'db-1', ...api])).code).toBe(0);
+  });
+
+  it('exits 3 for a VM that does not exist, by id or by name', async () => {
+    for (const ref of ['vm-doesnotexist', 'no-such-vm']) {
+      const r = await dwcp(['vm', 'get', ref, ...api]);
+      expect(r.code).toBe(EXIT.notFound);
+      expect(r.stderr).toBe(`dwcp: ERR_NOT_FOUND: no VM has the id or name ${ref}\n`);
+    }
+    expect((await dwcp(['vm', 'stop', 'vm-doesnotexist', ...api])).code).toBe(EXIT.notFound);
+  });
+
+  it('exits 2 with the field the API refuses, and for a --vcpus that is not a number', async () => {
+    const base = ['vm', 'create', '--name', 'x', '--image', 'i', '--memory-mib', '64', ...api];
+    const zero = await dwcp([...base, '--vcpus', '0']);
+    expect(zero.code).toBe(EXIT.usage);
+    expect(zero.stderr).toContain('dwcp: ERR_INVALID_ARGUMENT: invalid body: vcpus:');
+    expect(zero.stderr).toMatch(/\n {2}vcpus: Number must be greater than or equal to 1\n$/);
+
+    const word = await dwcp([...base, '--vcpus', 'two']);
+    expect(word.code).toBe(EXIT.usage);
+    expect(word.stderr).toContain("option '--vcpus <n>' argument 'two' is invalid. must be a whole number");
+
+    const missing = await dwcp(['vm', 'create', '--name', 'x', ...api]);
+    expect(missing.code).toBe(EXIT.usage);
+    expect(missing.stderr).toContain("required option '--image <image>' not specified");
+  });
+
+  it('exits 4 for a name that is taken, naming the field', async () => {
+    const args = [
+      'vm',
+      'create',
+      '--name',
+      'twin',
+      '--image',
+      'i',
+      '--vcpus',
+      '1',
+      '--memory-mib',
+      '64',
+      ...api,
+    ];
+    expect((await dwcp(args)).code).toBe(0);
+    const again = await dwcp(args);
+    expect(again.code).toBe(EXIT.conflict);
+    expect(again.stderr).toMatch(
+      /^dwcp: ERR_CONFLICT: a VM named twin already exists \(vm-[a-z0-9]+\) \(name\)\n$/,
+    );
+    await dwcp(['vm', 'delete', 'twin', ...api]);
+  });
+
+  it('exits 5 for a wrong token, and says so when no token was found at all', async () => {
+    const wrong = await dwcp(['vm', 'list', '--api', node.apiUrl, '--token', 'dwcp_admin_wrong']);
+    expect(wrong.code).toBe(EXIT.auth);
+    expect(wrong.stderr).toBe('dwcp: ERR_UNAUTHENTICATED: invalid or revoked token\n');
+
+    const none = await dwcp(['vm', 'list', '--api', node.apiUrl, '--data-dir', '/nonexistent']);
+    expect(none.code).toBe(EXIT.auth);
+    expect(none.stderr).toContain('no token was given');
+  });
+
+  it('takes the API URL and token from DWCP_API_URL and DWCP_TOKEN', async () => {
+    const r = await dwcp(['vm', 'list'], {
+      env: { DWCP_API_URL: node.apiUrl, DWCP_TOKEN: node.adminToken, DWCP_DATA_DIR: '/nonexistent' },
+    });
+    expect(r).toMatchObject({ code: 0, stderr: '' });
+  });
+
+  it('exits 6 when nothing listens at the API URL', async () => {
+    const port = await freePort();
+    const r = await dwcp(['vm', 'list', '--api', `http://127.0.0.1:${port}`, '--token', 't']);
+    expect(r.code).toBe(EXIT.unavailable);
+    expect(r.stderr).toBe(
+      `dwcp: ERR_UNAVAILABLE: cannot reach the API at http://127.0.0.1:${port}: connect ECONNREFUSED 127.0.0.1:${port}\n`,
+    );
+  });
+
+  it('exits 2 for an --api that is not an http(s) URL', async () => {
+    const r = await dwcp(['vm', 'list', '--api', 'ftp://x', '--token', 't']);
+    expect(r.code).toBe(EXIT.usage);
+    expect(r.stderr).toBe('dwcp: ERR_USAGE: --api: ftp://x must be an http:// or https:// URL\n');
+  });
+});
+
+describe('dwcp vm against a real node serving its API over TLS', () => {
+  let node: RealNode;
+  beforeAll(async () => {
+    node = await startRealNode('0.0.0.0');
+  }, 60_000);
+  afterAll(() => node?.close());
+
+  it('verifies the API against the cluster CA in --data-dir, and exits 5 against another CA', async () => {
+    expect(node.apiUrl).toMatch(/^https:/);
+    const ok = await dwcp(['vm', 'list', '--api', node.apiUrl, '--data-dir', node.dataDir]);
+    expect(ok).toMatchObject({ code: 0, stdout: 'no VMs\n', stderr: '' });
+
+    const other = await startRealNode();
+    try {
+      const r = await dwcp([
+        'vm',
+        'list',
+        '--api',
+        node.apiUrl,
+        '--token',
+        node.adminToken,
+        '--ca',
+        `${other.dataDir}/cluster/ca.pem`,
+      ]);
+      expect(r.code).toBe(EXIT.auth);
+      expect(r.stderr).toContain('dwcp: ERR_TLS: the API at');
+      expect(r.stderr).toContain(`does not verify against ${other.dataDir}/cluster/ca.pem`);
+    } finally {
+      await other.close();
+    }
+  });
+});
