@@ -1,15 +1,16 @@
 /** The test guest as QEMU tests use it: its VmSpec, its console lines, and the checks on what it left behind. */
 
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { type VmEvent, type VmSpec, waitForLine } from '@novacron/hypervisor';
+import { GUEST_CMDLINE } from '../../apps/cli/src/demo/environment';
 
 const guestSrc = resolve(__dirname);
 export const guestOut = join(guestSrc, 'out');
-/** Seconds between the guest's integrity checks. */
+/** Seconds between the guest's integrity checks (`dwcp.check_s` in GUEST_CMDLINE). */
 export const CHECK_S = 2;
 
 export const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
@@ -22,7 +23,7 @@ export const guestSpec = (name: string): VmSpec => ({
   memoryMiB: 128,
   kernel: join(guestOut, 'vmlinux'),
   initrd: join(guestOut, 'initramfs.cpio.gz'),
-  cmdline: `console=ttyS0 quiet panic=-1 dwcp.fill_mib=16 dwcp.dirty_kib_per_s=1024 dwcp.check_s=${CHECK_S}`,
+  cmdline: GUEST_CMDLINE,
 });
 
 /** Builds the guest with `build.sh` when it is missing or older than its `init.sh` (a first build downloads the kernel). */
@@ -61,21 +62,4 @@ export async function firstEvent(
     if (next === 'timeout' || next.done) return undefined;
     if (match(next.value)) return next.value;
   }
-}
-
-/**
- * Installs the test guest as the node image `name` under `imagesDir` (links to the built kernel and
- * initramfs, and its command line), the layout a node's ImageCatalog reads.
- */
-export function installGuestImage(imagesDir: string, name = 'test-guest'): void {
-  const dir = join(imagesDir, name);
-  mkdirSync(dir, { recursive: true });
-  const spec = guestSpec(name);
-  for (const [from, to] of [
-    [spec.kernel, 'vmlinux'],
-    [spec.initrd, 'initramfs.cpio.gz'],
-  ] as const) {
-    if (from !== undefined && !existsSync(join(dir, to))) symlinkSync(from, join(dir, to));
-  }
-  writeFileSync(join(dir, 'cmdline'), `${spec.cmdline ?? ''}\n`);
 }

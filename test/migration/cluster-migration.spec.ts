@@ -12,8 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { installImage } from '../../apps/cli/src/demo/environment';
 import { LocalCluster, type NodeProcess, until } from '../cluster/harness';
-import { ensureGuestBuilt, HEARTBEAT, INTEGRITY, installGuestImage, READY } from '../guest/guest';
+import { ensureGuestBuilt, HEARTBEAT, INTEGRITY, READY } from '../guest/guest';
 
 const MiB = 1024 * 1024;
 
@@ -57,7 +58,7 @@ describe('live migration between node processes (real QEMU, 3 nodes)', () => {
 
   beforeAll(async () => {
     await ensureGuestBuilt();
-    installGuestImage(imagesDir);
+    installImage(imagesDir, 'qemu');
     await cluster.start(3);
     nodeIdOf = new Map();
     for (const n of cluster.nodes) {

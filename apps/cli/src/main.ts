@@ -1,18 +1,25 @@
 #!/usr/bin/env node
 /** `dwcp`: the operator's command line. */
 import { defaultNodeName } from '@novacron/consensus';
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { positiveInt } from './arg-parsers';
 import { type CliIo, processIo } from './cli-io';
 import { type ClusterInitOptions, clusterInit } from './cluster-init';
-import { EXIT, EXIT_CODES_HELP, errorLines, exitCodeOf } from './exit-codes';
+import { type ClusterDemoOptions, runClusterDemo } from './demo/cluster-demo';
+import { CliError, EXIT, EXIT_CODES_HELP, errorLines, exitCodeOf, usageError } from './exit-codes';
 import { runHdeDemo } from './hde-demo';
 import { registerMigrateCommands } from './migrate-commands';
 import { registerVmCommands } from './vm-commands';
 
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError('must be a positive whole number');
-  return n;
+type ClusterDemoCliOptions = Omit<ClusterDemoOptions, 'link' | 'hypervisor'> & {
+  link: string;
+  hypervisor: string;
+};
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value))
+    throw usageError(`${flag} must be one of ${allowed.join(', ')}`);
+  return value as T;
 }
 
 /** The whole command tree; usage errors throw a CommanderError rather than exiting (see runCli). */
@@ -29,6 +36,23 @@ export function buildProgram(io: CliIo = processIo()): Command {
     .addHelpText('after', EXIT_CODES_HELP);
   program
     .command('demo')
+    .description(
+      'start a 3-node cluster here, boot the test guest on node 2 and live-migrate it to node 3 (over the emulated internet as root, loopback otherwise); report against QEMU alone',
+    )
+    .option('--link <kind>', 'auto | internet | loopback', 'auto')
+    .option('--hypervisor <kind>', 'auto | qemu | simulated', 'auto')
+    .option('--data-dir <dir>', "the demo cluster's data (wiped at start)", '.dwcp/demo-cluster')
+    .option('--memory-mib <n>', "the guest's RAM", positiveInt, 128)
+    .option('--no-compare', "skip QEMU's own migration for comparison")
+    .addOption(new Option('--in-namespaces').hideHelp())
+    .action(async (o: ClusterDemoCliOptions) => {
+      const link = oneOf('--link', o.link, ['auto', 'internet', 'loopback'] as const);
+      const hypervisor = oneOf('--hypervisor', o.hypervisor, ['auto', 'qemu', 'simulated'] as const);
+      const code = await runClusterDemo({ ...o, link, hypervisor }, io);
+      if (code !== 0) throw new CliError('ERR_DEMO', 'the demo did not complete its migrations', code);
+    });
+  program
+    .command('demo-hde')
     .description('show HDE on a VM-memory-like sample: chunk, dedup, compress, verify')
     .option('--size-mib <n>', 'sample size in MiB', positiveInt, 128)
     .option('--input <file>', 'use this file (e.g. a captured QEMU migration stream) instead of the sample')

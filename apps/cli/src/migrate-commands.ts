@@ -2,6 +2,7 @@
 import type { MigrationRecord } from '@novacron/cluster-state';
 import type { Command } from 'commander';
 import { type ApiOptions, addApiOptions, withApi } from './api-target';
+import { positiveNumber } from './arg-parsers';
 import type { CliIo } from './cli-io';
 import { CliError, EXIT, EXIT_CODES_HELP, usageError } from './exit-codes';
 import { findNode, findVm } from './lookup';
@@ -42,11 +43,16 @@ export function registerMigrateCommands(program: Command, io: CliIo): void {
       )
       .argument('<vm>', 'VM id or name (a VM named like a subcommand needs its id)')
       .option('--to <node>', 'the target node (id or name)')
-      .option('--no-wait', 'print the migration id once it is created, without following it'),
+      .option('--no-wait', 'print the migration id once it is created, without following it')
+      .option(
+        '--max-bandwidth <MiB/s>',
+        "cap QEMU's migration bandwidth (MiB/s); default: chosen from the path",
+        positiveNumber,
+      ),
   )
     .option('--json', 'print JSON (while following: one JSON record per change)')
     .addHelpText('after', EXIT_CODES_HELP)
-    .action((ref: string, o: Opts & { to?: string; wait: boolean }) =>
+    .action((ref: string, o: Opts & { to?: string; wait: boolean; maxBandwidth?: number }) =>
       withApi(o, io.env, async (client) => {
         if (o.to === undefined) throw usageError("required option '--to <node>' not specified");
         const vm = await findVm(client, ref);
@@ -54,6 +60,9 @@ export function registerMigrateCommands(program: Command, io: CliIo): void {
         const created = await client.post<MigrationRecord>('/v1/migrations', {
           vmId: vm.id,
           targetNodeId: target.id,
+          ...(o.maxBandwidth === undefined
+            ? {}
+            : { maxBandwidthBytesPerSec: Math.round(o.maxBandwidth * 1024 * 1024) }),
         });
         if (!o.wait) return print([o.json ? JSON.stringify(created, null, 2) : created.id]);
         if (!o.json) {

@@ -2,6 +2,7 @@
 import type { VmRecord } from '@novacron/cluster-state';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type ApiOptions, addApiOptions, withApi } from './api-target';
+import { wholeNumber } from './arg-parsers';
 import type { CliIo } from './cli-io';
 import { findNode, findVm } from './lookup';
 import { formatLabels, keyValues, table } from './text-output';
@@ -9,13 +10,6 @@ import { formatLabels, keyValues, table } from './text-output';
 type Opts = ApiOptions & { json?: boolean };
 
 /** Whole numbers only; the API judges the range and names the field when it refuses. */
-function wholeNumber(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !Number.isSafeInteger(n))
-    throw new InvalidArgumentError('must be a whole number');
-  return n;
-}
-
 function label(value: string, previous: Record<string, string>): Record<string, string> {
   const eq = value.indexOf('=');
   if (eq <= 0) throw new InvalidArgumentError('must be key=value');

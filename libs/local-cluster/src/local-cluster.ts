@@ -243,16 +243,22 @@ export class LocalCluster {
    */
   async provision(n: NodeProcess, via: NodeProcess, peerAddr: string): Promise<void> {
     this.loadTokens();
-    const r = await via.api<AdmitResponse>('POST', '/v1/cluster/join', this.joinToken, {
+    const request = {
       nodeName: n.name,
       peerAddr,
       apiUrl: n.apiUrl,
       capacity: { vcpus: cpus().length, memoryMiB: Math.floor(totalmem() / 1024 / 1024) },
-    });
-    if (r.status !== 200 && r.status !== 201) {
-      throw new Error(`admitting ${n.name}: ${r.status} ${JSON.stringify(r.body)}`);
+    };
+    // A cluster that just grew may not answer a linearizable read yet (503/504): ask again, up to a
+    // minute. Any other refusal is final.
+    let a: AdmitResponse | undefined;
+    for (const end = Date.now() + 60_000; a === undefined; ) {
+      const r = await via.api<AdmitResponse>('POST', '/v1/cluster/join', this.joinToken, request, 30_000);
+      if (r.status === 200 || r.status === 201) a = r.body;
+      else if ((r.status !== 503 && r.status !== 504) || Date.now() > end) {
+        throw new Error(`admitting ${n.name}: ${r.status} ${JSON.stringify(r.body)}`);
+      } else await new Promise((res) => setTimeout(res, 500));
     }
-    const a = r.body;
     new ClusterFiles(n.dataDir).adopt(
       {
         clusterName: a.clusterName,

@@ -210,6 +210,7 @@ export class MigrationRun {
     this.eventStreams.push(stops);
     this.stopAt = firstEventAt(stops, 'stop');
     this.migrateIssued = true;
+    this.sampleWireRate();
     await source.driver.migrate(source.vm, `unix:${socket.path}`);
     let reported = performance.now();
     for (;;) {
