@@ -17,13 +17,13 @@ import {
   MigrationRun,
   type MigrationRunOptions,
   type MigrationRunStats,
-  NativeSinkPath,
-  NativeSourcePath,
+  type NativeSinkPath,
+  type NativeSourcePath,
 } from '@novacron/migration';
-import { ChunkStore, generateClusterCa, issueNodeCertificate, type NodeIdentity } from '@novacron/native';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureGuestBuilt, guestSpec, heartbeatSeq, isAlive, READY } from '../guest/guest';
+import { testDataPaths } from './data-paths';
 import { CuttableLink, throughLink } from './link';
 
 const MiB = 1024 * 1024;
@@ -55,19 +55,7 @@ describe('MigrationRun with real QEMU', () => {
   beforeAll(async () => {
     await ensureGuestBuilt();
     workDir = await mkdtemp(join(tmpdir(), 'dwcp-run-'));
-    const ca = generateClusterCa('migration-run-test');
-    const identity = (nodeName: string): NodeIdentity => ({
-      caPem: ca.certPem,
-      ...issueNodeCertificate(ca, { nodeName }),
-    });
-    sinkPath = new NativeSinkPath({
-      store: ChunkStore.open(join(workDir, 'store'), 1024 * MiB),
-      identity: identity('node-b'),
-      nodeName: 'node-b',
-      host: '127.0.0.1',
-      orphanTimeoutMs: 1500,
-    });
-    sourcePath = new NativeSourcePath({ identity: identity('node-a') });
+    ({ sinkPath, sourcePath } = testDataPaths(workDir, 'migration-run-test'));
     vm = await driver.launch(guestSpec('run-origin'));
     const lines = driver.serialLines(vm, { replay: true });
     await waitForLine(lines, READY, { timeoutMs: 45_000, what: 'DWCP-READY' });

@@ -16,11 +16,11 @@ import {
   MigrationRun,
   type MigrationRunOptions,
   type MigrationRunStats,
-  NativeSinkPath,
-  NativeSourcePath,
+  type NativeSinkPath,
+  type NativeSourcePath,
 } from '@novacron/migration';
-import { ChunkStore, generateClusterCa, issueNodeCertificate, type NodeIdentity } from '@novacron/native';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testDataPaths } from './data-paths';
 
 const MiB = 1024 * 1024;
 const image = { memoryMiB: 128, kernel: '/images/sim/vmlinuz', initrd: '/images/sim/initrd.img' };
@@ -38,19 +38,7 @@ describe('MigrationRun between two simulated drivers over the native data path',
 
   beforeAll(async () => {
     workDir = await mkdtemp(join(tmpdir(), 'dwcp-sim-run-'));
-    const ca = generateClusterCa('simulated-migration-test');
-    const identity = (nodeName: string): NodeIdentity => ({
-      caPem: ca.certPem,
-      ...issueNodeCertificate(ca, { nodeName }),
-    });
-    sinkPath = new NativeSinkPath({
-      store: ChunkStore.open(join(workDir, 'store'), 1024 * MiB),
-      identity: identity('node-b'),
-      nodeName: 'node-b',
-      host: '127.0.0.1',
-      orphanTimeoutMs: 1500,
-    });
-    sourcePath = new NativeSourcePath({ identity: identity('node-a') });
+    ({ sinkPath, sourcePath } = testDataPaths(workDir, 'simulated-migration-test'));
   });
 
   afterAll(async () => {

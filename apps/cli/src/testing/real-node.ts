@@ -3,21 +3,12 @@
  * real REST API) on free loopback ports, with a fresh data directory. Test-only.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '@novacron/local-cluster';
 import { type NodeHandle, runNode } from '@novacron/node';
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
+export { freePort };
 
 /**
  * The node registers itself and the admin token through Raft once it leads, after the API is up.
