@@ -22,6 +22,7 @@ export default defineConfig({
   test: {
     include: ['libs/**/*.spec.ts', 'apps/**/*.spec.ts', 'native/napi/ts/**/*.spec.ts', 'test/**/*.spec.ts'],
     testTimeout: 60_000,
+    globalSetup: ['test/global-setup.ts'],
     pool: 'forks',
   },
 });
