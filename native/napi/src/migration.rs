@@ -63,6 +63,14 @@ pub struct BindingMigrationSourceStats {
     pub qemu_connected: bool,
     /// QEMU closed its end: its stream is complete.
     pub qemu_finished: bool,
+    /// AMST frames the sink found corrupt (wrong CRC: damaged above TLS) and asked for again;
+    /// each went out again and counts in `transfer.framesResent`.
+    pub frames_rejected: f64,
+    /// AMST connections lost mid-migration (TLS refused a damaged record, reset, stall); their
+    /// frames were resent on the others and each was replaced.
+    pub connections_failed: u32,
+    /// AMST connections opened: the first ones and every replacement or addition.
+    pub connections_opened: u32,
     pub transfer: BindingTransferStats,
 }
 
@@ -83,6 +91,9 @@ impl From<&SourceStats> for BindingMigrationSourceStats {
             stream_dedup_bytes: (e.dedup_bytes - e.known_bytes) as f64,
             qemu_connected: s.qemu_connected,
             qemu_finished: s.qemu_finished,
+            frames_rejected: s.transfer.frames_nacked as f64,
+            connections_failed: s.transfer.connections_failed,
+            connections_opened: s.transfer.connections_opened,
             transfer: (&s.transfer).into(),
         }
     }
@@ -215,6 +226,12 @@ pub struct BindingMigrationSinkStats {
     /// Chunks resolved from the store or from earlier in the stream.
     pub chunks_reused: f64,
     pub qemu_connected: bool,
+    /// AMST frames that arrived with a wrong CRC (damaged above TLS): dropped, never decoded,
+    /// and asked for again.
+    pub frames_rejected: f64,
+    /// AMST connections that died on a TLS record failing its check (bytes damaged on the
+    /// wire); the source resent their frames on a new connection.
+    pub connections_corrupted: u32,
     pub transfer: BindingReceiveStats,
 }
 
@@ -228,6 +245,8 @@ impl From<&SinkStats> for BindingMigrationSinkStats {
             chunks_received: s.decoder.chunks_received as f64,
             chunks_reused: s.decoder.chunks_reused as f64,
             qemu_connected: s.qemu_connected,
+            frames_rejected: s.transfer.corrupt_frames as f64,
+            connections_corrupted: s.transfer.connections_corrupted,
             transfer: BindingReceiveStats {
                 bytes: s.transfer.bytes as f64,
                 frames: s.transfer.frames as f64,

@@ -39,8 +39,18 @@ export interface MigrationSinkOptions {
   connectTimeoutMs?: number;
 }
 
+/**
+ * A source's progress. `framesRejected` (AMST frames the sink found corrupt and had resent),
+ * `connectionsFailed` and `connectionsOpened` are the transport's integrity counters, 0, 0 and the
+ * stream count on a healthy path (docs/amst.md, Integrity).
+ */
 export type MigrationSourceStats = binding.BindingMigrationSourceStats;
 export type MigrationSourceReport = binding.BindingMigrationSourceReport;
+/**
+ * A sink's progress. `framesRejected` (frames with a wrong CRC, dropped and asked for again) and
+ * `connectionsCorrupted` (connections lost to a damaged TLS record, then replaced) stay 0 on a
+ * healthy path; nothing they count ever reaches QEMU.
+ */
 export type MigrationSinkStats = binding.BindingMigrationSinkStats;
 export type MigrationSinkReport = binding.BindingMigrationSinkReport;
 

@@ -3,6 +3,8 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use crate::frame::Version;
+
 /// A connection's id, chosen by the runtime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u32);
@@ -35,6 +37,8 @@ pub struct ConnStats {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub id: ConnId,
+    /// The frame format agreed with the peer on this connection.
+    pub version: Version,
     /// Sequence numbers handed to this connection and not yet acknowledged.
     pub inflight: BTreeSet<u64>,
     pub inflight_bytes: u64,
@@ -61,9 +65,10 @@ const RATE_GAIN: f64 = 0.125;
 const PEAK_DECAY: f64 = 0.99;
 
 impl Conn {
-    pub fn new(id: ConnId, now: Instant) -> Self {
+    pub fn new(id: ConnId, version: Version, now: Instant) -> Self {
         Conn {
             id,
+            version,
             inflight: BTreeSet::new(),
             inflight_bytes: 0,
             srtt: None,

@@ -33,6 +33,15 @@ pub enum AmstError {
     /// The peer contradicted itself (e.g. data after FIN, an ack for a frame never sent).
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// One frame arrived with a wrong CRC more than [`CORRUPT_LIMIT`](crate::frame::CORRUPT_LIMIT)
+    /// times: the sender's own copy is damaged, and sending it again cannot help.
+    #[error("frame {seq} arrived corrupt {copies} times; the sender's copy is likely damaged")]
+    FrameCorrupt {
+        /// The frame's sequence number.
+        seq: u64,
+        /// Corrupt copies seen.
+        copies: u32,
+    },
     /// A parameter is out of range; `field` names it.
     #[error("invalid parameter `{field}`: {reason}")]
     InvalidParam {
@@ -54,6 +63,7 @@ impl AmstError {
             AmstError::FrameTooLarge { .. } => "ERR_AMST_FRAME_TOO_LARGE",
             AmstError::BeyondWindow { .. } => "ERR_AMST_BEYOND_WINDOW",
             AmstError::Protocol(_) => "ERR_AMST_PROTOCOL",
+            AmstError::FrameCorrupt { .. } => "ERR_AMST_FRAME_CORRUPT",
             AmstError::InvalidParam { .. } => "ERR_AMST_INVALID_PARAM",
             AmstError::NoConnection(_) => "ERR_AMST_NO_CONNECTION",
         }

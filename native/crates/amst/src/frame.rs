@@ -1,12 +1,22 @@
 //! Frames on each connection. Every connection carries a sequence of frames:
 //!
 //! ```text
-//! DATA  0xA5 0x01 | seq u64 | len u32 | payload[len]
+//! DATA  0xA5 0x01 | seq u64 | len u32 | crc u32 | payload[len]    (v1: no crc)
 //! ACK   0xA5 0x02 | seq u64 | cumulative u64 | window u32
 //! FIN   0xA5 0x03 | total_frames u64 | total_bytes u64
+//! NACK  0xA5 0x04 | seq u64 | crc u32                              (v2 only)
 //! ```
 //! All integers little-endian. An ACK names the DATA frame it answers (`seq`, so the sender can
 //! time that connection), the next in-order frame (`cumulative`) and the receive window in frames.
+//!
+//! `crc` is the CRC-32 (IEEE) of `seq | len | payload` as they appear on the wire, computed when
+//! the sender takes the bytes in. A receiver that finds it wrong neither acks nor delivers the
+//! frame and answers with a NACK that echoes the frame's `seq` and `crc`, and the sender sends
+//! its own intact copy again. The echo tells the sender whether the damage spared the header: if
+//! `seq` names a frame with another CRC, the sender cannot know which frame was lost and treats
+//! the connection as failed, moving all its frames. TLS already
+//! rejects damage on the wire; this catches damage above it (the sender's memory, a bug between
+//! framing and encryption). A connection speaks the [`Version`] both ends agreed on in TLS.
 
 use crate::{AmstError, Result};
 
@@ -14,12 +24,51 @@ const MAGIC: u8 = 0xA5;
 const KIND_DATA: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_FIN: u8 = 3;
-/// Bytes before a DATA payload.
-pub const DATA_HEADER_LEN: usize = 2 + 8 + 4;
+const KIND_NACK: u8 = 4;
+/// Bytes before a DATA payload in the newest version.
+pub const DATA_HEADER_LEN: usize = 2 + 8 + 4 + 4;
 /// Length of an ACK frame.
 pub const ACK_LEN: usize = 2 + 8 + 8 + 4;
 /// Length of a FIN frame.
 pub const FIN_LEN: usize = 2 + 8 + 8;
+/// Length of a NACK frame.
+pub const NACK_LEN: usize = 2 + 8 + 4;
+/// How many corrupt copies of one frame either end accepts; one more fails the transfer with
+/// [`AmstError::FrameCorrupt`]. Random damage almost never hits one frame this often, so a frame
+/// that keeps arriving bad is bad where the sender keeps it.
+pub const CORRUPT_LIMIT: u32 = 8;
+
+/// The frame format a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    /// DATA frames without a checksum, no NACK. Peers from before v2 (and the TypeScript
+    /// reference path) speak it.
+    V1 = 1,
+    /// DATA frames carry a CRC-32; a receiver NACKs a frame whose CRC is wrong.
+    V2 = 2,
+}
+
+impl Version {
+    /// What this build sends when the peer speaks it too.
+    pub const LATEST: Version = Version::V2;
+
+    /// The version a hello's version byte names, if known.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Version::V1),
+            2 => Some(Version::V2),
+            _ => None,
+        }
+    }
+
+    /// Bytes before a DATA payload.
+    pub fn data_header_len(self) -> usize {
+        match self {
+            Version::V1 => 2 + 8 + 4,
+            Version::V2 => DATA_HEADER_LEN,
+        }
+    }
+}
 
 /// A parsed frame. DATA borrows its payload from the input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +79,8 @@ pub enum Frame<'a> {
         seq: u64,
         /// The bytes.
         payload: &'a [u8],
+        /// The CRC the sender computed (v2), unchecked: the receiver compares it.
+        crc: Option<u32>,
     },
     /// The receiver's answer to one DATA frame.
     Ack(Ack),
@@ -39,6 +90,13 @@ pub enum Frame<'a> {
         total_frames: u64,
         /// Bytes in the whole stream.
         total_bytes: u64,
+    },
+    /// The receiver got a DATA frame on this connection whose CRC did not match: send it again.
+    Nack {
+        /// The sequence number the damaged frame carried.
+        seq: u64,
+        /// The CRC it carried.
+        crc: u32,
     },
 }
 
@@ -53,16 +111,39 @@ pub struct Ack {
     pub window: u32,
 }
 
-/// Writes a DATA header for a payload of `len` bytes.
-pub fn data_header(seq: u64, len: usize) -> [u8; DATA_HEADER_LEN] {
+/// The CRC a v2 DATA frame carries: over `seq | len | payload`, so a damaged sequence number or
+/// length is caught like damaged data.
+pub fn crc(seq: u64, payload: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(&payload_len(payload.len()).to_le_bytes());
+    h.update(payload);
+    h.finalize()
+}
+
+/// Writes a DATA header for a payload of `len` bytes in `version`; `crc` is left out of v1.
+/// Returns the buffer and how much of it is the header.
+pub fn data_header(
+    version: Version,
+    seq: u64,
+    len: usize,
+    crc: u32,
+) -> ([u8; DATA_HEADER_LEN], usize) {
     let mut h = [0u8; DATA_HEADER_LEN];
     h[0] = MAGIC;
     h[1] = KIND_DATA;
     h[2..10].copy_from_slice(&seq.to_le_bytes());
-    // Payloads are bounded by the configured frame size (≤ 16 MiB), so this never truncates.
-    #[allow(clippy::cast_possible_truncation)]
-    h[10..14].copy_from_slice(&(len as u32).to_le_bytes());
-    h
+    h[10..14].copy_from_slice(&payload_len(len).to_le_bytes());
+    if version >= Version::V2 {
+        h[14..18].copy_from_slice(&crc.to_le_bytes());
+    }
+    (h, version.data_header_len())
+}
+
+/// Payloads are bounded by the configured frame size (≤ 16 MiB), so this never truncates.
+#[allow(clippy::cast_possible_truncation)]
+fn payload_len(len: usize) -> u32 {
+    len as u32
 }
 
 /// Encodes an ACK.
@@ -86,9 +167,23 @@ pub fn encode_fin(total_frames: u64, total_bytes: u64) -> [u8; FIN_LEN] {
     b
 }
 
-/// Parses one frame from the start of `buf`. `Ok(None)` means incomplete: read more.
-/// Payloads over `max_payload` are refused from the header alone, before buffering them.
-pub fn parse(buf: &[u8], max_payload: usize) -> Result<Option<(Frame<'_>, usize)>> {
+/// Encodes a NACK (v2 only), echoing the damaged frame's `seq` and `crc`.
+pub fn encode_nack(seq: u64, crc: u32) -> [u8; NACK_LEN] {
+    let mut b = [0u8; NACK_LEN];
+    b[0] = MAGIC;
+    b[1] = KIND_NACK;
+    b[2..10].copy_from_slice(&seq.to_le_bytes());
+    b[10..14].copy_from_slice(&crc.to_le_bytes());
+    b
+}
+
+/// Parses one frame of `version` from the start of `buf`. `Ok(None)` means incomplete: read
+/// more. Payloads over `max_payload` are refused from the header alone, before buffering them.
+pub fn parse(
+    buf: &[u8],
+    version: Version,
+    max_payload: usize,
+) -> Result<Option<(Frame<'_>, usize)>> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -100,7 +195,8 @@ pub fn parse(buf: &[u8], max_payload: usize) -> Result<Option<(Frame<'_>, usize)
     }
     match buf[1] {
         KIND_DATA => {
-            if buf.len() < DATA_HEADER_LEN {
+            let header = version.data_header_len();
+            if buf.len() < header {
                 return Ok(None);
             }
             let seq = u64_at(buf, 2);
@@ -114,10 +210,11 @@ pub fn parse(buf: &[u8], max_payload: usize) -> Result<Option<(Frame<'_>, usize)
             if len == 0 {
                 return Err(AmstError::MalformedFrame("empty DATA frame".into()));
             }
-            let Some(payload) = buf.get(DATA_HEADER_LEN..DATA_HEADER_LEN + len) else {
+            let crc = (version >= Version::V2).then(|| u32_at(buf, 14));
+            let Some(payload) = buf.get(header..header + len) else {
                 return Ok(None);
             };
-            Ok(Some((Frame::Data { seq, payload }, DATA_HEADER_LEN + len)))
+            Ok(Some((Frame::Data { seq, payload, crc }, header + len)))
         }
         KIND_ACK => {
             if buf.len() < ACK_LEN {
@@ -140,8 +237,19 @@ pub fn parse(buf: &[u8], max_payload: usize) -> Result<Option<(Frame<'_>, usize)
             };
             Ok(Some((fin, FIN_LEN)))
         }
+        KIND_NACK if version >= Version::V2 => {
+            if buf.len() < NACK_LEN {
+                return Ok(None);
+            }
+            let nack = Frame::Nack {
+                seq: u64_at(buf, 2),
+                crc: u32_at(buf, 10),
+            };
+            Ok(Some((nack, NACK_LEN)))
+        }
         other => Err(AmstError::MalformedFrame(format!(
-            "unknown kind 0x{other:02x}"
+            "unknown kind 0x{other:02x} in v{}",
+            version as u8
         ))),
     }
 }
@@ -163,11 +271,16 @@ fn u32_at(buf: &[u8], at: usize) -> u32 {
 mod tests {
     use super::*;
 
+    fn data(version: Version, seq: u64, payload: &[u8]) -> Vec<u8> {
+        let (h, n) = data_header(version, seq, payload.len(), crc(seq, payload));
+        let mut wire = h[..n].to_vec();
+        wire.extend_from_slice(payload);
+        wire
+    }
+
     #[test]
     fn frames_round_trip_and_parse_incrementally() {
-        let mut wire = Vec::new();
-        wire.extend_from_slice(&data_header(7, 5));
-        wire.extend_from_slice(b"hello");
+        let mut wire = data(Version::V2, 7, b"hello");
         let ack = Ack {
             seq: 7,
             cumulative: 8,
@@ -175,24 +288,34 @@ mod tests {
         };
         wire.extend_from_slice(&encode_ack(&ack));
         wire.extend_from_slice(&encode_fin(8, 1234));
+        wire.extend_from_slice(&encode_nack(5, 0xdead_beef));
         for cut in 0..DATA_HEADER_LEN + 5 {
             assert_eq!(
-                parse(&wire[..cut], 1024).expect("prefix"),
+                parse(&wire[..cut], Version::V2, 1024).expect("prefix"),
                 None,
                 "prefix {cut}"
             );
         }
-        let (f, n) = parse(&wire, 1024).expect("data").expect("complete");
+        let (f, n) = parse(&wire, Version::V2, 1024)
+            .expect("data")
+            .expect("complete");
         assert_eq!(
             f,
             Frame::Data {
                 seq: 7,
-                payload: b"hello"
+                payload: b"hello",
+                crc: Some(crc(7, b"hello")),
             }
         );
-        let (f, m) = parse(&wire[n..], 1024).expect("ack").expect("complete");
+        let mut at = n;
+        let (f, m) = parse(&wire[at..], Version::V2, 1024)
+            .expect("ack")
+            .expect("complete");
         assert_eq!(f, Frame::Ack(ack));
-        let (f, _) = parse(&wire[n + m..], 1024).expect("fin").expect("complete");
+        at += m;
+        let (f, m) = parse(&wire[at..], Version::V2, 1024)
+            .expect("fin")
+            .expect("complete");
         assert_eq!(
             f,
             Frame::Fin {
@@ -200,26 +323,73 @@ mod tests {
                 total_bytes: 1234
             }
         );
+        at += m;
+        let (f, m) = parse(&wire[at..], Version::V2, 1024)
+            .expect("nack")
+            .expect("complete");
+        assert_eq!(
+            f,
+            Frame::Nack {
+                seq: 5,
+                crc: 0xdead_beef
+            }
+        );
+        assert_eq!(at + m, wire.len());
+    }
+
+    #[test]
+    fn v1_data_has_no_crc_and_no_nack() {
+        let wire = data(Version::V1, 3, b"old peer");
+        assert_eq!(wire.len(), 14 + 8);
+        let (f, n) = parse(&wire, Version::V1, 1024)
+            .expect("data")
+            .expect("complete");
+        assert_eq!(
+            f,
+            Frame::Data {
+                seq: 3,
+                payload: b"old peer",
+                crc: None,
+            }
+        );
+        assert_eq!(n, wire.len());
+        assert!(matches!(
+            parse(&encode_nack(3, 0), Version::V1, 1024),
+            Err(AmstError::MalformedFrame(_))
+        ));
+    }
+
+    #[test]
+    fn the_crc_covers_sequence_length_and_payload() {
+        let payload = vec![0x5au8; 4096];
+        let good = crc(9, &payload);
+        assert_ne!(crc(8, &payload), good, "another seq");
+        assert_ne!(crc(9, &payload[..4095]), good, "another length");
+        for bit in [0, 7, 4096 * 8 - 1] {
+            let mut bad = payload.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert_ne!(crc(9, &bad), good, "bit {bit}");
+        }
     }
 
     #[test]
     fn bad_frames_are_typed_errors() {
         assert!(matches!(
-            parse(&[0x00, 1], 10),
+            parse(&[0x00, 1], Version::V2, 10),
             Err(AmstError::MalformedFrame(_))
         ));
         assert!(matches!(
-            parse(&[MAGIC, 9], 10),
+            parse(&[MAGIC, 9], Version::V2, 10),
             Err(AmstError::MalformedFrame(_))
         ));
-        let big = data_header(0, 1 << 30);
+        let (big, n) = data_header(Version::V2, 0, 1 << 30, 0);
         assert!(matches!(
-            parse(&big, 1 << 20),
+            parse(&big[..n], Version::V2, 1 << 20),
             Err(AmstError::FrameTooLarge { .. })
         ));
-        let empty = data_header(0, 0);
+        let (empty, n) = data_header(Version::V2, 0, 0, 0);
         assert!(matches!(
-            parse(&empty, 10),
+            parse(&empty[..n], Version::V2, 10),
             Err(AmstError::MalformedFrame(_))
         ));
     }

@@ -5,9 +5,11 @@
 //! The tokio runtime around it (TCP+TLS and QUIC) lives in `dwcp-transport`; the tests here drive
 //! a sender and a receiver over a simulated network on a virtual clock.
 //!
-//! - [`Sender`] cuts the stream into frames, puts each on the connection expected to deliver it
-//!   first, keeps it until acknowledged, and moves a dead connection's frames to the others.
-//! - [`Receiver`] verifies frames, drops duplicates, reorders within a bounded window and acks.
+//! - [`Sender`] cuts the stream into frames, each with a CRC, puts each on the connection
+//!   expected to deliver it first, keeps it until acknowledged, sends again what the receiver
+//!   NACKed, and moves a dead connection's frames to the others.
+//! - [`Receiver`] verifies frames and their CRC, NACKs damaged ones, drops duplicates, reorders
+//!   within a bounded window and acks.
 //! - [`StreamCountController`] adds connections while aggregate goodput grows and drops them
 //!   when it does not.
 //! - [`Pacer`] holds the sender to an optional rate cap.

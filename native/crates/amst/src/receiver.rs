@@ -1,11 +1,12 @@
-//! The receiving half: accepts frames from any connection, drops duplicates, reorders within a
-//! bounded window, and acks each frame on the connection it came in on.
+//! The receiving half: accepts frames from any connection, checks their CRC, drops duplicates,
+//! reorders within a bounded window, and acks each frame on the connection it came in on. A
+//! frame with a wrong CRC is neither acked nor delivered: it is NACKed on its connection.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
-use crate::frame::{Ack, Frame};
+use crate::frame::{self, Ack, Frame, CORRUPT_LIMIT};
 use crate::sender::FIN_SEQ;
 use crate::{AmstError, ConnId, Result};
 
@@ -35,6 +36,8 @@ pub struct ReceiverStats {
     pub frames: u64,
     /// Frames that had already arrived (resends after a stall), dropped.
     pub duplicates: u64,
+    /// Frames whose CRC was wrong: dropped and NACKed.
+    pub corrupt_frames: u64,
     /// Bytes handed out in order.
     pub bytes_delivered: u64,
     /// Bytes waiting in the reorder buffer.
@@ -50,6 +53,10 @@ pub struct Receiver {
     reorder: BTreeMap<u64, Bytes>,
     ready: VecDeque<Bytes>,
     acks: VecDeque<(ConnId, Ack)>,
+    /// NACKs to send: the connection, and the damaged frame's `seq` and `crc`.
+    nacks: VecDeque<(ConnId, u64, u32)>,
+    /// Corrupt copies per frame not yet delivered, for [`CORRUPT_LIMIT`].
+    corrupt: BTreeMap<u64, u32>,
     fin: Option<(u64, u64)>,
     /// The window last advertised, and where: reading reopens a closing window.
     advertised: u32,
@@ -75,6 +82,8 @@ impl Receiver {
             reorder: BTreeMap::new(),
             ready: VecDeque::new(),
             acks: VecDeque::new(),
+            nacks: VecDeque::new(),
+            corrupt: BTreeMap::new(),
             fin: None,
             advertised: config.window,
             last_conn: None,
@@ -97,10 +106,24 @@ impl Receiver {
         self.fin.is_some_and(|(frames, _)| self.next == frames) && self.ready.is_empty()
     }
 
-    /// A frame arrived on `conn`. An error means the peer broke the protocol: close it.
+    /// A frame arrived on `conn`. An error means the peer broke the protocol: close it. The
+    /// exception is [`AmstError::FrameCorrupt`], which fails the whole stream; its NACK is still
+    /// queued, so the sender learns of it and fails with the same error.
     pub fn handle_frame(&mut self, conn: ConnId, frame: Frame<'_>) -> Result<()> {
         match frame {
-            Frame::Data { seq, payload } => self.on_data(conn, seq, payload),
+            Frame::Data { seq, payload, crc } => {
+                if payload.len() > self.config.max_frame {
+                    return Err(AmstError::FrameTooLarge {
+                        len: payload.len(),
+                        limit: self.config.max_frame,
+                    });
+                }
+                // Before anything else looks at `seq`: it may be the damaged part.
+                match crc {
+                    Some(crc) if crc != frame::crc(seq, payload) => self.on_corrupt(conn, seq, crc),
+                    _ => self.on_data(conn, seq, payload),
+                }
+            }
             Frame::Fin {
                 total_frames,
                 total_bytes,
@@ -123,7 +146,9 @@ impl Receiver {
                 self.acks.push_back((conn, ack));
                 Ok(())
             }
-            Frame::Ack(_) => Err(AmstError::Protocol("ACK sent to a receiver".into())),
+            Frame::Ack(_) | Frame::Nack { .. } => {
+                Err(AmstError::Protocol("ACK or NACK sent to a receiver".into()))
+            }
         }
     }
 
@@ -146,13 +171,32 @@ impl Receiver {
         self.acks.pop_front()
     }
 
-    fn on_data(&mut self, conn: ConnId, seq: u64, payload: &[u8]) -> Result<()> {
-        if payload.len() > self.config.max_frame {
-            return Err(AmstError::FrameTooLarge {
-                len: payload.len(),
-                limit: self.config.max_frame,
+    /// The next NACK to write, on which connection, and the `seq` and `crc` it echoes.
+    pub fn poll_nack(&mut self) -> Option<(ConnId, u64, u32)> {
+        self.nacks.pop_front()
+    }
+
+    /// A DATA frame whose CRC is wrong: nothing of it is trusted, so it is not acked and not
+    /// delivered. The NACK echoes its header so the sender can tell which frame it was.
+    fn on_corrupt(&mut self, conn: ConnId, seq: u64, crc: u32) -> Result<()> {
+        self.stats.corrupt_frames += 1;
+        self.nacks.push_back((conn, seq, crc));
+        // Count only where a real frame can be, so a damaged `seq` cannot grow the map.
+        if seq < self.next || seq >= self.next + u64::from(self.config.window) {
+            return Ok(());
+        }
+        let copies = self.corrupt.entry(seq).or_insert(0);
+        *copies += 1;
+        if *copies > CORRUPT_LIMIT {
+            return Err(AmstError::FrameCorrupt {
+                seq,
+                copies: *copies,
             });
         }
+        Ok(())
+    }
+
+    fn on_data(&mut self, conn: ConnId, seq: u64, payload: &[u8]) -> Result<()> {
         let window = u64::from(self.config.window);
         if seq >= self.next + window {
             return Err(AmstError::BeyondWindow {
@@ -179,6 +223,9 @@ impl Receiver {
                 self.stats.bytes_delivered += data.len() as u64;
                 self.ready.push_back(data);
                 self.next += 1;
+            }
+            if !self.corrupt.is_empty() {
+                self.corrupt = self.corrupt.split_off(&self.next);
             }
             self.check_total()?;
         }

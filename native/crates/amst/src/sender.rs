@@ -1,5 +1,6 @@
 //! The sending half: frames the stream, schedules each frame onto a connection, keeps it until
-//! it is acknowledged, and moves the frames of a dead or stalled connection to the others.
+//! it is acknowledged, sends again what the receiver found corrupt, and moves the frames of a
+//! dead or stalled connection to the others.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -7,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 
 use crate::conn::Conn;
-use crate::frame::{self, Ack};
+use crate::frame::{self, Ack, Version, CORRUPT_LIMIT};
 use crate::{AmstError, ConnId, ConnStats, Pacer, Result};
 
 /// The `seq` an ACK of a FIN carries.
@@ -75,7 +76,9 @@ fn param(field: &'static str, reason: impl Into<String>) -> AmstError {
 pub struct Transmit {
     /// Where to write.
     pub conn: ConnId,
-    /// The frame header (or the whole control frame).
+    /// The DATA frame's sequence number; `None` for a FIN.
+    pub seq: Option<u64>,
+    /// The frame header in the connection's version (or the whole control frame).
     pub header: Vec<u8>,
     /// The payload, empty for control frames. Cheap to clone.
     pub payload: Bytes,
@@ -99,8 +102,10 @@ pub struct SenderStats {
     pub bytes_acked: u64,
     /// DATA frames handed to connections, first sends and resends.
     pub frames_sent: u64,
-    /// Of those, resends after a connection failed or stalled.
+    /// Of those, resends: after a NACK, or off a connection that failed or stalled.
     pub frames_resent: u64,
+    /// NACKs: frames the receiver got with a wrong CRC and dropped.
+    pub frames_nacked: u64,
     /// Live connections.
     pub connections: u32,
 }
@@ -108,6 +113,10 @@ pub struct SenderStats {
 #[derive(Debug)]
 struct Pending {
     data: Bytes,
+    /// Computed as the bytes came in, so damage to `data` while it waits here is caught too.
+    crc: u32,
+    /// Corrupt copies the receiver reported.
+    nacks: u32,
     /// The connection carrying it, if in flight.
     conn: Option<ConnId>,
     sent_at: Option<Instant>,
@@ -210,11 +219,18 @@ impl Sender {
         self.conns.keys().copied().collect()
     }
 
+    /// Frames connection `id` carries that are not yet acknowledged.
+    pub fn inflight_frames(&self, id: ConnId) -> usize {
+        self.conns.get(&id).map_or(0, |c| c.inflight.len())
+    }
+
     // ---- handle_* inputs ----
 
-    /// A new connection is up and may carry frames.
-    pub fn handle_connected(&mut self, id: ConnId, now: Instant) {
-        self.conns.entry(id).or_insert_with(|| Conn::new(id, now));
+    /// A new connection is up and may carry frames, in the frame `version` agreed with the peer.
+    pub fn handle_connected(&mut self, id: ConnId, version: Version, now: Instant) {
+        self.conns
+            .entry(id)
+            .or_insert_with(|| Conn::new(id, version, now));
     }
 
     /// A connection is gone (closed, reset, refused). Its unacknowledged frames go out again on
@@ -255,6 +271,43 @@ impl Sender {
             self.ack_one(id, seq, now);
             self.cumulative += 1;
         }
+        Ok(())
+    }
+
+    /// A NACK arrived on connection `id`: the receiver dropped a DATA frame whose CRC was wrong
+    /// and echoes the `seq` and `crc` it carried. If they name a frame this connection carries,
+    /// that frame goes out again first. If not, the damage hit the header and the lost frame is
+    /// unknown: the connection counts as failed and all its frames move, as when it dies.
+    ///
+    /// A frame reported corrupt more than [`CORRUPT_LIMIT`] times is an error: the copy kept
+    /// here must itself be damaged, and sending it again cannot help.
+    pub fn handle_nack(&mut self, id: ConnId, seq: u64, crc: u32, now: Instant) -> Result<()> {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            // Already failed; its frames have moved.
+            return Ok(());
+        };
+        conn.last_progress = now;
+        self.stats.frames_nacked += 1;
+        let Some(p) = self
+            .frames
+            .get_mut(&seq)
+            .filter(|p| p.conn == Some(id) && p.crc == crc)
+        else {
+            self.handle_disconnected(id);
+            self.events.push_back(SenderEvent::ConnectionFailed(id));
+            return Ok(());
+        };
+        p.nacks += 1;
+        if p.nacks > CORRUPT_LIMIT {
+            return Err(AmstError::FrameCorrupt {
+                seq,
+                copies: p.nacks,
+            });
+        }
+        p.conn = None;
+        p.sent_at = None;
+        conn.forget(seq, p.data.len() as u64);
+        self.resend.insert(seq);
         Ok(())
     }
 
@@ -358,9 +411,11 @@ impl Sender {
             self.stats.frames_resent += 1;
             c.moved_frames += 1;
         }
+        let (header, n) = frame::data_header(c.version, seq, len, p.crc);
         Some(Transmit {
             conn,
-            header: frame::data_header(seq, len).to_vec(),
+            seq: Some(seq),
+            header: header[..n].to_vec(),
             payload: p.data.clone(),
         })
     }
@@ -391,6 +446,8 @@ impl Sender {
         self.frames.insert(
             self.next_seq,
             Pending {
+                crc: frame::crc(self.next_seq, &data),
+                nacks: 0,
                 data,
                 conn: None,
                 sent_at: None,
@@ -442,6 +499,7 @@ impl Sender {
         self.fin_conn = Some(conn);
         Some(Transmit {
             conn,
+            seq: None,
             header: frame::encode_fin(self.next_seq, self.stats.bytes_written).to_vec(),
             payload: Bytes::new(),
         })

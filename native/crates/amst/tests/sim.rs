@@ -1,15 +1,16 @@
 //! A sender and a receiver over a simulated network on a virtual clock: per-connection rate,
 //! delay and TCP-like loss (a lost segment holds the connection's in-order delivery back by
-//! a retransmission), an optional shared bottleneck, and connections that die. No sleeps.
+//! a retransmission), an optional shared bottleneck, connections that die, and frames damaged
+//! after the sender computed their CRC. No sleeps.
 #![allow(missing_docs, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::time::{Duration, Instant};
 
-use dwcp_amst::frame::{self, Frame};
+use dwcp_amst::frame::{self, Frame, Version, CORRUPT_LIMIT};
 use dwcp_amst::{
-    AdaptConfig, ConnId, Receiver, ReceiverConfig, Sender, SenderConfig, SenderEvent,
+    AdaptConfig, AmstError, ConnId, Receiver, ReceiverConfig, Sender, SenderConfig, SenderEvent,
     StreamCountController,
 };
 
@@ -179,6 +180,10 @@ enum Fault {
     BlackHole(ConnId),
 }
 
+/// Which byte of a DATA frame (header and payload) to damage, given its `seq` and how many
+/// copies of it were sent before this one; `None` leaves this copy alone.
+type Damage = fn(seq: u64, copy: u32) -> Option<usize>;
+
 struct Run {
     input: Vec<u8>,
     output: Vec<u8>,
@@ -187,6 +192,11 @@ struct Run {
     receiver: Receiver,
     failed: Vec<ConnId>,
     targets: Vec<u32>,
+    /// DATA copies damaged on the way.
+    damaged: u64,
+    /// The first error of either end; the run stops at the sender's.
+    sender_error: Option<AmstError>,
+    receiver_error: Option<AmstError>,
 }
 
 struct Scenario {
@@ -200,6 +210,8 @@ struct Scenario {
     receiver: ReceiverConfig,
     /// The consumer stops reading between these times.
     reader_pause: Option<(Duration, Duration)>,
+    /// Flips a bit in some DATA frames after the sender computed their CRC.
+    damage: Option<Damage>,
     limit: Duration,
 }
 
@@ -214,6 +226,7 @@ impl Default for Scenario {
             sender: SenderConfig::default(),
             receiver: ReceiverConfig::default(),
             reader_pause: None,
+            damage: None,
             limit: Duration::from_secs(600),
         }
     }
@@ -235,7 +248,7 @@ fn run(s: Scenario) -> Run {
         let id = ConnId(next_id);
         next_id += 1;
         net.add(id, spec);
-        sender.handle_connected(id, net.now);
+        sender.handle_connected(id, Version::V2, net.now);
     };
     let initial = controller
         .as_ref()
@@ -251,8 +264,12 @@ fn run(s: Scenario) -> Run {
     let mut failed = Vec::new();
     let mut targets = Vec::new();
     let mut active: Vec<ConnId> = sender.connections();
+    let mut copies: HashMap<u64, u32> = HashMap::new();
+    let mut damaged = 0u64;
+    let mut sender_error = None;
+    let mut receiver_error = None;
 
-    while !(sender.is_finished() && receiver.is_complete()) {
+    while !(sender.is_finished() && receiver.is_complete()) && sender_error.is_none() {
         let now = net.now;
         assert!(
             now - t0 < s.limit,
@@ -287,6 +304,10 @@ fn run(s: Scenario) -> Run {
         while let Some(ev) = sender.poll_event() {
             match ev {
                 SenderEvent::ConnectionFailed(id) => {
+                    // The runtime closes it.
+                    if let Some(l) = net.links.get_mut(&id) {
+                        l.dead = true;
+                    }
                     failed.push(id);
                     active.retain(|c| *c != id);
                 }
@@ -334,23 +355,34 @@ fn run(s: Scenario) -> Run {
             match hop {
                 Hop::Bottleneck(conn, bytes) => net.through_bottleneck(conn, bytes),
                 Hop::Receiver(conn, bytes) => {
-                    let (f, used) = frame::parse(&bytes, receiver.max_frame())
+                    if receiver_error.is_some() {
+                        continue; // the runtime has closed everything
+                    }
+                    let (f, used) = frame::parse(&bytes, Version::V2, receiver.max_frame())
                         .expect("parse")
                         .expect("whole frame");
                     assert_eq!(used, bytes.len());
-                    receiver.handle_frame(conn, f).expect("receiver accepts");
-                    while let Some((c, ack)) = receiver.poll_ack() {
-                        net.send_ack(c, frame::encode_ack(&ack).to_vec());
+                    if let Err(e) = receiver.handle_frame(conn, f) {
+                        assert!(
+                            matches!(e, AmstError::FrameCorrupt { .. }),
+                            "receiver refused: {e}"
+                        );
+                        receiver_error = Some(e);
                     }
+                    reply(&mut receiver, &mut net);
                 }
                 Hop::Sender(conn, bytes) => {
-                    let (f, _) = frame::parse(&bytes, 0).expect("parse").expect("whole ack");
-                    let Frame::Ack(ack) = f else {
-                        panic!("sender got {f:?}")
+                    let (f, _) = frame::parse(&bytes, Version::V2, 0)
+                        .expect("parse")
+                        .expect("whole frame");
+                    let handled = match f {
+                        Frame::Ack(ack) => sender.handle_ack(conn, ack, net.now),
+                        Frame::Nack { seq, crc } => sender.handle_nack(conn, seq, crc, net.now),
+                        other => panic!("sender got {other:?}"),
                     };
-                    sender
-                        .handle_ack(conn, ack, net.now)
-                        .expect("sender accepts ack");
+                    if let Err(e) = handled {
+                        sender_error = Some(e);
+                    }
                 }
             }
         }
@@ -361,13 +393,20 @@ fn run(s: Scenario) -> Run {
             while let Some(piece) = receiver.read() {
                 output.extend_from_slice(&piece);
             }
-            while let Some((c, ack)) = receiver.poll_ack() {
-                net.send_ack(c, frame::encode_ack(&ack).to_vec());
-            }
+            reply(&mut receiver, &mut net);
         }
         while let Some(tx) = sender.poll_transmit(now) {
             let mut bytes = tx.header.clone();
             bytes.extend_from_slice(&tx.payload);
+            if let (Some(seq), Some(damage)) = (tx.seq, s.damage) {
+                let copy = copies.entry(seq).or_insert(0);
+                if let Some(at) = damage(seq, *copy) {
+                    let len = bytes.len();
+                    bytes[at % len] ^= 0x10;
+                    damaged += 1;
+                }
+                *copy += 1;
+            }
             net.send_data(tx.conn, bytes);
         }
         // Advance the clock to the next thing that can happen.
@@ -394,6 +433,19 @@ fn run(s: Scenario) -> Run {
         receiver,
         failed,
         targets,
+        damaged,
+        sender_error,
+        receiver_error,
+    }
+}
+
+/// The receiver's acks and NACKs go back on the connection the frame came in on.
+fn reply(receiver: &mut Receiver, net: &mut Net) {
+    while let Some((c, ack)) = receiver.poll_ack() {
+        net.send_ack(c, frame::encode_ack(&ack).to_vec());
+    }
+    while let Some((c, seq, crc)) = receiver.poll_nack() {
+        net.send_ack(c, frame::encode_nack(seq, crc).to_vec());
     }
 }
 
@@ -410,6 +462,8 @@ fn goodput_mbps(r: &Run) -> f64 {
 }
 
 fn assert_exact(r: &Run) {
+    assert!(r.sender_error.is_none(), "{:?}", r.sender_error);
+    assert!(r.receiver_error.is_none(), "{:?}", r.receiver_error);
     assert_eq!(r.output.len(), r.input.len(), "length");
     assert!(
         r.output == r.input,
@@ -559,6 +613,7 @@ fn frames_beyond_the_window_or_too_large_are_refused() {
         Frame::Data {
             seq: 9,
             payload: b"x",
+            crc: None,
         },
     );
     assert_eq!(
@@ -571,6 +626,7 @@ fn frames_beyond_the_window_or_too_large_are_refused() {
         Frame::Data {
             seq: 0,
             payload: &big,
+            crc: None,
         },
     );
     assert_eq!(
@@ -603,7 +659,116 @@ fn frames_beyond_the_window_or_too_large_are_refused() {
         Frame::Data {
             seq: 0,
             payload: b"late",
+            crc: None,
         },
     );
     assert!(after.is_err());
+}
+
+/// A bit of the payload of every 40th frame's first copy.
+fn payload_of_every_40th(seq: u64, copy: u32) -> Option<usize> {
+    (seq % 40 == 7 && copy == 0).then_some(frame::DATA_HEADER_LEN + 1000 + seq as usize)
+}
+
+#[test]
+fn a_corrupt_frame_is_dropped_nacked_resent_and_the_stream_stays_exact() {
+    let clean = run(Scenario {
+        links: vec![link(40.0, 20, 0.0); 3],
+        ..Scenario::default()
+    });
+    let r = run(Scenario {
+        links: vec![link(40.0, 20, 0.0); 3],
+        damage: Some(payload_of_every_40th),
+        ..Scenario::default()
+    });
+    assert_exact(&r);
+    assert!(r.damaged >= 6, "{} damaged", r.damaged);
+    assert_eq!(r.receiver.stats().corrupt_frames, r.damaged);
+    assert_eq!(r.sender.stats().frames_nacked, r.damaged);
+    assert_eq!(r.sender.stats().frames_resent, r.damaged);
+    assert_eq!(r.receiver.stats().duplicates, 0);
+    assert!(r.failed.is_empty(), "payload damage fails no connection");
+    // A NACK costs about a round trip, not a stall timeout (3 s).
+    assert!(
+        r.elapsed < clean.elapsed + Duration::from_millis(500),
+        "{:?} against {:?} without damage",
+        r.elapsed,
+        clean.elapsed
+    );
+}
+
+#[test]
+fn a_frame_damaged_again_and_again_up_to_the_limit_still_arrives() {
+    let r = run(Scenario {
+        links: vec![link(40.0, 20, 0.0); 2],
+        damage: Some(|seq, copy| {
+            (seq == 100 && copy < CORRUPT_LIMIT).then_some(frame::DATA_HEADER_LEN + 5)
+        }),
+        ..Scenario::default()
+    });
+    assert_exact(&r);
+    assert_eq!(r.damaged, u64::from(CORRUPT_LIMIT));
+    assert_eq!(r.receiver.stats().corrupt_frames, u64::from(CORRUPT_LIMIT));
+    assert_eq!(r.sender.stats().frames_resent, u64::from(CORRUPT_LIMIT));
+}
+
+#[test]
+fn a_frame_damaged_beyond_the_limit_fails_both_ends_with_a_typed_error() {
+    let r = run(Scenario {
+        links: vec![link(40.0, 20, 0.0); 2],
+        // The sender's own copy is bad: every copy arrives damaged.
+        damage: Some(|seq, _| (seq == 100).then_some(frame::DATA_HEADER_LEN + 5)),
+        ..Scenario::default()
+    });
+    let expected = AmstError::FrameCorrupt {
+        seq: 100,
+        copies: CORRUPT_LIMIT + 1,
+    };
+    assert_eq!(r.sender_error.as_ref(), Some(&expected));
+    assert_eq!(r.receiver_error.as_ref(), Some(&expected));
+    assert_eq!(expected.code(), "ERR_AMST_FRAME_CORRUPT");
+    assert!(r.elapsed < Duration::from_secs(5), "{:?}", r.elapsed);
+    // Nothing of frame 100 or after it was delivered.
+    assert!(r.output.len() <= 100 * SenderConfig::default().frame_size);
+    assert!(r.output == r.input[..r.output.len()]);
+}
+
+#[test]
+fn a_damaged_header_fails_that_connection_and_its_frames_move() {
+    let r = run(Scenario {
+        links: vec![link(40.0, 20, 0.0); 3],
+        // A bit of the sequence number: the NACK names a frame the connection does not carry.
+        damage: Some(|seq, copy| (seq == 50 && copy == 0).then_some(2)),
+        ..Scenario::default()
+    });
+    assert_exact(&r);
+    assert_eq!(r.receiver.stats().corrupt_frames, 1);
+    assert_eq!(r.failed.len(), 1, "the connection that carried it");
+    assert!(r.sender.stats().frames_resent >= 1);
+}
+
+#[test]
+fn a_frame_with_a_wrong_crc_is_nacked_and_neither_acked_nor_delivered() {
+    let mut rx = Receiver::new(ReceiverConfig::default()).expect("config");
+    let crc = frame::crc(0, b"hello");
+    let bad = Frame::Data {
+        seq: 0,
+        payload: b"hellp",
+        crc: Some(crc),
+    };
+    rx.handle_frame(ConnId(3), bad)
+        .expect("a bad copy is not an error");
+    assert!(rx.read().is_none());
+    assert!(rx.poll_ack().is_none());
+    assert_eq!(rx.poll_nack(), Some((ConnId(3), 0, crc)));
+    let good = Frame::Data {
+        seq: 0,
+        payload: b"hello",
+        crc: Some(crc),
+    };
+    rx.handle_frame(ConnId(1), good).expect("the resent copy");
+    assert_eq!(rx.read().as_deref(), Some(&b"hello"[..]));
+    assert_eq!(rx.poll_ack().map(|(c, a)| (c, a.seq)), Some((ConnId(1), 0)));
+    assert_eq!(rx.stats().corrupt_frames, 1);
+    assert_eq!(rx.stats().frames, 1);
 }

@@ -1,22 +1,25 @@
 //! The data path end to end on loopback: a fake source "QEMU" writes into the source's unix
 //! socket, a fake destination "QEMU" listens where the sink delivers, and AMST runs over
-//! TCP + mutual TLS in between.
+//! TCP + mutual TLS in between. Some tests damage AMST frames above TLS (the transport's
+//! `fault-injection` hook) to show they are resent and never reach QEMU.
 #![allow(missing_docs, clippy::unwrap_used, clippy::cast_possible_truncation)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use dwcp_hde::{wire, ChunkStore, ChunkerParams, Codec, CodecLevel, Encoder};
 use dwcp_pipeline::{
-    inventory, MigrationSink, MigrationSource, PipelineError, SharedStore, SinkOptions,
-    SourceOptions,
+    inventory, MigrationSink, MigrationSource, PipelineError, SharedStore, SinkOptions, SinkStats,
+    SourceOptions, SourceStats,
 };
 use dwcp_transport::pki::{generate_cluster_ca, issue_node_certificate, NodeCertRequest, PemPair};
 use dwcp_transport::{
-    send_stream, Congestion, Dialer, LinkKind, ListenerConfig, NodeIdentity, ReceiveOptions,
-    SendOptions, StreamCount,
+    send_stream, Congestion, Dialer, FrameFault, LinkKind, ListenerConfig, NodeIdentity,
+    ReceiveOptions, SendOptions, StreamCount,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
@@ -162,6 +165,8 @@ struct Run {
     known_chunks: u64,
     sink_received: u64,
     sink_reused: u64,
+    source: SourceStats,
+    sink: SinkStats,
 }
 
 /// One migration of `data` from a fake QEMU to a fake QEMU through source and sink.
@@ -172,6 +177,18 @@ async fn migrate(
     data: Arc<Vec<u8>>,
     present: &[u8],
 ) -> Run {
+    migrate_with(dir, node, store, data, present, |_| {}).await
+}
+
+/// [`migrate`] with the source's options adjusted by `adjust`.
+async fn migrate_with(
+    dir: &Path,
+    node: &Node,
+    store: &SharedStore,
+    data: Arc<Vec<u8>>,
+    present: &[u8],
+    adjust: impl FnOnce(&mut SourceOptions),
+) -> Run {
     let dst_sock = dir.join("dst.sock");
     let src_sock = dir.join("src.sock");
     let destination = fake_destination(&dst_sock);
@@ -180,6 +197,7 @@ async fn migrate(
     let mut options = SourceOptions::new(&src_sock);
     options.present = inventory::decode(present).unwrap();
     options.send.streams = StreamCount::Fixed(3);
+    adjust(&mut options);
     let source = MigrationSource::start(options, dialer).unwrap();
     let qemu = fake_source(src_sock.clone(), Arc::clone(&data), 100_000);
 
@@ -202,6 +220,8 @@ async fn migrate(
         known_chunks: s.encoder.known_chunks,
         sink_received: got.stats.decoder.chunks_received,
         sink_reused: got.stats.decoder.chunks_reused,
+        source: s,
+        sink: got.stats,
     }
 }
 
@@ -442,4 +462,97 @@ async fn a_flipped_bit_in_a_chunk_is_a_typed_error_and_nothing_of_it_reaches_qem
         "the bad chunk is not stored"
     );
     let _ = send.await;
+}
+
+/// Damages, above TLS, the first `times(seq)` copies of each frame, and counts what it damaged.
+fn damage_copies(times: fn(u64) -> u32) -> (FrameFault, Arc<AtomicU64>) {
+    let damaged = Arc::new(AtomicU64::new(0));
+    let copies = Mutex::new(HashMap::<u64, u32>::new());
+    let count = Arc::clone(&damaged);
+    let fault = FrameFault(Arc::new(move |seq| {
+        let mut copies = copies.lock().unwrap();
+        let sent = copies.entry(seq).or_insert(0);
+        *sent += 1;
+        (*sent <= times(seq)).then(|| {
+            count.fetch_add(1, Ordering::Relaxed);
+            // Somewhere inside the frame, a different place each time.
+            seq as usize * 7919 + *sent as usize * 104_729
+        })
+    }));
+    (fault, damaged)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_damaged_above_tls_are_resent_and_qemu_gets_the_exact_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::pki();
+    let store = open_store(dir.path());
+    let data = Arc::new(guest_like(24 << 20, 17));
+    // One frame in seven arrives damaged once; frame 10 five times in a row.
+    let (fault, damaged) = damage_copies(|seq| match seq {
+        10 => 5,
+        s if s % 7 == 3 => 1,
+        _ => 0,
+    });
+    let run = migrate_with(dir.path(), &node, &store, Arc::clone(&data), &[], |o| {
+        o.send.damage = Some(fault);
+    })
+    .await;
+    assert!(run.out == *data, "the destination got the exact stream");
+    let damaged = damaged.load(Ordering::Relaxed);
+    let (sent, received) = (&run.source.transfer, &run.sink.transfer);
+    println!("{damaged} frames damaged; source {sent:?}; sink {received:?}");
+    assert!(damaged >= 20, "{damaged} damaged");
+    // Every damaged copy was caught by its CRC, NACKed and sent again; none cost a connection.
+    assert_eq!(received.corrupt_frames, damaged);
+    assert_eq!(sent.frames_nacked, damaged);
+    assert!(sent.frames_resent >= damaged);
+    assert_eq!(sent.connections_failed, 0);
+    assert_eq!(
+        received.connections_refused + received.connections_corrupted,
+        0
+    );
+    // HDE, the last line of defence, saw nothing wrong either: every chunk verified.
+    assert_eq!(
+        store.lock().unwrap().len() as u64,
+        run.sink.decoder.chunks_received
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_damaged_at_every_send_fails_both_ends_typed_and_qemu_gets_only_a_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::pki();
+    let store = open_store(dir.path());
+    let dst_sock = dir.path().join("dst.sock");
+    let src_sock = dir.path().join("src.sock");
+    let destination = fake_destination(&dst_sock);
+    let sink = bind_sink(&node, store.clone(), &dst_sock).await;
+    let mut options = SourceOptions::new(&src_sock);
+    options.send.streams = StreamCount::Fixed(2);
+    // As if the sender's own copy of frame 20 were bad: every copy of it arrives damaged.
+    let (fault, damaged) = damage_copies(|seq| if seq == 20 { u32::MAX } else { 0 });
+    options.send.damage = Some(fault);
+    let source = MigrationSource::start(options, dialer_to(&sink, &node)).unwrap();
+    let data = Arc::new(random(8 << 20, 23));
+    let qemu = fake_source(src_sock, Arc::clone(&data), 64 * 1024);
+
+    let started = Instant::now();
+    let err = source.finished().await.unwrap_err();
+    assert_eq!(err.code(), "ERR_AMST_FRAME_CORRUPT", "{err}");
+    let err = sink.finished().await.unwrap_err();
+    assert_eq!(err.code(), "ERR_AMST_FRAME_CORRUPT", "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "no hang");
+    assert_eq!(
+        damaged.load(Ordering::Relaxed),
+        9,
+        "the limit, then one more"
+    );
+    let _ = qemu.await;
+    let out = destination.await.unwrap();
+    assert!(out.len() < data.len());
+    assert!(
+        out == data[..out.len()],
+        "only an exact prefix reached QEMU"
+    );
 }

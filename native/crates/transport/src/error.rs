@@ -65,13 +65,10 @@ impl TransportError {
         }
     }
 
-    /// A failed read: a TLS alert from the peer (e.g. it refused our certificate) is a TLS
-    /// error, anything else is I/O.
-    pub(crate) fn from_read(peer: &str, e: std::io::Error) -> Self {
-        match e
-            .get_ref()
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        {
+    /// A failed read: a TLS alert from the peer (e.g. it refused our certificate) or a record
+    /// that failed to decrypt is a TLS error, anything else is I/O.
+    pub(crate) fn from_read(peer: &str, e: &std::io::Error) -> Self {
+        match tls_error(e) {
             Some(tls) => TransportError::Tls {
                 peer: peer.to_string(),
                 reason: tls.to_string(),
@@ -86,4 +83,20 @@ impl TransportError {
             reason: e.to_string(),
         }
     }
+}
+
+/// The rustls error behind a failed read, if any.
+fn tls_error(e: &std::io::Error) -> Option<&rustls::Error> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+}
+
+/// Whether a failed read means a TLS record arrived damaged: it failed to decrypt (its
+/// authentication tag did not match) or its header made no sense. That is corruption on the
+/// wire below AMST, not a misbehaving peer.
+pub(crate) fn damaged_record(e: &std::io::Error) -> bool {
+    matches!(
+        tls_error(e),
+        Some(rustls::Error::DecryptError | rustls::Error::InvalidMessage(_))
+    )
 }

@@ -1,13 +1,17 @@
 //! The first bytes on every connection: which transfer it belongs to.
 //!
 //! ```text
-//! "DWCPAMST" | version u8 = 1 | session id [16] | connection index u32 LE
+//! "DWCPAMST" | version u8 | session id [16] | connection index u32 LE
 //! ```
+//!
+//! `version` is the frame version the connection speaks, the one agreed in TLS (ALPN): 2 with
+//! peers of this build, 1 with older ones and the TypeScript reference path.
+
+use dwcp_amst::frame::Version;
 
 use crate::{Result, TransportError};
 
 const MAGIC: &[u8; 8] = b"DWCPAMST";
-const VERSION: u8 = 1;
 /// Length of a hello.
 pub const HELLO_LEN: usize = 8 + 1 + 16 + 4;
 
@@ -18,6 +22,8 @@ pub struct Hello {
     pub session: [u8; 16],
     /// The sender's index for this connection.
     pub conn: u32,
+    /// The frame version that follows.
+    pub version: Version,
 }
 
 impl Hello {
@@ -25,7 +31,7 @@ impl Hello {
     pub fn encode(&self) -> [u8; HELLO_LEN] {
         let mut b = [0u8; HELLO_LEN];
         b[..8].copy_from_slice(MAGIC);
-        b[8] = VERSION;
+        b[8] = self.version as u8;
         b[9..25].copy_from_slice(&self.session);
         b[25..29].copy_from_slice(&self.conn.to_le_bytes());
         b
@@ -38,12 +44,8 @@ impl Hello {
                 "not a DWCP AMST connection".into(),
             ));
         }
-        if b[8] != VERSION {
-            return Err(TransportError::BadHello(format!(
-                "unsupported version {}",
-                b[8]
-            )));
-        }
+        let version = Version::from_u8(b[8])
+            .ok_or_else(|| TransportError::BadHello(format!("unsupported version {}", b[8])))?;
         let mut session = [0u8; 16];
         session.copy_from_slice(&b[9..25]);
         let mut conn = [0u8; 4];
@@ -51,6 +53,7 @@ impl Hello {
         Ok(Hello {
             session,
             conn: u32::from_le_bytes(conn),
+            version,
         })
     }
 }

@@ -10,6 +10,7 @@
 //! can group connections that arrive in any order, and reconnections.
 
 mod error;
+mod fault;
 pub mod hello;
 mod link;
 pub mod pki;
@@ -20,6 +21,8 @@ mod tcp;
 pub mod tls;
 
 pub use error::{Result, TransportError};
+#[cfg(feature = "fault-injection")]
+pub use fault::FrameFault;
 pub use link::{Congestion, Dialer, Link, LinkKind, Listener, ListenerConfig};
 pub use receive::{IncomingStream, ReceiveOptions, ReceiveStats};
 pub use send::{send_stream, SendOptions, SendReport, StreamCount, TransferStats};

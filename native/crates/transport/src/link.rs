@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use dwcp_amst::frame::Version;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, Mutex};
 
@@ -61,12 +62,15 @@ pub struct Link {
     pub writer: BoxWrite,
     /// Who is at the other end, for logs and errors.
     pub peer: String,
+    /// The frame version both ends speak, from TLS's ALPN.
+    pub version: Version,
 }
 
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Link")
             .field("peer", &self.peer)
+            .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
@@ -116,8 +120,8 @@ impl Dialer {
         }
     }
 
-    /// Connects, authenticates both ends and sends the hello.
-    pub async fn dial(&self, hello: Hello) -> Result<Link> {
+    /// Connects, authenticates both ends and sends the hello, in the version agreed in TLS.
+    pub async fn dial(&self, session: [u8; 16], conn: u32) -> Result<Link> {
         let mut link = match &self.inner {
             DialerKind::Tcp(tls) => {
                 tcp::dial(tls, self.addr, &self.server_name, self.congestion).await?
@@ -125,6 +129,11 @@ impl Dialer {
             DialerKind::Quic(q) => q.dial(self.addr, &self.server_name).await?,
         };
         use tokio::io::AsyncWriteExt;
+        let hello = Hello {
+            session,
+            conn,
+            version: link.version,
+        };
         link.writer
             .write_all(&hello.encode())
             .await
@@ -233,7 +242,8 @@ async fn route(
                             let mut buf = [0u8; HELLO_LEN];
                             let read = tokio::time::timeout(Duration::from_secs(10), link.reader.read_exact(&mut buf)).await;
                             match read.ok().and_then(|r| r.ok()).map(|_| Hello::decode(&buf)) {
-                                Some(Ok(hello)) => { let _ = tx.send((hello, link)).await; }
+                                // The hello must speak the version TLS agreed on.
+                                Some(Ok(hello)) if hello.version == link.version => { let _ = tx.send((hello, link)).await; }
                                 _ => { refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed); }
                             }
                         });

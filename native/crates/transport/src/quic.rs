@@ -10,6 +10,7 @@ use quinn::{congestion, Endpoint, TransportConfig, VarInt};
 use rustls::{ClientConfig, ServerConfig};
 use tokio::sync::mpsc;
 
+use crate::tls::negotiated_version;
 use crate::{Congestion, Link, Result, TransportError};
 
 /// Flow-control windows sized for a long fat path (1 Gbit/s × 100 ms ≈ 12 MB).
@@ -78,6 +79,7 @@ impl QuicClient {
             reader: Box::new(recv),
             writer: Box::new(send),
             peer: addr.to_string(),
+            version: version_of(&conn),
         })
     }
 }
@@ -121,6 +123,7 @@ pub fn listen(
                         reader: Box::new(recv),
                         writer: Box::new(send),
                         peer: peer.to_string(),
+                        version: version_of(&conn),
                     })
                 };
                 let _ = links.send(link.await).await;
@@ -128,6 +131,16 @@ pub fn listen(
         }
     });
     Ok(local)
+}
+
+/// The frame version agreed in the handshake (QUIC always negotiates ALPN).
+fn version_of(conn: &quinn::Connection) -> dwcp_amst::frame::Version {
+    let data = conn.handshake_data();
+    let alpn = data
+        .as_ref()
+        .and_then(|d| d.downcast_ref::<quinn::crypto::rustls::HandshakeData>())
+        .and_then(|h| h.protocol.as_deref());
+    negotiated_version(alpn)
 }
 
 /// A refused certificate (a TLS alert, QUIC crypto error 0x100..0x1ff) is a TLS error and will

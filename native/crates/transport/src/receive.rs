@@ -1,15 +1,16 @@
 //! The receiving side of one transfer: frames from every connection of the session go into one
-//! sans-IO [`Receiver`]; acks go back on the connection each frame came in on.
+//! sans-IO [`Receiver`]; acks and NACKs go back on the connection each frame came in on.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dwcp_amst::frame::{self, encode_ack, ACK_LEN};
-use dwcp_amst::{ConnId, Receiver, ReceiverConfig};
+use dwcp_amst::frame::{self, encode_ack, encode_nack, Version, ACK_LEN, NACK_LEN};
+use dwcp_amst::{AmstError, ConnId, Receiver, ReceiverConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+use crate::error::damaged_record;
 use crate::{Link, Result, TransportError};
 
 /// How the receiving side behaves.
@@ -43,15 +44,52 @@ pub struct ReceiveStats {
     pub frames: u64,
     /// Copies of frames that had already arrived, dropped.
     pub duplicates: u64,
+    /// Frames whose CRC was wrong (damaged above TLS): dropped and asked for again.
+    pub corrupt_frames: u64,
     /// Connections that joined the transfer.
     pub connections_seen: u32,
-    /// Connections closed because they broke the protocol.
+    /// Connections closed because they broke the protocol or failed.
     pub connections_refused: u32,
+    /// Connections that died on a TLS record that failed its authentication check: bytes damaged
+    /// on the wire. The sender moves their frames and connects again.
+    pub connections_corrupted: u32,
 }
 
 enum LinkEvent {
-    Frame(Bytes),
-    Closed(Option<TransportError>),
+    Frame(Version, Bytes),
+    /// The connection ended: cleanly, with an error, or on a damaged TLS record (`true`).
+    Closed(Option<TransportError>, bool),
+}
+
+/// What goes back to the sender on one connection.
+enum Reply {
+    Ack([u8; ACK_LEN]),
+    Nack([u8; NACK_LEN]),
+}
+
+impl Reply {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Reply::Ack(b) => b,
+            Reply::Nack(b) => b,
+        }
+    }
+}
+
+type Replies = HashMap<ConnId, mpsc::UnboundedSender<Reply>>;
+
+/// Queues every ack and NACK the receiver has on the connection it belongs to.
+fn send_replies(rx: &mut Receiver, replies: &Replies) {
+    while let Some((conn, ack)) = rx.poll_ack() {
+        if let Some(tx) = replies.get(&conn) {
+            let _ = tx.send(Reply::Ack(encode_ack(&ack)));
+        }
+    }
+    while let Some((conn, seq, crc)) = rx.poll_nack() {
+        if let Some(tx) = replies.get(&conn) {
+            let _ = tx.send(Reply::Nack(encode_nack(seq, crc)));
+        }
+    }
 }
 
 /// One transfer arriving at a listener. Read it to the end; `Ok(None)` means complete.
@@ -123,7 +161,7 @@ async fn run(
     let mut rx = Receiver::new(options.receiver.clone())?;
     let max_frame = rx.max_frame();
     let (events_tx, mut events) = mpsc::channel::<(ConnId, LinkEvent)>(256);
-    let mut acks: HashMap<ConnId, mpsc::UnboundedSender<[u8; ACK_LEN]>> = HashMap::new();
+    let mut acks: Replies = HashMap::new();
     let mut readers: HashMap<ConnId, tokio::task::JoinHandle<()>> = HashMap::new();
     let mut stats = ReceiveStats::default();
     let mut next_id = 0u32;
@@ -145,15 +183,12 @@ async fn run(
                 Err(_) => return Ok(()), // the consumer is gone
             }
         }
-        while let Some((conn, ack)) = rx.poll_ack() {
-            if let Some(tx) = acks.get(&conn) {
-                let _ = tx.send(encode_ack(&ack));
-            }
-        }
+        send_replies(&mut rx, &acks);
         let s = rx.stats();
         stats.bytes = s.bytes_delivered;
         stats.frames = s.frames;
         stats.duplicates = s.duplicates;
+        stats.corrupt_frames = s.corrupt_frames;
         stats_tx.send_replace(stats);
         if rx.is_complete() && pending.is_none() {
             return Ok(());
@@ -174,22 +209,37 @@ async fn run(
                 readers.insert(id, tokio::spawn(read_frames(id, link, max_frame, ack_rx, events_tx.clone())));
             }
             Some((id, event)) = events.recv() => match event {
-                LinkEvent::Frame(bytes) => {
-                    let accepted = frame::parse(&bytes, max_frame)
+                LinkEvent::Frame(version, bytes) => {
+                    let accepted = frame::parse(&bytes, version, max_frame)
                         .map_err(TransportError::from)
                         .and_then(|f| {
                             let (f, _) = f.ok_or_else(|| TransportError::BadHello("split frame".into()))?;
                             rx.handle_frame(id, f).map_err(TransportError::from)
                         });
-                    if let Err(e) = accepted {
-                        stats.connections_refused += 1;
-                        drop_link(id, &mut acks, &mut readers);
-                        last_error = Some(e);
+                    match accepted {
+                        Ok(()) => {}
+                        Err(e @ TransportError::Protocol(AmstError::FrameCorrupt { .. })) => {
+                            // The sender's copy is bad: the stream cannot complete. Its last
+                            // NACK goes out so the sender fails with the same error.
+                            send_replies(&mut rx, &acks);
+                            stats.corrupt_frames = rx.stats().corrupt_frames;
+                            stats_tx.send_replace(stats);
+                            return Err(e);
+                        }
+                        Err(e) => {
+                            stats.connections_refused += 1;
+                            drop_link(id, &mut acks, &mut readers);
+                            last_error = Some(e);
+                        }
                     }
                 }
-                LinkEvent::Closed(e) => {
-                    if let Some(e) = e {
+                LinkEvent::Closed(e, damaged) => {
+                    if damaged {
+                        stats.connections_corrupted += 1;
+                    } else if e.is_some() {
                         stats.connections_refused += 1;
+                    }
+                    if let Some(e) = e {
                         last_error = Some(e);
                     }
                     drop_link(id, &mut acks, &mut readers);
@@ -216,7 +266,7 @@ async fn run(
 
 fn drop_link(
     id: ConnId,
-    acks: &mut HashMap<ConnId, mpsc::UnboundedSender<[u8; ACK_LEN]>>,
+    acks: &mut Replies,
     readers: &mut HashMap<ConnId, tokio::task::JoinHandle<()>>,
 ) {
     acks.remove(&id);
@@ -225,48 +275,59 @@ fn drop_link(
     }
 }
 
-/// Splits one connection's bytes into frames and writes its acks; ends when either side ends.
+/// Splits one connection's bytes into frames and writes its acks and NACKs; ends when either
+/// side ends.
 async fn read_frames(
     id: ConnId,
     link: Link,
     max_frame: usize,
-    mut acks: mpsc::UnboundedReceiver<[u8; ACK_LEN]>,
+    mut replies: mpsc::UnboundedReceiver<Reply>,
     events: mpsc::Sender<(ConnId, LinkEvent)>,
 ) {
     let Link {
         mut reader,
         mut writer,
-        ..
+        peer,
+        version,
     } = link;
     let ack_writer = tokio::spawn(async move {
-        while let Some(ack) = acks.recv().await {
-            if writer.write_all(&ack).await.is_err() {
+        while let Some(reply) = replies.recv().await {
+            if writer.write_all(reply.bytes()).await.is_err() {
                 return;
             }
         }
         let _ = writer.shutdown().await;
     });
     let mut buf = BytesMut::with_capacity(256 * 1024);
-    let outcome = loop {
-        match frame::parse(&buf, max_frame) {
+    let (outcome, damaged) = loop {
+        match frame::parse(&buf, version, max_frame) {
             Ok(Some((_, len))) => {
                 let one = buf.split_to(len).freeze();
-                if events.send((id, LinkEvent::Frame(one))).await.is_err() {
-                    break None;
+                if events
+                    .send((id, LinkEvent::Frame(version, one)))
+                    .await
+                    .is_err()
+                {
+                    break (None, false);
                 }
                 continue;
             }
             Ok(None) => {}
-            Err(e) => break Some(TransportError::from(e)),
+            Err(e) => break (Some(TransportError::from(e)), false),
         }
         buf.reserve(64 * 1024);
         match reader.read_buf(&mut buf).await {
-            Ok(0) => break None,
+            Ok(0) => break (None, false),
             Ok(_) => {}
-            Err(e) => break Some(TransportError::io("read", e)),
+            Err(e) => {
+                break (
+                    Some(TransportError::from_read(&peer, &e)),
+                    damaged_record(&e),
+                )
+            }
         }
     };
-    let _ = events.send((id, LinkEvent::Closed(outcome))).await;
+    let _ = events.send((id, LinkEvent::Closed(outcome, damaged))).await;
     // Let the last acks (the FIN's above all) go out and the TLS session close cleanly: the
     // writer ends when the transfer drops this link's ack channel.
     if tokio::time::timeout(Duration::from_secs(5), ack_writer)

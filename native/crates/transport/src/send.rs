@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use dwcp_amst::frame::{self, Frame};
 use dwcp_amst::{
-    AdaptConfig, ConnId, ConnStats, Sender, SenderConfig, SenderEvent, StreamCountController,
-    Transmit,
+    AdaptConfig, AmstError, ConnId, ConnStats, Sender, SenderConfig, SenderEvent,
+    StreamCountController, Transmit,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
-use crate::hello::{new_session_id, Hello};
+use crate::fault::Hook;
+use crate::hello::new_session_id;
 use crate::{Dialer, Link, Result, TransportError};
 
 /// How many connections a transfer uses.
@@ -32,10 +33,14 @@ pub struct SendOptions {
     pub streams: StreamCount,
     /// Framing, windows, stall timeout and rate cap.
     pub sender: SenderConfig,
-    /// Dial attempts in a row that may fail before the transfer gives up.
+    /// Dial attempts in a row that may fail before the sender stops dialing; it goes on with
+    /// the connections it has, and gives up only when none is left.
     pub max_dial_failures: u32,
     /// How often progress is published.
     pub stats_interval: Duration,
+    /// Test-only: damages frames after their CRC was computed.
+    #[cfg(feature = "fault-injection")]
+    pub damage: Option<crate::FrameFault>,
 }
 
 impl Default for SendOptions {
@@ -45,6 +50,8 @@ impl Default for SendOptions {
             sender: SenderConfig::default(),
             max_dial_failures: 5,
             stats_interval: Duration::from_millis(250),
+            #[cfg(feature = "fault-injection")]
+            damage: None,
         }
     }
 }
@@ -56,8 +63,15 @@ pub struct TransferStats {
     pub bytes_written: u64,
     /// Bytes the receiver has.
     pub bytes_acked: u64,
-    /// Frames sent again after a connection failed.
+    /// Frames sent again: after a NACK, or off a connection that failed.
     pub frames_resent: u64,
+    /// Frames the receiver got with a wrong CRC, dropped and asked for again (NACKs).
+    pub frames_nacked: u64,
+    /// Connections lost mid-transfer: closed, reset, stalled, or refused by TLS because a
+    /// record arrived damaged. Each is replaced by a new one.
+    pub connections_failed: u32,
+    /// Connections that came up: the first ones, replacements and additions.
+    pub connections_opened: u32,
     /// Seconds since the transfer started.
     pub elapsed: f64,
     /// Connections wanted now.
@@ -81,6 +95,7 @@ enum ConnEvent {
     Up(Link),
     DialFailed(TransportError),
     Ack(frame::Ack),
+    Nack { seq: u64, crc: u32 },
     Closed(Option<TransportError>),
 }
 
@@ -130,18 +145,23 @@ async fn run_transfer(
     let mut dial_failures = 0u32;
     let mut proven: std::collections::HashSet<ConnId> = std::collections::HashSet::new();
     let mut failed_connections = 0u32;
+    let mut opened_connections = 0u32;
     let mut max_streams = 0u32;
+    let damage = Hook::of(&options);
     let mut last_error: Option<TransportError> = None;
     let mut pending: Option<Bytes> = None;
     let mut source_done = false;
     let started = Instant::now();
     let mut next_stats = started;
-    let stats_of = |sender: &Sender, target: u32| {
+    let stats_of = |sender: &Sender, target: u32, failed: u32, opened: u32| {
         let s = sender.stats();
         TransferStats {
             bytes_written: s.bytes_written,
             bytes_acked: s.bytes_acked,
             frames_resent: s.frames_resent,
+            frames_nacked: s.frames_nacked,
+            connections_failed: failed,
+            connections_opened: opened,
             elapsed: started.elapsed().as_secs_f64(),
             target_streams: target,
             connections: sender.conn_stats(),
@@ -159,6 +179,11 @@ async fn run_transfer(
         let draining = sender.all_data_acked() && !writers.is_empty();
         while !draining && live + dialing < target {
             if dial_failures >= options.max_dial_failures {
+                // Stop dialing, but go on with the connections that still work: the next ack
+                // resets the count. Only with none left is the transfer lost.
+                if !writers.is_empty() {
+                    break;
+                }
                 return Err(last_error.unwrap_or_else(|| {
                     TransportError::NoConnection("dialing keeps failing".into())
                 }));
@@ -168,13 +193,7 @@ async fn run_transfer(
             dialing += 1;
             let (dialer, tx) = (dialer.clone(), events_tx.clone());
             tokio::spawn(async move {
-                let event = match dialer
-                    .dial(Hello {
-                        session,
-                        conn: id.0,
-                    })
-                    .await
-                {
+                let event = match dialer.dial(session, id.0).await {
                     Ok(link) => ConnEvent::Up(link),
                     Err(e) => ConnEvent::DialFailed(e),
                 };
@@ -209,13 +228,18 @@ async fn run_transfer(
         max_streams = max_streams.max(u32::try_from(writers.len()).unwrap_or(u32::MAX));
         if let Some(p) = &progress {
             if now >= next_stats || sender.is_finished() {
-                p.send_replace(stats_of(&sender, target));
+                p.send_replace(stats_of(
+                    &sender,
+                    target,
+                    failed_connections,
+                    opened_connections,
+                ));
                 next_stats = now + options.stats_interval;
             }
         }
         if sender.is_finished() {
             return Ok(SendReport {
-                stats: stats_of(&sender, target),
+                stats: stats_of(&sender, target, failed_connections, opened_connections),
                 max_streams,
                 failed_connections,
             });
@@ -243,10 +267,12 @@ async fn run_transfer(
             Some((id, event)) = events.recv() => match event {
                 ConnEvent::Up(link) => {
                     dialing -= 1;
+                    opened_connections += 1;
                     let (tx, rx) = mpsc::unbounded_channel();
-                    tokio::spawn(run_link(id, link, rx, events_tx.clone()));
+                    let version = link.version;
+                    tokio::spawn(run_link(id, link, rx, events_tx.clone(), damage.clone()));
                     writers.insert(id, tx);
-                    sender.handle_connected(id, Instant::now());
+                    sender.handle_connected(id, version, Instant::now());
                 }
                 ConnEvent::DialFailed(e) => {
                     dialing -= 1;
@@ -268,8 +294,17 @@ async fn run_transfer(
                         sender.handle_disconnected(id);
                     }
                 }
+                ConnEvent::Nack { seq, crc } => {
+                    dial_failures = 0;
+                    proven.insert(id);
+                    // Only a frame damaged past the limit is an error, and it ends the transfer.
+                    sender.handle_nack(id, seq, crc, Instant::now())?;
+                }
                 ConnEvent::Closed(e) => {
-                    if writers.remove(&id).is_some() {
+                    // A receiver that has every byte closes the other connections cleanly, after
+                    // the acks it wrote on them: a clean close that lost nothing is no failure.
+                    let lost = e.is_some() || sender.inflight_frames(id) > 0;
+                    if writers.remove(&id).is_some() && lost {
                         failed_connections += 1;
                     }
                     if !proven.contains(&id) {
@@ -305,34 +340,39 @@ async fn run_transfer(
     }
 }
 
-/// Writes the frames given to one connection and reads its acks.
+/// Writes the frames given to one connection and reads its acks and NACKs.
 async fn run_link(
     id: ConnId,
     link: Link,
     mut frames: mpsc::UnboundedReceiver<Transmit>,
     events: mpsc::Sender<(ConnId, ConnEvent)>,
+    damage: Hook,
 ) {
     let Link {
         mut reader,
         mut writer,
         peer,
+        version,
     } = link;
     let acks = events.clone();
     let read = tokio::spawn(async move {
         let mut buf = BytesMut::with_capacity(4096);
         let outcome = loop {
-            match frame::parse(&buf, 0) {
-                Ok(Some((Frame::Ack(ack), len))) => {
+            let parsed = frame::parse(&buf, version, 0).and_then(|f| match f {
+                Some((Frame::Ack(ack), len)) => Ok(Some((ConnEvent::Ack(ack), len))),
+                Some((Frame::Nack { seq, crc }, len)) => {
+                    Ok(Some((ConnEvent::Nack { seq, crc }, len)))
+                }
+                Some(_) => Err(AmstError::Protocol("a receiver sent data".into())),
+                None => Ok(None),
+            });
+            match parsed {
+                Ok(Some((event, len))) => {
                     let _ = buf.split_to(len);
-                    if acks.send((id, ConnEvent::Ack(ack))).await.is_err() {
+                    if acks.send((id, event)).await.is_err() {
                         break None;
                     }
                     continue;
-                }
-                Ok(Some(_)) => {
-                    break Some(TransportError::from(dwcp_amst::AmstError::Protocol(
-                        "a receiver sent data".into(),
-                    )))
                 }
                 Ok(None) => {}
                 Err(e) => break Some(e.into()),
@@ -340,13 +380,14 @@ async fn run_link(
             match reader.read_buf(&mut buf).await {
                 Ok(0) => break None,
                 Ok(_) => {}
-                Err(e) => break Some(TransportError::from_read(&peer, e)),
+                Err(e) => break Some(TransportError::from_read(&peer, &e)),
             }
         };
         let _ = acks.send((id, ConnEvent::Closed(outcome))).await;
     });
     let mut failure = None;
     while let Some(tx) = frames.recv().await {
+        let tx = damage.apply(tx);
         let written = async {
             writer.write_all(&tx.header).await?;
             if !tx.payload.is_empty() {

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::tls::negotiated_version;
 use crate::{Congestion, Link, Result, TransportError};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,11 +36,13 @@ pub async fn dial(
         .await
         .map_err(|_| tls_err(addr, "handshake timed out"))?
         .map_err(|e| tls_err(addr, e))?;
+    let version = negotiated_version(stream.get_ref().1.alpn_protocol());
     let (reader, writer) = tokio::io::split(stream);
     Ok(Link {
         reader: Box::new(reader),
         writer: Box::new(writer),
         peer: addr.to_string(),
+        version,
     })
 }
 
@@ -74,11 +77,13 @@ pub async fn listen(
                         .await
                         .map_err(|_| tls_err(peer, "handshake timed out"))?
                         .map_err(|e| tls_err(peer, e))?;
+                    let version = negotiated_version(stream.get_ref().1.alpn_protocol());
                     let (reader, writer) = tokio::io::split(stream);
                     Ok(Link {
                         reader: Box::new(reader),
                         writer: Box::new(writer),
                         peer: peer.to_string(),
+                        version,
                     })
                 };
                 let _ = links.send(link.await).await;

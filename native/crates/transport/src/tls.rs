@@ -8,10 +8,26 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use dwcp_amst::frame::Version;
+
 use crate::{Result, TransportError};
 
-/// ALPN protocol id of AMST connections.
-pub const ALPN: &[u8] = b"dwcp-amst/1";
+/// ALPN protocol ids of AMST connections, newest first: both ends offer every frame version
+/// they speak and the server picks the first of its own that the client offered. A peer without
+/// ALPN (the TypeScript reference path) or from before v2 ends up on v1.
+pub const ALPN: [&[u8]; 2] = [b"dwcp-amst/2", b"dwcp-amst/1"];
+
+/// The frame version an ALPN outcome means; none negotiated means v1.
+pub fn negotiated_version(alpn: Option<&[u8]>) -> Version {
+    match alpn {
+        Some(b"dwcp-amst/2") => Version::V2,
+        _ => Version::V1,
+    }
+}
+
+fn alpn_protocols() -> Vec<Vec<u8>> {
+    ALPN.iter().map(|p| p.to_vec()).collect()
+}
 
 /// A node's TLS identity: the cluster CA it trusts, and its own certificate and key.
 #[derive(Debug)]
@@ -80,7 +96,7 @@ impl NodeIdentity {
             .with_client_cert_verifier(verifier)
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TransportError::Certificate(e.to_string()))?;
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = alpn_protocols();
         Ok(Arc::new(config))
     }
 
@@ -99,7 +115,7 @@ impl NodeIdentity {
             .with_webpki_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TransportError::Certificate(e.to_string()))?;
-        config.alpn_protocols = vec![ALPN.to_vec()];
+        config.alpn_protocols = alpn_protocols();
         Ok(Arc::new(config))
     }
 }

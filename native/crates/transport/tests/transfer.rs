@@ -1,18 +1,21 @@
-//! Real transfers on loopback: TCP+TLS and QUIC, mutual TLS, killed connections, bad peers.
+//! Real transfers on loopback: TCP+TLS and QUIC, mutual TLS, killed connections, bytes damaged
+//! on the wire, bad peers, peers of the previous frame version.
 #![allow(missing_docs, clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use dwcp_amst::frame::{self, Version};
 use dwcp_transport::hello::Hello;
 use dwcp_transport::pki::{generate_cluster_ca, issue_node_certificate, NodeCertRequest, PemPair};
 use dwcp_transport::{
     send_stream, Congestion, Dialer, LinkKind, Listener, ListenerConfig, NodeIdentity, SendOptions,
     StreamCount, TransportError,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Notify};
 
@@ -85,6 +88,24 @@ async fn transfer(
     listener: &Listener,
     sender_id: &NodeIdentity,
 ) -> (Vec<u8>, dwcp_transport::SendReport) {
+    let (got, report, _) =
+        transfer_with_stats(kind, data, streams, addr_override, listener, sender_id).await;
+    (got, report)
+}
+
+/// [`transfer`], with the receiving side's counters.
+async fn transfer_with_stats(
+    kind: LinkKind,
+    data: Arc<Vec<u8>>,
+    streams: StreamCount,
+    addr_override: Option<SocketAddr>,
+    listener: &Listener,
+    sender_id: &NodeIdentity,
+) -> (
+    Vec<u8>,
+    dwcp_transport::SendReport,
+    dwcp_transport::ReceiveStats,
+) {
     let addr = addr_override.unwrap_or_else(|| listener.local_addr());
     let dialer = Dialer::new(kind, addr, "node-b", sender_id, Congestion::Default).unwrap();
     let (_cancel_tx, cancel) = watch::channel(false);
@@ -104,7 +125,7 @@ async fn transfer(
     while let Some(piece) = incoming.read().await.unwrap() {
         got.extend_from_slice(&piece);
     }
-    (got, send.await.unwrap().unwrap())
+    (got, send.await.unwrap().unwrap(), incoming.stats())
 }
 
 async fn exact_transfer(kind: LinkKind, streams: StreamCount) {
@@ -297,6 +318,7 @@ async fn plaintext_is_refused_and_the_listener_keeps_serving() {
     let hello = Hello {
         session: [7; 16],
         conn: 0,
+        version: Version::V1,
     }
     .encode();
     raw.write_all(&hello).await.unwrap();
@@ -331,12 +353,14 @@ async fn a_malformed_frame_closes_that_peer_with_a_typed_error() {
             &Hello {
                 session: [9; 16],
                 conn: 0,
+                version: Version::LATEST,
             }
             .encode(),
         )
         .await
         .unwrap();
-    let mut oversized = dwcp_amst::frame::data_header(0, 1 << 30).to_vec();
+    let (header, n) = frame::data_header(Version::LATEST, 0, 1 << 30, 0);
+    let mut oversized = header[..n].to_vec();
     oversized.extend_from_slice(&[0u8; 64]);
     stream.write_all(&oversized).await.unwrap();
     stream.flush().await.unwrap();
@@ -430,5 +454,145 @@ async fn back_to_back_transfers_to_one_listener_all_complete() {
     assert!(
         listener.accept().await.is_none(),
         "a closed listener accepts nothing"
+    );
+}
+
+/// A TCP relay that flips one bit every `every` bytes of each connection's client-to-server
+/// direction, counting the connections it damaged: damage on the wire, below TLS.
+async fn corrupting_proxy(target: SocketAddr, every: u64, damaged: Arc<AtomicU64>) -> SocketAddr {
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = front.accept().await {
+            let damaged = Arc::clone(&damaged);
+            tokio::spawn(async move {
+                let Ok(server) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let upstream = async {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut at = 0u64;
+                    loop {
+                        let n = match cr.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        // Every offset that is a multiple of `every` in this read gets a flip.
+                        let mut next = at.div_ceil(every).max(1) * every;
+                        while next < at + n as u64 {
+                            buf[(next - at) as usize] ^= 0x04;
+                            if next == every {
+                                damaged.fetch_add(1, Ordering::Relaxed);
+                            }
+                            next += every;
+                        }
+                        at += n as u64;
+                        if sw.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = upstream => {}
+                    _ = tokio::io::copy(&mut sr, &mut cw) => {}
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_damaged_on_the_wire_cost_a_connection_each_and_the_stream_arrives_exact() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let damaged = Arc::new(AtomicU64::new(0));
+    // One flipped bit per MiB of each connection: every connection dies young.
+    let proxy = corrupting_proxy(listener.local_addr(), 1 << 20, Arc::clone(&damaged)).await;
+    let data = Arc::new(random(32 << 20, 21));
+    let (got, report, received) = transfer_with_stats(
+        LinkKind::Tcp,
+        Arc::clone(&data),
+        StreamCount::Fixed(4),
+        Some(proxy),
+        &listener,
+        &pki.identity("node-a"),
+    )
+    .await;
+    let damaged = damaged.load(Ordering::Relaxed);
+    println!(
+        "{damaged} connections damaged: receiver {received:?}; sender failed {} opened {} resent {}",
+        report.stats.connections_failed,
+        report.stats.connections_opened,
+        report.stats.frames_resent
+    );
+    assert_eq!(got.len(), data.len());
+    assert_eq!(blake3::hash(&got), blake3::hash(&data));
+    assert!(damaged >= 20, "{damaged} connections damaged");
+    // TLS caught the damage as a bad record and closed that connection; none reached AMST. The
+    // damage may also land in bytes nobody reads any more, after the stream completed: at most
+    // on the 4 connections live then.
+    let corrupted = u64::from(received.connections_corrupted);
+    assert!(
+        corrupted <= damaged && corrupted + 4 >= damaged,
+        "{damaged} connections damaged, {received:?}"
+    );
+    assert_eq!(received.corrupt_frames, 0);
+    assert_eq!(received.connections_refused, 0, "{received:?}");
+    // Each lost connection was replaced (but those lost once the receiver had every byte, which
+    // need no successor), and its frames went out again.
+    assert!(report.stats.connections_failed >= received.connections_corrupted);
+    assert!(report.stats.connections_opened > received.connections_corrupted);
+    assert!(report.stats.frames_resent > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_of_the_previous_frame_version_is_still_served() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    // An older node (or the TypeScript reference path): ALPN v1 only, frames without CRC.
+    let id = pki.identity("node-a");
+    let mut config = (*id.client_config().unwrap()).clone();
+    config.alpn_protocols = vec![b"dwcp-amst/1".to_vec()];
+    let tls = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let sock = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("node-b").unwrap();
+    let mut stream = tls.connect(name, sock).await.unwrap();
+    let hello = Hello {
+        session: [4; 16],
+        conn: 0,
+        version: Version::V1,
+    };
+    let data = random(100_000, 8);
+    let mut wire = hello.encode().to_vec();
+    for (seq, piece) in data.chunks(40_000).enumerate() {
+        let (header, n) = frame::data_header(Version::V1, seq as u64, piece.len(), 0);
+        wire.extend_from_slice(&header[..n]);
+        wire.extend_from_slice(piece);
+    }
+    wire.extend_from_slice(&frame::encode_fin(3, data.len() as u64));
+    stream.write_all(&wire).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut incoming = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(piece) = incoming.read().await.unwrap() {
+        got.extend_from_slice(&piece);
+    }
+    assert_eq!(got, data);
+    // Its acks are v1 frames too; the FIN's comes last.
+    let mut acks = vec![0u8; 4 * frame::ACK_LEN];
+    stream.read_exact(&mut acks).await.unwrap();
+    let (last, _) = frame::parse(&acks[3 * frame::ACK_LEN..], Version::V1, 0)
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(last, frame::Frame::Ack(a) if a.seq == dwcp_amst::FIN_SEQ),
+        "{last:?}"
     );
 }
