@@ -12,6 +12,10 @@ pub trait ChunkCache: Send {
     fn fetch(&mut self, id: &ChunkId, out: &mut Vec<u8>) -> Result<bool>;
     /// Keeps a verified chunk; `frame` is its compressed form, for caches that store frames.
     fn keep(&mut self, id: &ChunkId, raw: &[u8], frame: &[u8]) -> Result<()>;
+    /// Makes what `keep` wrote durable, for caches that defer it. Nothing to do by default.
+    fn flush(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Chunks of one stream held in memory, for a decoder with no store.
@@ -93,6 +97,11 @@ impl Decoder {
             scratch: Vec::new(),
             stats: DecoderStats::default(),
         }
+    }
+
+    /// Makes the chunks kept so far durable (see [`ChunkCache::flush`]).
+    pub fn flush_cache(&mut self) -> Result<()> {
+        self.cache.flush()
     }
 
     /// A decoder that keeps this stream's chunks in memory.

@@ -2,7 +2,10 @@
 //!
 //! Layout: `<root>/chunks/<2 hex>/<64 hex>` holds one frame each; `<root>/tmp/` holds writes in
 //! flight. A chunk file appears only by `rename` after its data is fsynced, so a crash mid-write
-//! leaves at most a stray temp file, which the next `open` deletes.
+//! leaves at most a stray temp file, which the next `open` deletes. Writes on a hot path may defer
+//! the fsyncs ([`ChunkStore::put_frame_unsynced`], then [`ChunkStore::sync_pending`]): a crash in
+//! between can leave a renamed file that is empty or short, which every read's hash check catches
+//! (the chunk is dropped and reported as corrupt, as any damaged file is).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
@@ -42,6 +45,8 @@ pub struct ChunkStore {
     next_tick: u64,
     size_bytes: u64,
     evicted: u64,
+    /// Files renamed into place whose data and directory entries are not fsynced yet.
+    unsynced: Vec<(PathBuf, PathBuf)>,
 }
 
 impl ChunkStore {
@@ -85,6 +90,7 @@ impl ChunkStore {
             next_tick: 0,
             size_bytes: 0,
             evicted: 0,
+            unsynced: Vec::new(),
         };
         for (_, id, size) in found {
             store.track(id, size);
@@ -141,7 +147,7 @@ impl ChunkStore {
         }
         let mut frame_bytes = Vec::with_capacity(raw.len() / 2 + frame::HEADER_LEN);
         frame::encode_into(raw, self.level, &mut frame_bytes)?;
-        self.write(&id, &frame_bytes)?;
+        self.write(&id, &frame_bytes, true)?;
         Ok((id, true))
     }
 
@@ -151,8 +157,43 @@ impl ChunkStore {
             return Ok(false);
         }
         frame::parse_header(frame_bytes)?;
-        self.write(id, frame_bytes)?;
+        self.write(id, frame_bytes, true)?;
         Ok(true)
+    }
+
+    /// Like [`put_frame`](Self::put_frame), but the fsyncs wait for [`sync_pending`](Self::sync_pending):
+    /// for a decoder feeding a live migration, where a per-chunk fsync would hold the guest paused.
+    pub fn put_frame_unsynced(&mut self, id: &ChunkId, frame_bytes: &[u8]) -> Result<bool> {
+        if self.touch(id) {
+            return Ok(false);
+        }
+        frame::parse_header(frame_bytes)?;
+        self.write(id, frame_bytes, false)?;
+        Ok(true)
+    }
+
+    /// Fsyncs every file written unsynced, then each directory they were renamed into, once.
+    pub fn sync_pending(&mut self) -> Result<()> {
+        let pending = std::mem::take(&mut self.unsynced);
+        let mut dirs = std::collections::BTreeSet::new();
+        for (path, fan) in pending {
+            match File::open(&path) {
+                Ok(file) => file.sync_all().map_err(|e| HdeError::io(&path, e))?,
+                // Evicted or removed since: nothing to make durable.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(HdeError::io(&path, e)),
+            }
+            dirs.insert(fan);
+        }
+        for dir in dirs {
+            sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Files written unsynced and not yet synced.
+    pub fn unsynced(&self) -> usize {
+        self.unsynced.len()
     }
 
     /// Reads chunk `id` into `out`, verifying its hash. `Ok(false)` if absent. A corrupt
@@ -240,7 +281,7 @@ impl ChunkStore {
         self.size_bytes += size;
     }
 
-    fn write(&mut self, id: &ChunkId, frame_bytes: &[u8]) -> Result<()> {
+    fn write(&mut self, id: &ChunkId, frame_bytes: &[u8], sync: bool) -> Result<()> {
         let path = self.path_of(id);
         let fan = path
             .parent()
@@ -255,14 +296,20 @@ impl ChunkStore {
         let mut file = File::create(&tmp).map_err(|e| HdeError::io(&tmp, e))?;
         file.write_all(frame_bytes)
             .map_err(|e| HdeError::io(&tmp, e))?;
-        file.sync_all().map_err(|e| HdeError::io(&tmp, e))?;
+        if sync {
+            file.sync_all().map_err(|e| HdeError::io(&tmp, e))?;
+        }
         drop(file);
         if !fan.exists() {
             fs::create_dir_all(&fan).map_err(|e| HdeError::io(&fan, e))?;
             sync_dir(&self.root.join("chunks"))?;
         }
         fs::rename(&tmp, &path).map_err(|e| HdeError::io(&path, e))?;
-        sync_dir(&fan)?;
+        if sync {
+            sync_dir(&fan)?;
+        } else {
+            self.unsynced.push((path, fan));
+        }
         self.track(*id, frame_bytes.len() as u64);
         self.evict_to_budget(Some(id))
     }

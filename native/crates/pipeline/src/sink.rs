@@ -312,7 +312,12 @@ fn decode(
                 .map_err(|_| Stop::Downstream)?;
         }
         if let Piece::End = piece {
-            return raw.blocking_send(Piece::End).map_err(|_| Stop::Downstream);
+            raw.blocking_send(Piece::End)
+                .map_err(|_| Stop::Downstream)?;
+            // QEMU has the whole stream; only now make the stored chunks durable.
+            return decoder
+                .flush_cache()
+                .map_err(|e| Stop::Failed(PipelineError::from(e)));
         }
     }
 }
