@@ -7,28 +7,29 @@
  * Environment: DWCP_WAN_SCENARIOS (comma list), DWCP_WAN_MIB (bytes per DWCP run, default 256),
  * DWCP_WAN_REPS (default 3), DWCP_WAN_BASELINE_SECONDS (time-limited runs, default 20).
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
+import { join } from 'node:path';
 import { syntheticBlake3 } from '@novacron/native';
 import { machineInfo, machineMarkdown } from './machine';
 import { writePeerIdentities } from './peer-identities';
+import {
+  ADDR_B,
+  buildEmulator,
+  exited,
+  inNs,
+  LINK_MBIT,
+  lines,
+  NS_A,
+  NS_B,
+  namespacesDown,
+  namespacesUp,
+  nextJson,
+  REPO,
+  sh,
+  withEmulator,
+} from './wan-path';
 
-const REPO = resolve(__dirname, '..', '..');
-const WAN = join(REPO, 'bench', 'wan');
-const EMULATOR = join(WAN, 'emulator', 'target', 'release', 'dwcp-wanem');
 const PEER = join(REPO, 'bench', 'dist', 'wan-peer.js');
-const NS_A = 'dwcp-a';
-const NS_B = 'dwcp-b';
-const ADDR_B = '10.77.0.2';
-const LINK_MBIT: Record<string, number> = {
-  datacenter: 10_000,
-  regional: 1000,
-  internet: 100,
-  'bad-internet': 50,
-};
 
 const scenarios = (process.env.DWCP_WAN_SCENARIOS ?? 'datacenter,regional,internet,bad-internet').split(',');
 const MIB = Number(process.env.DWCP_WAN_MIB ?? 256);
@@ -63,30 +64,6 @@ interface Row {
   minMbit: number;
   maxMbit: number;
   cpuPerGb: number;
-}
-
-function sh(cmd: string, args: string[]): string {
-  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-function inNs(ns: string, cmd: string, args: string[]): ChildProcess {
-  return spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
-}
-
-/** The JSON lines a child prints, in order. */
-function lines(child: ChildProcess): AsyncIterableIterator<string> {
-  if (!child.stdout) throw new Error('child has no stdout');
-  return createInterface({ input: child.stdout })[Symbol.asyncIterator]();
-}
-
-async function nextJson(it: AsyncIterableIterator<string>): Promise<Record<string, unknown>> {
-  const { value, done } = await it.next();
-  if (done || typeof value !== 'string') throw new Error('peer ended without a result');
-  return JSON.parse(value) as Record<string, unknown>;
-}
-
-function exited(child: ChildProcess): Promise<number | null> {
-  return new Promise((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)));
 }
 
 async function dwcpRun(
@@ -241,40 +218,6 @@ function cases(ids: string): Case[] {
   ];
 }
 
-async function withEmulator<T>(
-  scenario: string,
-  f: () => Promise<T>,
-): Promise<{ result: T; emulator: string }> {
-  const statsFile = join(tmpdir(), `dwcp-wanem-${scenario}.json`);
-  const emu = spawn(
-    EMULATOR,
-    ['--ns-a', NS_A, '--ns-b', NS_B, '--scenario', scenario, '--stats-file', statsFile],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  let emuOut = '';
-  emu.stdout?.on('data', (d: Buffer) => {
-    emuOut += d.toString();
-  });
-  for (let i = 0; ; i++) {
-    try {
-      sh('ip', ['netns', 'exec', NS_A, 'ping', '-c', '1', '-W', '1', ADDR_B]);
-      break;
-    } catch {
-      if (i > 20 || emu.exitCode !== null) throw new Error(`emulator for ${scenario} did not come up`);
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
-  try {
-    return { result: await f(), emulator: emuOut };
-  } finally {
-    emu.kill('SIGTERM');
-    await exited(emu);
-    emuOut = emuOut.trim().split('\n').at(-1) ?? '';
-  }
-}
-
 function summarize(scenario: string, c: Case, samples: Sample[]): Row {
   const ok = samples.filter((s) => !Number.isNaN(s.mbit));
   const mbits = ok.length > 0 ? ok.map((s) => s.mbit) : [Number.NaN];
@@ -342,8 +285,8 @@ async function main(): Promise<void> {
   } catch {
     sh('apt-get', ['install', '-y', '-qq', 'iperf3']);
   }
-  sh('cargo', ['build', '--release', '--quiet', '--manifest-path', join(WAN, 'emulator', 'Cargo.toml')]);
-  sh('bash', [join(WAN, 'netns.sh'), 'up', NS_A, NS_B]);
+  buildEmulator();
+  namespacesUp();
   const ids = writePeerIdentities('wan-bench');
   const rows: Row[] = [];
   const emulators: Record<string, string> = {};
@@ -374,7 +317,7 @@ async function main(): Promise<void> {
       emulators[scenario] = emulator.trim().split('\n').at(-1) ?? '';
     }
   } finally {
-    sh('bash', [join(WAN, 'netns.sh'), 'down', NS_A, NS_B]);
+    namespacesDown();
   }
   const dir = join(REPO, 'docs', 'benchmarks');
   mkdirSync(dir, { recursive: true });

@@ -1,0 +1,113 @@
+/**
+ * The emulated WAN path the benches run over: two network namespaces joined by bench/wan's
+ * user-space emulator (TUN), and children started inside them. Shared by bench:wan and
+ * bench:migrate. Needs root.
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const REPO = resolve(__dirname, '..', '..');
+export const WAN = join(REPO, 'bench', 'wan');
+const EMULATOR = join(WAN, 'emulator', 'target', 'release', 'dwcp-wanem');
+export const NS_A = 'dwcp-a';
+export const NS_B = 'dwcp-b';
+export const ADDR_B = '10.77.0.2';
+/** The emulator's TUN device, one in each namespace. */
+export const WAN_IF = 'wan0';
+export const LINK_MBIT: Record<string, number> = {
+  datacenter: 10_000,
+  regional: 1000,
+  internet: 100,
+  'bad-internet': 50,
+};
+
+/** One built-in emulator scenario, as `dwcp-wanem scenarios` prints it (each value per direction). */
+export interface ScenarioPath {
+  name: string;
+  about: string;
+  delay_ms: number;
+  jitter_ms: number;
+  loss: number;
+  rate_mbit: number;
+  queue_ms: number;
+  mtu: number;
+}
+
+export function sh(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+export function inNs(ns: string, cmd: string, args: string[]): ChildProcess {
+  return spawn('ip', ['netns', 'exec', ns, cmd, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+}
+
+/** The JSON lines a child prints, in order. */
+export function lines(child: ChildProcess): AsyncIterableIterator<string> {
+  if (!child.stdout) throw new Error('child has no stdout');
+  return createInterface({ input: child.stdout })[Symbol.asyncIterator]();
+}
+
+export async function nextJson(it: AsyncIterableIterator<string>): Promise<Record<string, unknown>> {
+  const { value, done } = await it.next();
+  if (done || typeof value !== 'string') throw new Error('peer ended without a result');
+  return JSON.parse(value) as Record<string, unknown>;
+}
+
+export function exited(child: ChildProcess): Promise<number | null> {
+  return new Promise((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)));
+}
+
+export function buildEmulator(): void {
+  sh('cargo', ['build', '--release', '--quiet', '--manifest-path', join(WAN, 'emulator', 'Cargo.toml')]);
+}
+
+/** The emulator's built-in scenarios, by name. */
+export function scenarioPaths(): Map<string, ScenarioPath> {
+  const all = JSON.parse(sh(EMULATOR, ['scenarios'])) as ScenarioPath[];
+  return new Map(all.map((s) => [s.name, s]));
+}
+
+export function namespacesUp(): void {
+  sh('bash', [join(WAN, 'netns.sh'), 'up', NS_A, NS_B]);
+}
+
+/** Stops the emulator and everything still running inside the namespaces, then removes them. */
+export function namespacesDown(): void {
+  sh('bash', [join(WAN, 'netns.sh'), 'down', NS_A, NS_B]);
+}
+
+export async function withEmulator<T>(
+  scenario: string,
+  f: () => Promise<T>,
+): Promise<{ result: T; emulator: string }> {
+  const statsFile = join(tmpdir(), `dwcp-wanem-${scenario}.json`);
+  const emu = spawn(
+    EMULATOR,
+    ['--ns-a', NS_A, '--ns-b', NS_B, '--scenario', scenario, '--stats-file', statsFile],
+    {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
+  let emuOut = '';
+  emu.stdout?.on('data', (d: Buffer) => {
+    emuOut += d.toString();
+  });
+  for (let i = 0; ; i++) {
+    try {
+      sh('ip', ['netns', 'exec', NS_A, 'ping', '-c', '1', '-W', '1', ADDR_B]);
+      break;
+    } catch {
+      if (i > 20 || emu.exitCode !== null) throw new Error(`emulator for ${scenario} did not come up`);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+  try {
+    return { result: await f(), emulator: emuOut };
+  } finally {
+    emu.kill('SIGTERM');
+    await exited(emu);
+    emuOut = emuOut.trim().split('\n').at(-1) ?? '';
+  }
+}
