@@ -1,0 +1,358 @@
+/** The methods bench:migrate compares, one run's measurements, and the report it writes (docs/benchmarks/migration.{md,json}). */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { MigrationProgress } from '@novacron/hypervisor';
+import type { MigrationParameterChoice } from '@novacron/migration';
+import type { MigrationSinkReport, MigrationSourceReport } from '@novacron/native';
+import { machineInfo, machineMarkdown } from './machine';
+import type { IntactReport } from './migrate-guest';
+import { GUEST_ABOUT, UNIQUE_PER_BOOT_BYTES } from './migrate-guest';
+import type { MultifdSetting, Transport } from './migrate-rpc';
+import { REPO, type ScenarioPath } from './wan-path';
+
+export type MethodId = 'dwcp' | 'qemu-bbr-default' | 'qemu-bbr' | 'qemu-cubic' | 'qemu-multifd-zstd';
+
+export interface MigrationMethod {
+  id: MethodId;
+  label: string;
+  transport: Transport;
+  /** The sender's TCP congestion control (net.ipv4.tcp_congestion_control in dwcp-a). */
+  congestion: 'kernel-default' | 'bbr' | 'cubic';
+  /** QEMU max-bandwidth: chooseParameters' (DWCP), QEMU's own default, or far above the link. */
+  bandwidth: 'chosen' | 'default' | 'uncapped';
+  multifd?: MultifdSetting;
+}
+
+export const METHODS: MigrationMethod[] = [
+  { id: 'dwcp', label: 'DWCP', transport: 'dwcp', congestion: 'kernel-default', bandwidth: 'chosen' },
+  {
+    id: 'qemu-bbr-default',
+    label: 'QEMU TCP, bbr, default max-bandwidth',
+    transport: 'tcp',
+    congestion: 'bbr',
+    bandwidth: 'default',
+  },
+  {
+    id: 'qemu-bbr',
+    label: 'QEMU TCP, bbr, uncapped',
+    transport: 'tcp',
+    congestion: 'bbr',
+    bandwidth: 'uncapped',
+  },
+  {
+    id: 'qemu-cubic',
+    label: 'QEMU TCP, cubic, uncapped',
+    transport: 'tcp',
+    congestion: 'cubic',
+    bandwidth: 'uncapped',
+  },
+  {
+    id: 'qemu-multifd-zstd',
+    label: 'QEMU multifd 8× zstd, bbr, uncapped',
+    transport: 'tcp',
+    congestion: 'bbr',
+    bandwidth: 'uncapped',
+    multifd: { channels: 8, compression: 'zstd' },
+  },
+];
+
+/** One migration as measured. Times in s or ms as named, bytes in bytes. */
+export interface RunSample {
+  scenario: string;
+  method: MethodId;
+  label: string;
+  run: 'first' | 'second';
+  congestion: string;
+  /** os.loadavg() when the run began. */
+  loadavg: number[];
+  status: string;
+  intact: boolean;
+  notes: string[];
+  accelerator?: string;
+  qemuDefaults?: Record<string, unknown>;
+  /** Chunks the destination store held when a DWCP run began (sent to the source as its inventory). */
+  inventoryChunks?: number;
+  parameters?: Record<string, unknown>;
+  capabilities?: string[];
+  qemu?: MigrationProgress;
+  source?: MigrationSourceReport;
+  sourceError?: string;
+  sink?: MigrationSinkReport;
+  sinkError?: string;
+  destinationFailure?: string;
+  intactReport?: IntactReport;
+  destinationConsole?: string[];
+  seqAtStart?: number;
+  /** `migrate` sent → destination RESUME. */
+  totalS?: number;
+  /** QEMU's own total-time on the source. */
+  qemuTotalS?: number;
+  transferS?: number;
+  qemuDowntimeMs?: number;
+  /** Source STOP → destination RESUME, by QEMU's event timestamps. */
+  pauseMs?: number;
+  wireBytes?: number;
+  /** Of wireBytes, those that crossed after the source's STOP: the stream still in buffers then. */
+  wireBytesAfterStop?: number;
+  ackBytes?: number;
+  deliveredBytes?: number;
+  utilisation?: number;
+  /** [ms since `migrate`, dwcp-a wan0 tx, rx, dwcp-b wan0 rx, tx] every 100 ms. */
+  counters?: number[][];
+}
+
+export interface ReportInput {
+  samples: RunSample[];
+  choices: Record<string, MigrationParameterChoice>;
+  paths: Map<string, ScenarioPath>;
+  scenarios: string[];
+  capS: number;
+  memoryMiB: number;
+  startLoad: number[];
+  kernelCc: string;
+  /** What the bench changed on the host for the run (and restored). */
+  hostChanges: string | undefined;
+  /** The emulator's start line per scenario: the resolved path and its random seed. */
+  emulators: Record<string, string>;
+  /** The native addon build each scenario's children loaded. */
+  addons: Record<string, string>;
+}
+
+const f = (x: number | undefined, digits: number): string =>
+  x === undefined || !Number.isFinite(x) ? '–' : x.toFixed(digits);
+
+function command(): string {
+  const set = [
+    'DWCP_MIGRATE_SCENARIOS',
+    'DWCP_MIGRATE_METHODS',
+    'DWCP_MIGRATE_CAP_S',
+    'DWCP_MIGRATE_MEMORY_MIB',
+    'DWCP_MIGRATE_REPORT',
+  ]
+    .filter((k) => process.env[k] !== undefined)
+    .map((k) => `${k}=${process.env[k]}`);
+  return [...set, 'npm run bench:migrate'].join(' ');
+}
+
+function note(s: RunSample): string {
+  const parts = [...s.notes];
+  const src = s.source?.stats;
+  if (src) {
+    parts.push(
+      `${s.source?.maxStreams} conns; HDE ${f(src.bytesFromQemu / 1e6, 1)} MB from QEMU → ${f(src.wireBytes / 1e6, 1)} MB ` +
+        `(${src.chunksSent}/${src.chunks} chunks sent, ${src.inventoryDedupChunks} from inventory, ${src.streamDedupChunks} repeats)`,
+    );
+  } else if (s.qemu && s.status === 'completed') {
+    parts.push(`QEMU counts ${f(s.qemu.transferredBytes / 1e6, 1)} MB transferred`);
+  }
+  if (s.wireBytesAfterStop !== undefined && s.status === 'completed') {
+    parts.push(`${f(s.wireBytesAfterStop / 1e6, 1)} MB on the wire after the source's STOP`);
+  }
+  const bw = s.parameters?.['max-bandwidth'];
+  if (typeof bw === 'number')
+    parts.push(`max-bandwidth ${bw >= 2 ** 40 ? 'uncapped' : `${f(bw / 2 ** 20, 1)} MiB/s`}`);
+  if (s.congestion) parts.push(s.congestion);
+  if (s.method === 'dwcp' && s.run === 'second') parts.push(`inventory ${s.inventoryChunks ?? 0} chunks`);
+  return parts.join('; ');
+}
+
+function row(s: RunSample): string {
+  const wire = s.wireBytes === undefined ? undefined : s.wireBytes / 1e6;
+  const finished = s.status === 'completed';
+  return `| ${s.label} | ${s.run} | ${finished ? f(s.totalS, 1) : '–'} | ${f(s.transferS, 1)} | ${finished ? `${f(s.qemuDowntimeMs, 0)} / ${f(s.pauseMs, 0)}` : '–'} | ${f(wire, 1)} | ${f((s.utilisation ?? Number.NaN) * 100, 0)} | ${finished ? (s.intact ? 'yes' : 'NO') : '–'} | ${note(s)} |`;
+}
+
+function verdict(ok: boolean | undefined): string {
+  return ok === undefined ? 'n/a' : ok ? 'met' : 'MISSED';
+}
+
+/** Which completed migrations left the guest intact, and what the others left behind. */
+function survival(samples: RunSample[]): string[] {
+  const completed = samples.filter((s) => s.status === 'completed');
+  const broken = completed.filter((s) => !s.intact);
+  const out = [
+    '## Guest survival',
+    '',
+    `${completed.length - broken.length} of ${completed.length} completed migrations left the guest intact.`,
+  ];
+  if (broken.length === 0) return [...out, ''];
+  out.push(
+    '',
+    '| scenario | method | run | real pause ms | what the destination showed | stream |',
+    '|---|---|---|---:|---|---|',
+  );
+  for (const s of broken) {
+    const consoleLines = s.destinationConsole ?? [];
+    const panic = consoleLines.find((l) => l.includes('Kernel panic'));
+    const shown = panic ?? `${consoleLines[0] ?? ''}, nothing on the console after the resume`;
+    const src = s.source?.stats;
+    const sink = s.sink?.stats;
+    const stream =
+      src && sink
+        ? `${src.bytesFromQemu} bytes from the source QEMU, ${sink.bytesToQemu} to the destination QEMU, every chunk BLAKE3-verified by the sink`
+        : 'QEMU TCP';
+    out.push(`| ${s.scenario} | ${s.label} | ${s.run} | ${f(s.pauseMs, 0)} | ${shown} | ${stream} |`);
+  }
+  out.push(
+    '',
+    "Each such guest's last console lines and QEMU's state are in the JSON (`destinationConsole`).",
+    '',
+  );
+  return out;
+}
+
+/** The issue's targets, on the internet scenario's first runs. */
+function targets(samples: RunSample[], capS: number): string[] {
+  const get = (method: MethodId, run: 'first' | 'second' = 'first') =>
+    samples.find((s) => s.scenario === 'internet' && s.method === method && s.run === run);
+  const dwcp = get('dwcp');
+  const second = get('dwcp', 'second');
+  const done = (s: RunSample | undefined) => s?.status === 'completed';
+  const out = [
+    '## Targets (internet, first runs unless named)',
+    '',
+    '| target | measured | |',
+    '|---|---|---|',
+  ];
+  if (!dwcp) return [...out, '| – | no DWCP run on internet in this report | n/a |', ''];
+  for (const [id, name] of [
+    ['qemu-bbr', 'QEMU TCP bbr (uncapped)'],
+    ['qemu-bbr-default', 'QEMU TCP bbr (default max-bandwidth)'],
+    ['qemu-cubic', 'QEMU TCP cubic (uncapped)'],
+  ] as const) {
+    const q = get(id);
+    if (!q) continue;
+    let measured: string;
+    let ok: boolean | undefined;
+    if (!done(dwcp)) {
+      measured = `DWCP did not complete (${dwcp.status})`;
+      ok = false;
+    } else if (!done(q)) {
+      measured = `${name} did not finish in ${capS} s; DWCP ${f(dwcp.totalS, 1)} s, so the ratio is < ${f((dwcp.totalS ?? 0) / capS, 2)}`;
+      ok = (dwcp.totalS ?? Number.POSITIVE_INFINITY) <= capS / 3;
+    } else {
+      const r = (dwcp.totalS ?? Number.NaN) / (q.totalS ?? Number.NaN);
+      measured = `DWCP ${f(dwcp.totalS, 1)} s / ${name} ${f(q.totalS, 1)} s = ${f(r, 2)}`;
+      ok = r <= 1 / 3;
+    }
+    out.push(`| DWCP total time ≤ 1/3 of ${name} | ${measured} | ${verdict(ok)} |`);
+  }
+  const u = dwcp.utilisation;
+  out.push(
+    `| link utilisation ≥ 85 % | DWCP ${f((u ?? Number.NaN) * 100, 0)} % (${f((dwcp.wireBytes ?? 0) / 1e6, 1)} MB in ${f(dwcp.transferS, 1)} s on 100 Mbit/s) | ${verdict(done(dwcp) && u !== undefined ? u >= 0.85 : undefined)} |`,
+  );
+  const mf = get('qemu-multifd-zstd');
+  if (mf) {
+    out.push(
+      `| DWCP wire bytes below multifd+zstd | DWCP ${f((dwcp.wireBytes ?? 0) / 1e6, 1)} MB, multifd+zstd ${f((mf.wireBytes ?? 0) / 1e6, 1)} MB${done(mf) ? '' : ` (multifd ${mf.status})`} | ${verdict(done(dwcp) && done(mf) ? (dwcp.wireBytes ?? 0) < (mf.wireBytes ?? 0) : undefined)} |`,
+    );
+  }
+  if (second) {
+    const r = (second.wireBytes ?? Number.NaN) / (dwcp.wireBytes ?? Number.NaN);
+    const floor = UNIQUE_PER_BOOT_BYTES / (dwcp.wireBytes ?? Number.NaN);
+    const st = second.source?.stats;
+    const dedup = st
+      ? `; ${st.inventoryDedupChunks} of ${st.chunks} chunks (${f(st.inventoryDedupBytes / 1e6, 1)} MB of QEMU's stream) went as references to the destination's store. Each boot writes ${f(UNIQUE_PER_BOOT_BYTES / 1e6, 1)} MB of fresh random data (init.sh), which no store holds and zstd cannot shrink: ${f(floor * 100, 0)} % of the first run's wire bytes before anything else`
+      : '';
+    out.push(
+      `| second migration ≤ 20 % of the first's wire bytes | ${f((second.wireBytes ?? 0) / 1e6, 1)} MB / ${f((dwcp.wireBytes ?? 0) / 1e6, 1)} MB = ${f(r * 100, 0)} %${dedup} | ${verdict(done(dwcp) && done(second) ? r <= 0.2 : undefined)} |`,
+    );
+  }
+  for (const s of [dwcp, second]) {
+    if (!s || !done(s)) continue;
+    const pause = s.pauseMs ?? Number.NaN;
+    const after = s.wireBytesAfterStop;
+    const why =
+      pause > 1000
+        ? `; over 1 s: QEMU's own stop-and-copy took ${f(s.qemuDowntimeMs, 0)} ms on the source, and after the source stopped ${f((after ?? Number.NaN) / 1e6, 1)} MB still crossed the link (${f(((after ?? Number.NaN) * 8) / 100e6, 1)} s at 100 Mbit/s): stream already taken from QEMU but still in socket and MigrationSource buffers, which QEMU's downtime does not count`
+        : '';
+    out.push(
+      `| downtime (${s.run} run) | QEMU ${f(s.qemuDowntimeMs, 0)} ms, real pause ${f(pause, 0)} ms${why} | ${verdict(pause <= 1000)} (≤ 1 s) |`,
+    );
+  }
+  out.push('');
+  return out;
+}
+
+/** One line when every scenario ran the same addon build, else one per scenario. */
+function addonLines(r: ReportInput): string[] {
+  const builds = r.scenarios.filter((s) => r.addons[s] !== undefined).map((s) => [s, r.addons[s]]);
+  if (new Set(builds.map(([, b]) => b)).size <= 1) return [`- native addon: ${builds[0]?.[1] ?? 'n/a'}`];
+  return [
+    '- native addon: **rebuilt by other work while the bench ran**; each scenario used the build its children loaded:',
+    ...builds.map(([s, b]) => `  - ${s}: ${b}`),
+  ];
+}
+
+export function markdown(r: ReportInput): string {
+  const loads = r.samples.map((s) => s.loadavg[0] ?? Number.NaN);
+  const accel = [...new Set(r.samples.map((s) => s.accelerator).filter((a) => a !== undefined))].join(', ');
+  const defaults = r.samples.find((s) => s.qemuDefaults)?.qemuDefaults ?? {};
+  const defaultBw = Number(defaults['max-bandwidth']);
+  const out = [
+    '# Live migration over the emulated WAN: DWCP against QEMU',
+    '',
+    'Generated by `npm run bench:migrate` (bench/src/migrate.bench.ts). Do not edit by hand; rerun it.',
+    '',
+    `Command (as root): \`${command()}\``,
+    '',
+    machineMarkdown(machineInfo()),
+    `- load average (1 min) at the start ${f(r.startLoad[0], 2)}; at the start of each run between ${f(Math.min(...loads), 2)} and ${f(Math.max(...loads), 2)} (each run's in the JSON). The machine has 2 cores shared with other work; source QEMU, destination QEMU, the emulator and the data path all run on them`,
+    ...addonLines(r),
+    `- QEMU: ${accel || 'n/a'} (QemuDriver's accelerator choice), guest ${r.memoryMiB} MiB: ${GUEST_ABOUT}`,
+    "- path: namespaces dwcp-a (source QEMU, MigrationSource) and dwcp-b (destination QEMU, MigrationSink, started by a child inside it) joined by bench/wan's user-space TUN emulator",
+    ...(r.hostChanges ? [`- host: ${r.hostChanges}`] : []),
+    `- each run is capped at ${r.capS} s: one that has not completed by then is cancelled (migrate_cancel) and reported as not finished`,
+    '',
+    '## How each column is measured',
+    '',
+    "- **total s**: `migrate` sent to the source QEMU → the destination QEMU's RESUME event (QEMU's event timestamps, both on this host's clock). For DWCP this includes draining the pipeline after the source QEMU is done.",
+    "- **transfer s**: dwcp-a's wan0 counters are read every 100 ms (/proc/PID/net/dev of the process in the namespace); from the last reading before the first byte to the reading that saw the last byte before the resume. So it is ±0.1 s, too coarse for the sub-second transfers of datacenter and regional, whose utilisation is only indicative.",
+    '- **downtime ms**: QEMU = `downtime` from query-migrate on the source; real pause = source STOP event → destination RESUME event.',
+    "- **wire MB**: dwcp-a's wan0 tx_bytes from before the migration to the destination's resume (10^6 bytes): every IP packet the source side put on the path, with TCP/TLS headers and retransmissions; the same counter for every method. The JSON also has what dwcp-b received and the acks.",
+    '- **utilisation %**: wire bytes × 8 ÷ link rate ÷ transfer s.',
+    "- **intact**: on the destination the heartbeat continues past the source's last one, and two DWCP-INTEGRITY readings in a row pass with the checksum the guest printed when ready (a reading straddling the switchover was once misreported, so one is not trusted; up to three are read).",
+    "- **runs**: first = a freshly booted VM into an empty destination store; second = another VM booted from the same image into the same destination, whose ChunkStore holds the first VM's chunks and is sent to the source as `inventory` (cross-VM dedup). For the QEMU methods the second run is just another run.",
+    `- **QEMU methods**: \`migrate tcp:10.77.0.2:PORT\` into a destination started with \`-incoming defer\` + \`migrate-incoming tcp:0.0.0.0:PORT\`; congestion control set with sysctl in dwcp-a (this kernel's default: ${r.kernelCc}); QEMU's default downtime-limit (${String(defaults['downtime-limit'] ?? '?')} ms). QEMU 7.2's default max-bandwidth, read from query-migrate-parameters, is ${f(defaultBw / 2 ** 20, 0)} MiB/s (${f((defaultBw * 8) / 1e6, 0)} Mbit/s), not 32 MiB/s; "uncapped" sets 2^40 B/s. The default-capped run is bbr only: cubic is the same cap on a slower sender.`,
+    "- **multifd**: capability multifd, multifd-channels 8, multifd-compression zstd on both ends (Debian's QEMU 7.2 has zstd for multifd). The destination gets them from `-global migration.x-multifd=on -global migration.multifd-channels=8 -global migration.multifd-compression=zstd`, because QemuDriver sends `migrate-incoming` as soon as QEMU is up and multifd set after that makes QEMU reset the source's channels.",
+    "- **DWCP**: QEMU → unix socket → MigrationSource (HDE: FastCDC chunks, BLAKE3, zstd) → AMST over N TCP+TLS connections (kernel default congestion control) → MigrationSink → the destination QEMU's unix socket; N, the zstd level, QEMU's max-bandwidth and downtime-limit from `chooseParameters` (libs/migration) given the scenario's link rate and RTT:",
+    ...r.scenarios.filter((s) => r.choices[s]).map((s) => `  - ${s}: ${r.choices[s]?.basis}`),
+    '',
+  ];
+  for (const scenario of r.scenarios) {
+    const rows = r.samples.filter((s) => s.scenario === scenario);
+    if (rows.length === 0) continue;
+    const p = r.paths.get(scenario);
+    out.push(
+      `## ${scenario}: ${p?.about ?? ''}`,
+      '',
+      '| method | run | total s | transfer s | downtime ms (QEMU / real pause) | wire MB | utilisation % | intact | note |',
+      '|---|---|---:|---:|---:|---:|---:|---|---|',
+      ...rows.map(row),
+      '',
+    );
+  }
+  out.push(...survival(r.samples), ...targets(r.samples, r.capS));
+  return out.join('\n');
+}
+
+export function writeReport(name: string, r: ReportInput): void {
+  const dir = join(REPO, 'docs', 'benchmarks');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, `${name}.md`), markdown(r));
+  const json = {
+    machine: machineInfo(),
+    command: command(),
+    capS: r.capS,
+    memoryMiB: r.memoryMiB,
+    startLoad: r.startLoad,
+    kernelCongestionControl: r.kernelCc,
+    hostChanges: r.hostChanges,
+    scenarios: r.scenarios.map((s) => r.paths.get(s)),
+    choices: r.choices,
+    emulators: r.emulators,
+    addons: r.addons,
+    samples: r.samples,
+  };
+  writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(json)}\n`);
+}
