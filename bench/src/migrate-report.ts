@@ -134,8 +134,21 @@ function command(): string {
   return [...set, 'npm run bench:migrate'].join(' ');
 }
 
+/** What a guest that did not check out left on the destination, in a line. */
+function whatWentWrong(s: RunSample): string {
+  const r = s.intactReport;
+  const seen =
+    r?.firstSeq === undefined
+      ? 'no heartbeat after the resume'
+      : `heartbeat ${r.firstSeq} (source's last before the migration: ${s.seqAtStart ?? '?'}), integrity readings [${r.readings.join(', ')}]`;
+  const panic = s.destinationConsole?.find((l) => l.includes('Kernel panic'));
+  const status = s.destinationConsole?.[0] ?? '';
+  return `${seen}; ${panic ? `the guest kernel: ${panic.replace(/^\[[ \d.]+\] /, '')}` : `QEMU ${status}`}`;
+}
+
 function note(s: RunSample): string {
   const parts = [...s.notes];
+  if (s.status === 'completed' && !s.intact) parts.unshift(`not intact: ${whatWentWrong(s)}`);
   const src = s.source?.stats;
   if (src) {
     parts.push(
@@ -178,20 +191,19 @@ function survival(samples: RunSample[]): string[] {
   if (broken.length === 0) return [...out, ''];
   out.push(
     '',
-    '| scenario | method | run | real pause ms | what the destination showed | stream |',
+    '| scenario | method | run | real pause ms | what the destination showed | the stream |',
     '|---|---|---|---:|---|---|',
   );
   for (const s of broken) {
-    const consoleLines = s.destinationConsole ?? [];
-    const panic = consoleLines.find((l) => l.includes('Kernel panic'));
-    const shown = panic ?? `${consoleLines[0] ?? ''}, nothing on the console after the resume`;
     const src = s.source?.stats;
     const sink = s.sink?.stats;
     const stream =
       src && sink
         ? `${src.bytesFromQemu} bytes from the source QEMU, ${sink.bytesToQemu} to the destination QEMU, every chunk BLAKE3-verified by the sink`
-        : 'QEMU TCP';
-    out.push(`| ${s.scenario} | ${s.label} | ${s.run} | ${f(s.pauseMs, 0)} | ${shown} | ${stream} |`);
+        : "QEMU's own (its TCP checksums only)";
+    out.push(
+      `| ${s.scenario} | ${s.label} | ${s.run} | ${f(s.pauseMs, 0)} | ${whatWentWrong(s)} | ${stream} |`,
+    );
   }
   out.push(
     '',
@@ -309,7 +321,7 @@ export function markdown(r: ReportInput): string {
     "- **total s**: `migrate` sent to the source QEMU → the destination QEMU's RESUME event (QEMU's event timestamps, both on this host's clock). For DWCP this includes draining the pipeline after the source QEMU is done.",
     "- **transfer s**: dwcp-a's wan0 counters are read every 100 ms (/proc/PID/net/dev of the process in the namespace); from the last reading before the first byte to the reading that saw the last byte before the resume. So it is ±0.1 s, too coarse for the sub-second transfers of datacenter and regional, whose utilisation is only indicative.",
     '- **downtime ms**: QEMU = `downtime` from query-migrate on the source; real pause = source STOP event → destination RESUME event.',
-    "- **wire MB**: dwcp-a's wan0 tx_bytes from before the migration to the destination's resume (10^6 bytes): every IP packet the source side put on the path, with TCP/TLS headers and retransmissions; the same counter for every method. The JSON also has what dwcp-b received and the acks.",
+    "- **wire MB**: dwcp-a's wan0 tx_bytes from before the migration to the destination's resume (10^6 bytes): every IP packet the source side put on the path, with TCP/TLS headers and retransmissions; the same counter for every method. The JSON also has what dwcp-b received and the acks. The notes give the part of it that crossed after the source's STOP (from the last reading before STOP to the resume, so also ±0.1 s): stream QEMU had already handed over but that was still in buffers when the guest paused.",
     '- **utilisation %**: wire bytes × 8 ÷ link rate ÷ transfer s.',
     "- **intact**: on the destination the heartbeat continues past the source's last one, and two DWCP-INTEGRITY readings in a row pass with the checksum the guest printed when ready (a reading straddling the switchover was once misreported, so one is not trusted; up to three are read).",
     "- **runs**: first = a freshly booted VM into an empty destination store; second = another VM booted from the same image into the same destination, whose ChunkStore holds the first VM's chunks and is sent to the source as `inventory` (cross-VM dedup). For the QEMU methods the second run is just another run.",

@@ -292,16 +292,7 @@ async function runOne(
         intact.firstSeq !== undefined &&
         intact.firstSeq > migrated.seqAtStart;
       if (!sample.intact) {
-        sample.notes.push(
-          `not intact: heartbeat ${intact?.firstSeq ?? 'none'} after ${migrated.seqAtStart}, integrity [${intact?.readings.join(', ') ?? ''}]`,
-        );
         sample.destinationConsole = finished.console;
-        const panic = finished.console?.find((l) => l.includes('Kernel panic'));
-        sample.notes.push(
-          panic !== undefined
-            ? `guest on the destination: ${panic.replace(/^\[[ \d.]+\] /, '')}`
-            : `destination ${finished.console?.[0] ?? ''}, no console line after the resume`,
-        );
       }
     }
     if (migrated.didNotFinish) sample.notes.unshift(`did not finish in ${CAP_S} s (migrate_cancel)`);
