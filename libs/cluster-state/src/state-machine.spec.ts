@@ -504,6 +504,22 @@ describe('tokens', () => {
     expect(log.err({ type: 'token.revoke', tokenId: 'tok-1' }).code).toBe('ERR_NOT_FOUND');
   });
 
+  it('never revokes the last admin token, and revokes an admin token once another exists', () => {
+    const log = new LogDriver();
+    const admin = (tokenId: string, sha256: string) =>
+      ({ type: 'token.add', tokenId, name: tokenId, role: 'admin', sha256, at: AT }) as const;
+    log.ok(admin('tok-admin', SHA_A));
+    log.ok({ type: 'token.add', tokenId: 'tok-op', name: 'op', role: 'operator', sha256: SHA_B, at: AT });
+    expect(log.err({ type: 'token.revoke', tokenId: 'tok-admin' })).toMatchObject({
+      code: 'ERR_CONFLICT',
+      message: expect.stringContaining('last admin token'),
+    });
+    expect(log.machine.findTokenBySha256(SHA_A)?.id).toBe('tok-admin');
+    log.ok(admin('tok-admin-2', 'c'.repeat(64)));
+    log.ok({ type: 'token.revoke', tokenId: 'tok-admin' });
+    expect(log.err({ type: 'token.revoke', tokenId: 'tok-admin-2' }).code).toBe('ERR_CONFLICT');
+  });
+
   it('refuses a duplicate id or hash, a bad hash and a bad role', () => {
     const log = new LogDriver();
     const add = (tokenId: string, sha256: string, role = 'viewer') => ({

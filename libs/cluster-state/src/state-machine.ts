@@ -452,9 +452,19 @@ export class ClusterStateMachine implements ClusterStateView {
     return this.put(this.tokens, token);
   }
 
+  /** The last admin token is never revoked: without one, nobody could ever manage the cluster again. */
   private revokeToken(c: CommandOf<'token.revoke'>): ApiTokenRecord {
     const token = this.tokens.get(c.tokenId);
     if (token === undefined) throw notFound('token', c.tokenId);
+    if (
+      token.role === 'admin' &&
+      ![...this.tokens.values()].some((t) => t.role === 'admin' && t.id !== token.id)
+    ) {
+      throw conflict(
+        `token ${token.id} is the cluster's last admin token; create another admin token before revoking it`,
+        'id',
+      );
+    }
     this.tokens.delete(token.id);
     return token;
   }

@@ -4,7 +4,8 @@ import type { ClusterStateView } from './view';
 
 export type ReadConsistency = 'linearizable' | 'local';
 
-export type RaftRole = 'leader' | 'follower' | 'candidate' | 'pre-candidate' | 'learner';
+/** `removed`: this node left the configuration and takes no part; it still answers local reads. */
+export type RaftRole = 'leader' | 'follower' | 'candidate' | 'pre-candidate' | 'learner' | 'removed';
 
 export interface ClusterStatus {
   nodeId: string;
@@ -25,6 +26,11 @@ export interface ClusterStore {
   read<T>(query: (state: ClusterStateView) => T, consistency?: 'linearizable' | 'local'): Promise<T>;
   /** This node's view of the cluster. */
   status(): ClusterStatus;
-  /** Removes a member from the Raft configuration (conf change) and marks its node record removed. */
+  /**
+   * Removes a member from the Raft configuration (conf change) and marks its node record removed,
+   * in one committed entry. Refused with ERR_CONFLICT when it would leave the cluster without a
+   * working quorum (the last voter, or too few reachable voters). Removing the leader moves
+   * leadership first.
+   */
   removeMember(nodeId: string): Promise<void>;
 }

@@ -164,6 +164,19 @@ export async function startAcp(
     window: 256,
   });
 
+  // When each peer last answered a Raft batch: a leader refuses membership changes that would
+  // leave too few reachable voters for a quorum. A leader sends every tick, so a live peer
+  // answers within a few; one not heard from is waited for a little (a new leader has heard from
+  // nobody yet).
+  const lastHeard = new Map<number, number>();
+  const recentMs = () => Math.max(1000, 4 * ticks.tickMs());
+  const heard = (raftId: number) => Date.now() - (lastHeard.get(raftId) ?? 0) < recentMs();
+  const reachable = async (raftIds: number[]): Promise<(raftId: number) => boolean> => {
+    const deadline = Date.now() + 2 * recentMs();
+    while (!raftIds.every(heard) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    return heard;
+  };
+
   // Addresses come from the replicated node records; before we have them (mid-join), from the seed.
   let replica: RaftReplica | undefined;
   const addressOf = (raftId: number): PeerAddress | undefined => {
@@ -204,8 +217,11 @@ export async function startAcp(
       nodeNameOf: (raftId) => addressOf(raftId)?.nodeName,
       isMemberName: (name) =>
         replica?.state.listNodes().some((n) => n.name === name && n.status !== 'removed') ?? false,
+      isRemoved: (raftId) =>
+        replica?.state.listNodes().some((n) => n.raftId === raftId && n.status === 'removed') ?? false,
     },
     (peer, ms) => {
+      lastHeard.set(peer, Date.now());
       ticks.observe(peer, ms);
       metrics.peerRtt.observe({ peer: String(peer) }, ms / 1000);
     },
@@ -229,11 +245,17 @@ export async function startAcp(
         }
         void transport
           .deliver(membership.raftId, peer, messages, Math.max(1000, ticks.tickMs() * 4))
-          .then((ok) => {
-            if (!ok) replica?.reportUnreachable(to);
+          .then((delivery) => {
+            if (delivery === 'lost') replica?.reportUnreachable(to);
+            if (delivery === 'removed') replica?.learnRemoved();
           });
       },
       onMembership: (voters) => ticks.retain(voters),
+      reachable,
+      onHalt: (reason) =>
+        process.stderr.write(
+          `${JSON.stringify({ level: 'fatal', component: 'acp', msg: 'raft engine halted; restart the node', reason })}\n`,
+        ),
     },
     metrics,
     ticks,

@@ -12,6 +12,8 @@ export interface AcpMetrics {
   tickInterval: Gauge;
   peerRtt: Histogram<'peer'>;
   forwarded: Counter<'result'>;
+  rejectedEntries: Counter<'kind'>;
+  halted: Gauge;
 }
 
 const cache = new WeakMap<Registry, AcpMetrics>();
@@ -71,6 +73,17 @@ export function acpMetrics(registry: Registry): AcpMetrics {
       name: 'dwcp_acp_forwarded_total',
       help: 'Commands forwarded from this follower to the leader, by result',
       labelNames: ['result'],
+      registers,
+    }),
+    rejectedEntries: new Counter({
+      name: 'dwcp_acp_rejected_entries_total',
+      help: 'Committed entries applied as rejected no-ops because the engine or the state machine could not apply them',
+      labelNames: ['kind'],
+      registers,
+    }),
+    halted: new Gauge({
+      name: 'dwcp_acp_halted',
+      help: '1 once the Raft engine stopped after a failure it cannot recover from in-process (see the log)',
       registers,
     }),
   };

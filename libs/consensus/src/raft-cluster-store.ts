@@ -74,6 +74,7 @@ export class RaftClusterStore implements ClusterStore {
   ) {}
 
   execute(command: Parameters<ClusterStore['execute']>[0]): Promise<unknown> {
+    if (this.replica.removed) return Promise.reject(this.notAMember());
     return traced('acp.commit', { 'dwcp.command': command.type }, (span) => this.commit(command, span));
   }
 
@@ -142,6 +143,7 @@ export class RaftClusterStore implements ClusterStore {
     consistency: 'linearizable' | 'local' = 'linearizable',
   ): Promise<T> {
     if (consistency === 'linearizable') {
+      if (this.replica.removed) throw this.notAMember();
       await traced('acp.read_index', {}, async () => {
         await this.awaitLeader(Date.now() + this.options.leaderWaitMs);
         await this.replica.readBarrier();
@@ -168,8 +170,25 @@ export class RaftClusterStore implements ClusterStore {
   async removeMember(nodeId: string): Promise<void> {
     const node = await this.read((s) => s.getNode(nodeId));
     if (!node) throw new DomainError('ERR_NOT_FOUND', `node ${nodeId} not found`, 'id');
+    if (node.status === 'removed') return;
+    if (node.raftId === this.replica.raftId) {
+      // Applying the conf change marks the record; this node cannot write anything after it,
+      // so it waits to have applied it (the leader may have committed it a moment earlier).
+      await this.changeMembership('removeNode', node.raftId, { nodeId });
+      await Promise.race([this.replica.whenRemoved(), sleep(this.options.requestTimeoutMs)]);
+      return;
+    }
     await this.changeMembership('removeNode', node.raftId, { nodeId });
+    // Marks a record whose Raft id was never (or is no longer) in the configuration; a no-op
+    // for one the conf change already marked.
     await this.execute({ type: 'node.remove', nodeId });
+  }
+
+  private notAMember(): DomainError {
+    return new DomainError(
+      'ERR_UNAVAILABLE',
+      `node ${this.options.nodeId} was removed from the cluster and takes no part in it; send requests to a member`,
+    );
   }
 
   /** Adds or removes a voter through the leader. */
@@ -185,21 +204,34 @@ export class RaftClusterStore implements ClusterStore {
     context: object,
   ): Promise<void> {
     const deadline = Date.now() + this.options.leaderWaitMs;
-    const leader = await this.awaitLeader(deadline);
-    if (leader === this.replica.raftId) return this.replica.changeMembership(kind, raftId, context);
-    const peer = this.addressOf(leader);
-    if (!peer) throw new DomainError('ERR_UNAVAILABLE', `leader ${leader} has no known address yet`);
-    const r = await this.transport.changeMembership(
-      peer,
-      {
-        kind: kind === 'addNode' ? 'ADD_NODE' : 'REMOVE_NODE',
-        raftId,
-        context: Buffer.from(JSON.stringify(context)),
-      },
-      this.options.requestTimeoutMs,
-    );
-    if (r.errorCode !== '') {
-      throw new DomainError(isDomainErrorCode(r.errorCode) ? r.errorCode : 'ERR_UNAVAILABLE', r.errorMessage);
+    // A leader asked to remove itself hands leadership over and answers "not the leader": the
+    // change is then asked of the new leader. Nothing was proposed, so retrying is safe.
+    const movedOn = (e: DomainError) =>
+      e.code === 'ERR_UNAVAILABLE' && e.message.includes('not the leader') && Date.now() < deadline;
+    for (;;) {
+      const leader = await this.awaitLeader(deadline);
+      try {
+        if (leader === this.replica.raftId) return await this.replica.changeMembership(kind, raftId, context);
+        const peer = this.addressOf(leader);
+        if (!peer) throw new DomainError('ERR_UNAVAILABLE', `leader ${leader} has no known address yet`);
+        const r = await this.transport.changeMembership(
+          peer,
+          {
+            kind: kind === 'addNode' ? 'ADD_NODE' : 'REMOVE_NODE',
+            raftId,
+            context: Buffer.from(JSON.stringify(context)),
+          },
+          this.options.requestTimeoutMs,
+        );
+        if (r.errorCode === '') return;
+        throw new DomainError(
+          isDomainErrorCode(r.errorCode) ? r.errorCode : 'ERR_UNAVAILABLE',
+          r.errorMessage,
+        );
+      } catch (e) {
+        if (!(e instanceof DomainError && movedOn(e))) throw e;
+        await sleep(50);
+      }
     }
   }
 

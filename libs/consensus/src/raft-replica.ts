@@ -5,7 +5,12 @@
  * hands outgoing messages to `send` and takes incoming ones through `step`.
  */
 import { randomUUID } from 'node:crypto';
-import { ClusterStateMachine, type CommandOutcome, DomainError } from '@novacron/cluster-state';
+import {
+  ClusterStateMachine,
+  type CommandOutcome,
+  DomainError,
+  type RaftRole,
+} from '@novacron/cluster-state';
 import {
   NativeError,
   type RaftRole as NativeRaftRole,
@@ -13,10 +18,11 @@ import {
   type RaftNode,
   type RaftReady,
 } from '@novacron/native';
+import { checkRemoval, isMember, type MembershipView, successorOf } from './membership-policy';
 import type { AcpMetrics } from './metrics';
 import { TickPolicy } from './tick-policy';
 
-export type RaftRole = 'leader' | 'follower' | 'candidate' | 'pre-candidate' | 'learner';
+export type { RaftRole };
 
 const ROLE: Record<NativeRaftRole, RaftRole> = {
   leader: 'leader',
@@ -39,6 +45,13 @@ export interface ReplicaIo {
   send(to: number, messages: Buffer[]): void;
   /** Called after a membership change is applied, with the new voter and learner ids. */
   onMembership?(voters: number[], learners: number[], context: unknown): void;
+  /**
+   * Which of `raftIds` answer this (leading) node: waits a little for peers it has not heard
+   * from recently (a new leader has not heard from anyone yet). Without it, all count as reachable.
+   */
+  reachable?(raftIds: number[]): Promise<(raftId: number) => boolean>;
+  /** Called once if the engine fails in a way that leaves this replica unable to go on (a disk error). */
+  onHalt?(reason: string): void;
 }
 
 interface Waiter<T> {
@@ -65,6 +78,13 @@ export class RaftReplica {
   private tickTimer: NodeJS.Timeout | undefined;
   private drainScheduled = false;
   private closed = false;
+  /** Set once this replica applied its own removal from the configuration. */
+  private selfRemoved = false;
+  private readonly removalWaiters: Array<() => void> = [];
+  /** Told by a peer (see learnRemoved): the engine is no longer ticked. One that applied its removal retires by itself. */
+  private toldRemoved = false;
+  /** Why the engine stopped, once a failure it cannot recover from in-process stopped it. */
+  private haltedBecause: string | undefined;
   private readonly proposals = new Map<string, Waiter<CommandOutcome>>();
   private readonly confChanges = new Map<string, Waiter<void>>();
   /** ReadIndex requests waiting for their read state, then for `applied` to reach it. */
@@ -84,7 +104,7 @@ export class RaftReplica {
   start(): void {
     const loop = () => {
       if (this.closed) return;
-      this.node.tick();
+      if (!this.toldRemoved) this.node.tick();
       this.drain();
       const ms = this.ticks.tickMs();
       this.metrics.tickInterval.set(ms / 1000);
@@ -100,16 +120,28 @@ export class RaftReplica {
     return this.options.raftId;
   }
   get isLeader(): boolean {
-    return this.role === 'leader';
+    return this.role === 'leader' && !this.removed;
   }
+  /** The leader this node follows; null while there is none, and once this node is no longer a member. */
   get leaderId(): number | null {
-    return this.leader;
+    return this.removed || this.haltedBecause !== undefined ? null : this.leader;
   }
   get appliedIndex(): number {
     return this.applied;
   }
   get currentRole(): RaftRole {
-    return this.role;
+    return this.removed ? 'removed' : this.role;
+  }
+  /** This node is no longer a member: it applied its removal, or its node record says so (after a restart). */
+  get removed(): boolean {
+    return (
+      this.selfRemoved ||
+      this.state.listNodes().some((n) => n.raftId === this.options.raftId && n.status === 'removed')
+    );
+  }
+  /** Set when the engine stopped after a failure it cannot recover from in-process (reopen the node). */
+  get haltReason(): string | undefined {
+    return this.haltedBecause;
   }
   get currentTerm(): number {
     return this.term;
@@ -128,8 +160,12 @@ export class RaftReplica {
         try {
           this.node.step(m);
         } catch (e) {
-          // A late reply from a peer that has left the configuration: harmless (docs/acp.md).
-          if (!(e instanceof NativeError && e.code === 'ERR_ACP_UNKNOWN_PEER')) throw e;
+          // A late reply from a peer that has left the configuration, or anything sent to this
+          // node after it left: harmless (docs/acp.md).
+          if (
+            !(e instanceof NativeError && (e.code === 'ERR_ACP_UNKNOWN_PEER' || e.code === 'ERR_ACP_REMOVED'))
+          )
+            throw e;
         }
       }
     } finally {
@@ -139,17 +175,43 @@ export class RaftReplica {
 
   /** Proposes a command on this node, which must be the leader; resolves with its outcome once applied here. */
   propose(command: unknown): Promise<CommandOutcome> {
-    if (!this.isLeader)
+    if (!this.isLeader || this.removed)
       return Promise.reject(new DomainError('ERR_UNAVAILABLE', 'this node is not the leader'));
     const id = randomUUID();
     const data = Buffer.from(JSON.stringify({ p: id, c: command } satisfies Envelope));
     return this.wait(this.proposals, id, 'proposal', () => this.node.propose(data));
   }
 
-  /** Proposes adding or removing a voter; resolves once the change is applied here. */
-  changeMembership(kind: 'addNode' | 'removeNode', nodeId: number, context: object): Promise<void> {
-    if (!this.isLeader)
-      return Promise.reject(new DomainError('ERR_UNAVAILABLE', 'this node is not the leader'));
+  /**
+   * Proposes adding or removing a voter; resolves once the change is applied here. A removal
+   * that would leave no working quorum is refused (ERR_CONFLICT) before it reaches the log.
+   * Asked to remove itself, the leader hands leadership to another voter first and answers
+   * "not the leader", so the caller asks the new one.
+   */
+  async changeMembership(kind: 'addNode' | 'removeNode', nodeId: number, context: object): Promise<void> {
+    if (!this.isLeader || this.removed)
+      throw new DomainError('ERR_UNAVAILABLE', 'this node is not the leader');
+    if (kind === 'removeNode') {
+      const s = this.node.status();
+      const others = s.voters.filter((v) => v !== this.raftId);
+      const answers = (await this.io.reachable?.(others)) ?? (() => true);
+      const view: MembershipView = {
+        voters: s.voters,
+        learners: s.learners,
+        isReachable: (id) => id === this.raftId || answers(id),
+      };
+      if (!isMember(view, nodeId)) return;
+      checkRemoval(view, nodeId);
+      if (nodeId === this.raftId) {
+        const to = successorOf(view, this.raftId);
+        if (to !== undefined) this.transferLeader(to);
+        throw new DomainError(
+          'ERR_UNAVAILABLE',
+          `this node is not the leader any more: it hands leadership to raft id ${to} before it is removed`,
+        );
+      }
+      if (!this.isLeader) throw new DomainError('ERR_UNAVAILABLE', 'this node is not the leader');
+    }
     const id = randomUUID();
     const ctx = Buffer.from(JSON.stringify({ ...context, p: id }));
     return this.wait(this.confChanges, id, 'membership change', () =>
@@ -161,6 +223,23 @@ export class RaftReplica {
   readBarrier(): Promise<void> {
     const id = randomUUID();
     return this.wait(this.reads, id, 'read', () => this.node.readIndex(Buffer.from(id)));
+  }
+
+  /**
+   * A member told us we were removed: the leader stopped sending before we saw the commit, so we
+   * never applied it. Stop ticking (no more campaigns) and refuse work, as if we had.
+   */
+  learnRemoved(): void {
+    if (this.toldRemoved || this.closed) return;
+    this.toldRemoved = true;
+    this.selfRemoved = true;
+    for (const resolve of this.removalWaiters.splice(0)) resolve();
+  }
+
+  /** Resolves once this node has applied its own removal from the configuration. */
+  whenRemoved(): Promise<void> {
+    if (this.selfRemoved) return Promise.resolve();
+    return new Promise((resolve) => this.removalWaiters.push(resolve));
   }
 
   /** Asks Raft to hand leadership to `to` (used before a leader leaves). */
@@ -211,7 +290,9 @@ export class RaftReplica {
         // Refused before it entered the log: nothing was proposed.
         const refused =
           e instanceof NativeError &&
-          (e.code === 'ERR_ACP_PROPOSAL_DROPPED' || e.code === 'ERR_ACP_NOT_LEADER');
+          (e.code === 'ERR_ACP_PROPOSAL_DROPPED' ||
+            e.code === 'ERR_ACP_NOT_LEADER' ||
+            e.code === 'ERR_ACP_REMOVED');
         reject(
           refused ? new DomainError('ERR_UNAVAILABLE', `this node is not the leader (${e.message})`) : e,
         );
@@ -219,6 +300,15 @@ export class RaftReplica {
       }
       this.scheduleDrain();
     });
+  }
+
+  private refuse<T>(map: Map<string, Waiter<T>>, id: string, kind: string, error: Error): void {
+    const w = map.get(id);
+    if (!w) return;
+    map.delete(id);
+    clearTimeout(w.timer);
+    this.metrics.requests.inc({ kind, result: 'rejected' });
+    w.reject(error);
   }
 
   private settle<T>(map: Map<string, Waiter<T>>, id: string, kind: string, value: T): void {
@@ -241,9 +331,26 @@ export class RaftReplica {
     });
   }
 
-  /** Runs Ready cycles until raft has nothing more: persist (native), send, apply, settle. */
+  /**
+   * Runs Ready cycles until raft has nothing more: persist (native), send, apply, settle. Nothing
+   * committed makes it throw (rejected entries are outcomes); what still can, a failed fsync or
+   * a poisoned engine, halts this replica instead of the process: it stops, fails what waits, and
+   * reports why (health shows it). The disk holds the last persisted state, so a restart resumes.
+   */
   private drain(): void {
-    while (!this.closed && this.node.hasReady()) this.handle(this.node.ready());
+    try {
+      while (!this.closed && this.node.hasReady()) this.handle(this.node.ready());
+    } catch (e) {
+      this.halt(e instanceof Error ? e.message : String(e));
+    }
+  }
+
+  private halt(reason: string): void {
+    if (this.closed) return;
+    this.haltedBecause = reason;
+    this.metrics.halted.set(1);
+    this.io.onHalt?.(reason);
+    this.close();
   }
 
   private handle(ready: RaftReady): void {
@@ -284,22 +391,69 @@ export class RaftReplica {
         env = undefined;
       }
       // A malformed entry is applied as a rejected command on every replica alike.
-      const outcome = this.state.apply(env?.c, e.index);
+      const outcome = this.applyCommand(env?.c, e.index);
       if (env) this.settle(this.proposals, env.p, 'proposal', outcome);
     } else {
-      this.state.advanceTo(e.index);
-      const conf = this.node.applyConfChange(e);
-      let context: { p?: string } = {};
-      try {
-        context = JSON.parse(Buffer.from(e.context).toString('utf8')) as { p?: string };
-      } catch {
-        context = {};
-      }
-      this.io.onMembership?.(conf.voters, conf.learners, context);
-      if (context.p) this.settle(this.confChanges, context.p, 'membership change', undefined);
+      this.applyConfChange(e);
     }
     this.applied = e.index;
     this.metrics.applied.set(e.index);
+  }
+
+  /** The state machine rejects what it cannot apply; a throw is a bug, recorded as a rejection too. */
+  private applyCommand(command: unknown, index: number): CommandOutcome {
+    try {
+      return this.state.apply(command, index);
+    } catch (e) {
+      if (this.state.appliedIndex < index) this.state.advanceTo(index);
+      this.metrics.rejectedEntries.inc({ kind: 'command' });
+      return {
+        ok: false,
+        error: {
+          code: 'ERR_INVALID_ARGUMENT',
+          message: `the state machine could not apply entry ${index}: ${(e as Error).message}`,
+        },
+      };
+    }
+  }
+
+  /**
+   * A conf change raft-rs refuses is a no-op here too, and its proposer gets ERR_CONFLICT. An
+   * applied removal also marks the removed node's record, in the same entry, on every replica.
+   */
+  private applyConfChange(e: RaftEntry): void {
+    const result = this.node.applyConfChange(e);
+    let context: { p?: string } = {};
+    try {
+      context = JSON.parse(Buffer.from(e.context).toString('utf8')) as { p?: string };
+    } catch {
+      context = {};
+    }
+    if (result.rejected !== undefined) {
+      this.state.advanceTo(e.index);
+      this.metrics.rejectedEntries.inc({ kind: 'conf-change' });
+      if (context.p)
+        this.refuse(
+          this.confChanges,
+          context.p,
+          'membership change',
+          new DomainError('ERR_CONFLICT', `membership change refused by Raft: ${result.rejected}`),
+        );
+      return;
+    }
+    const removedNode =
+      result.change?.kind === 'removeNode'
+        ? this.state.listNodes().find((n) => n.raftId === result.change?.nodeId && n.status !== 'removed')
+        : undefined;
+    if (removedNode) this.applyCommand({ type: 'node.remove', nodeId: removedNode.id }, e.index);
+    else this.state.advanceTo(e.index);
+    const { voters, learners } = result.membership;
+    this.io.onMembership?.(voters, learners, context);
+    if (context.p) this.settle(this.confChanges, context.p, 'membership change', undefined);
+    if (!voters.includes(this.raftId) && !learners.includes(this.raftId)) {
+      this.selfRemoved = true;
+      for (const resolve of this.removalWaiters.splice(0)) resolve();
+    }
   }
 
   private onSoftState(leader: number, role: RaftRole): void {

@@ -3,8 +3,8 @@
 //! one is in-memory work plus, for `ready`, `applyConfChange` and `compact`, one fsync'd commit.
 
 use dwcp_acp::{
-    AcpError, CommittedEntry, ConfChangeKind, EntryKind, Membership, NodeConfig, NodeStatus,
-    RaftDriver, ReadyOutput, RestoredSnapshot, Role,
+    AcpError, AppliedConfChange, CommittedEntry, ConfChangeKind, EntryKind, Membership, NodeConfig,
+    NodeStatus, RaftDriver, ReadyOutput, RestoredSnapshot, Role,
 };
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -168,6 +168,35 @@ impl From<Membership> for BindingRaftMembership {
     }
 }
 
+/// What applying a conf-change entry did: the membership after it, the change it asked for
+/// (`kind` addNode/removeNode/addLearner and `nodeId`, absent for a joint change) and, when it
+/// changed nothing, why.
+#[napi(object)]
+pub struct BindingRaftAppliedConfChange {
+    pub membership: BindingRaftMembership,
+    pub kind: Option<String>,
+    pub node_id: Option<f64>,
+    pub rejected: Option<String>,
+}
+
+impl From<AppliedConfChange> for BindingRaftAppliedConfChange {
+    fn from(a: AppliedConfChange) -> Self {
+        BindingRaftAppliedConfChange {
+            membership: a.membership.into(),
+            kind: a.change.map(|(k, _)| {
+                match k {
+                    ConfChangeKind::AddNode => "addNode",
+                    ConfChangeKind::RemoveNode => "removeNode",
+                    ConfChangeKind::AddLearner => "addLearner",
+                }
+                .to_string()
+            }),
+            node_id: a.change.map(|(_, id)| num(id)),
+            rejected: a.rejected,
+        }
+    }
+}
+
 /// A snapshot to replace the state machine with.
 #[napi(object)]
 pub struct BindingRaftSnapshot {
@@ -242,6 +271,7 @@ pub struct BindingRaftStatus {
     pub last_index: f64,
     pub voters: Vec<f64>,
     pub learners: Vec<f64>,
+    pub removed: bool,
 }
 
 impl From<NodeStatus> for BindingRaftStatus {
@@ -257,6 +287,7 @@ impl From<NodeStatus> for BindingRaftStatus {
             last_index: num(s.last_index),
             voters: nums(&s.membership.voters),
             learners: nums(&s.membership.learners),
+            removed: s.removed,
         }
     }
 }
@@ -381,9 +412,9 @@ impl BindingRaftNode {
         self.run(RaftDriver::ready).map(Into::into)
     }
 
-    /// Applies the committed conf-change entry at `index`; returns the new membership.
+    /// Applies the committed conf-change entry at `index`: the new membership, or a rejection.
     #[napi(catch_unwind)]
-    pub fn apply_conf_change(&mut self, index: f64) -> napi::Result<BindingRaftMembership> {
+    pub fn apply_conf_change(&mut self, index: f64) -> napi::Result<BindingRaftAppliedConfChange> {
         self.run(|d| d.apply_conf_change(whole("index", index)?))
             .map(Into::into)
     }

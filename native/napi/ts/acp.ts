@@ -83,6 +83,19 @@ export interface RaftReady {
   snapshotRequested: boolean;
 }
 
+/** What applying a conf-change entry did. */
+export interface RaftAppliedConfChange {
+  /** The membership after the entry; unchanged when it was rejected. */
+  membership: RaftMembership;
+  /** The change it asked for; absent for a joint change or one that does not decode. */
+  change?: { kind: RaftConfChangeKind; nodeId: number };
+  /**
+   * Why it changed nothing (raft-rs refused it, e.g. it would remove the last voter, or it does
+   * not decode). Every replica reaches the same verdict, at apply time and on replay.
+   */
+  rejected?: string;
+}
+
 export interface RaftStatus {
   id: number;
   term: number;
@@ -94,6 +107,8 @@ export interface RaftStatus {
   lastIndex: number;
   voters: number[];
   learners: number[];
+  /** This node applied its own removal: it no longer ticks, steps messages or proposes. */
+  removed: boolean;
 }
 
 export interface RaftConfChange {
@@ -181,10 +196,18 @@ export class RaftNode {
     return out;
   }
 
-  /** Applies the committed conf change at `entry` (or its index); returns the new membership. */
-  applyConfChange(entry: RaftEntry | number): RaftMembership {
+  /**
+   * Applies the committed conf change at `entry` (or its index). Never refuses a committed entry:
+   * one raft-rs rejects comes back with `rejected` set and changed nothing.
+   */
+  applyConfChange(entry: RaftEntry | number): RaftAppliedConfChange {
     const index = typeof entry === 'number' ? entry : entry.index;
-    return membership(call(() => this.handle.applyConfChange(index)));
+    const a = call(() => this.handle.applyConfChange(index));
+    const out: RaftAppliedConfChange = { membership: membership(a.membership) };
+    if (a.kind != null && a.nodeId != null)
+      out.change = { kind: a.kind as RaftConfChangeKind, nodeId: a.nodeId };
+    if (a.rejected != null) out.rejected = a.rejected;
+    return out;
   }
 
   /** Stores `data` (the state machine at `appliedIndex`) as the snapshot and compacts the log. */

@@ -81,7 +81,8 @@ export class ControlPlaneService {
     requireShape(fields.nodeId, 'node', id);
     await this.getNode(id, 'linearizable');
     await this.store.removeMember(id);
-    return this.getNode(id, 'linearizable');
+    // A node that removed itself can no longer read linearizably; its own apply marked the record.
+    return this.getNode(id, this.store.status().role === 'removed' ? 'local' : 'linearizable');
   }
 
   // --- VMs ---

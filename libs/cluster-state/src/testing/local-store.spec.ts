@@ -25,11 +25,14 @@ describe('LocalClusterStore (test double)', () => {
     expect(err).toMatchObject({ code: 'ERR_NOT_FOUND' });
   });
 
-  it('removeMember marks the node removed', async () => {
+  it('removeMember marks another node removed, and refuses to remove its own last voter', async () => {
     const store = new LocalClusterStore();
     await store.execute(registerNode('node-1', 1));
-    await store.removeMember('node-1');
-    expect(await store.read((s) => s.getNode('node-1')?.status, 'local')).toBe('removed');
+    await store.execute(registerNode('node-2', 2));
+    await store.removeMember('node-2');
+    expect(await store.read((s) => s.getNode('node-2')?.status, 'local')).toBe('removed');
+    await expect(store.removeMember('node-1')).rejects.toMatchObject({ code: 'ERR_CONFLICT' });
+    expect(await store.read((s) => s.getNode('node-1')?.status, 'local')).toBe('ready');
   });
 
   it('simulates an outage: no leader, and calls fail with the given error', async () => {

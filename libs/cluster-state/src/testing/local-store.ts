@@ -62,7 +62,11 @@ export class LocalClusterStore implements ClusterStore {
     };
   }
 
+  /** Its one member is the last voter, which, as in a Raft cluster, cannot be removed. */
   async removeMember(nodeId: string): Promise<void> {
+    if (this.machine.getNode(nodeId)?.raftId === this.raftId) {
+      throw new DomainError('ERR_CONFLICT', `node ${nodeId} is the cluster's last voter`, 'id');
+    }
     await this.execute({ type: 'node.remove', nodeId });
   }
 }

@@ -11,16 +11,15 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 use protobuf::Message as _;
-use raft::eraftpb::{
-    ConfChange, ConfChangeType, ConfChangeV2, ConfState, Entry, EntryType, Message, Snapshot,
-};
+use raft::eraftpb::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, Message, Snapshot};
 use raft::{RawNode, SnapshotStatus, StateRole};
 
 use crate::config::{NodeConfig, BOOTSTRAP_INDEX, BOOTSTRAP_TERM};
 use crate::error::{AcpError, Result};
+use crate::membership;
 use crate::ready::{
-    CommittedEntry, ConfChangeKind, EntryKind, Membership, NodeStatus, OutgoingMessage, ReadState,
-    ReadyOutput, RestoredSnapshot, SoftStateChange,
+    AppliedConfChange, CommittedEntry, ConfChangeKind, EntryKind, NodeStatus, OutgoingMessage,
+    ReadState, ReadyOutput, RestoredSnapshot, SoftStateChange,
 };
 use crate::storage::DiskStorage;
 
@@ -34,6 +33,21 @@ pub struct RaftDriver {
     /// The stored snapshot, handed to the caller by the first `ready()` after `open` so it can
     /// rebuild its state machine before the re-delivered entries.
     restart_snapshot: Option<RestoredSnapshot>,
+    /// Whether this node is still a member, or has applied its own removal.
+    retirement: Retirement,
+}
+
+/// A node that applies its own removal stops taking part, so it cannot go on leading (raft-rs
+/// keeps a removed leader leading, which wedges the rest) nor disturb the remaining voters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retirement {
+    Member,
+    /// A removed leader handing leadership over; it retires when it no longer leads or after
+    /// `ticks_left` more ticks (one election timeout), whichever comes first.
+    Leaving {
+        ticks_left: usize,
+    },
+    Removed,
 }
 
 impl std::fmt::Debug for RaftDriver {
@@ -163,6 +177,7 @@ impl RaftDriver {
             pending_conf: BTreeMap::new(),
             poisoned: None,
             restart_snapshot,
+            retirement: Retirement::Member,
         })
     }
 
@@ -193,6 +208,7 @@ impl RaftDriver {
             first_index: r.raft_log.first_index(),
             last_index: r.raft_log.last_index(),
             membership: (&r.prs().conf().to_conf_state()).into(),
+            removed: self.retirement != Retirement::Member,
         }
     }
 
@@ -204,7 +220,23 @@ impl RaftDriver {
     // Inputs.
 
     /// Advances logical time by one tick (elections and heartbeats are counted in ticks).
+    /// A removed node's ticks do nothing; a leaving one asks again for its handover (a voter
+    /// that had not yet applied the removal refuses to campaign) and retires once it no longer
+    /// leads.
     pub fn tick(&mut self) -> Result<()> {
+        if let Retirement::Leaving { ticks_left } = self.retirement {
+            if ticks_left == 0 || self.node.raft.state != StateRole::Leader {
+                self.retired();
+            } else {
+                self.retirement = Retirement::Leaving {
+                    ticks_left: ticks_left - 1,
+                };
+                self.hand_over();
+            }
+        }
+        if self.retirement == Retirement::Removed {
+            return Ok(());
+        }
         self.guarded("tick", |n| {
             n.tick();
             Ok(())
@@ -231,6 +263,12 @@ impl RaftDriver {
             return Err(AcpError::BadMessage(format!(
                 "{:?} is local to a node and never sent",
                 msg.get_msg_type()
+            )));
+        }
+        if self.retirement == Retirement::Removed {
+            return Err(AcpError::Removed(format!(
+                "node {} takes no messages",
+                self.id()
             )));
         }
         self.guarded("step", |n| Ok(n.step(msg)?))
@@ -262,6 +300,7 @@ impl RaftDriver {
     /// Proposes `data` (with an opaque `context`). Only a leader accepts proposals; returns the
     /// index the entry got, which commits with that index and the current term or not at all.
     pub fn propose(&mut self, data: Vec<u8>, context: Vec<u8>) -> Result<u64> {
+        self.require_member()?;
         self.require_leader()?;
         self.guarded("propose", |n| {
             n.propose(context, data)?;
@@ -270,7 +309,9 @@ impl RaftDriver {
     }
 
     /// Proposes adding or removing `node_id`; returns the entry's index. One conf change at a
-    /// time: while one is committed but not yet applied, another is refused.
+    /// time: while one is committed but not yet applied, another is refused. Which changes are
+    /// wise (not the last voter, not one that leaves no reachable quorum) is the caller's policy;
+    /// one raft-rs cannot apply still commits, and `apply_conf_change` records it as a no-op.
     pub fn propose_conf_change(
         &mut self,
         kind: ConfChangeKind,
@@ -280,6 +321,7 @@ impl RaftDriver {
         if node_id == 0 {
             return Err(AcpError::config("nodeId", "must be non-zero"));
         }
+        self.require_member()?;
         self.require_leader()?;
         if self.node.raft.has_pending_conf() {
             // raft-rs would silently turn it into an empty entry.
@@ -309,6 +351,7 @@ impl RaftDriver {
                 "must not be empty (it identifies the read)",
             ));
         }
+        self.require_member()?;
         self.guarded("read_index", |n| {
             n.read_index(context);
             Ok(())
@@ -317,6 +360,7 @@ impl RaftDriver {
 
     /// Starts an election now instead of waiting for the election timeout.
     pub fn campaign(&mut self) -> Result<()> {
+        self.require_member()?;
         self.guarded("campaign", |n| Ok(n.campaign()?))
     }
 
@@ -329,29 +373,40 @@ impl RaftDriver {
     }
 
     /// Applies the committed conf-change entry at `index` (handed out by `ready()`) and persists
-    /// the resulting membership. After a restart, re-delivered conf changes that were applied
-    /// before are not applied twice.
-    pub fn apply_conf_change(&mut self, index: u64) -> Result<Membership> {
+    /// the resulting membership. Total: an entry raft-rs refuses (it would remove the last voter,
+    /// say) or that does not decode is recorded as a no-op with the reason in
+    /// [`AppliedConfChange::rejected`], on every replica alike and again after a restart, where
+    /// re-delivered conf changes that were applied before are not applied twice. A node that
+    /// applies its own removal retires (a leader hands leadership to its most caught-up voter
+    /// first).
+    pub fn apply_conf_change(&mut self, index: u64) -> Result<AppliedConfChange> {
         let Some((entry_type, data)) = self.pending_conf.remove(&index) else {
             return Err(AcpError::Contract(format!(
                 "no committed conf change awaits applying at index {index}"
             )));
         };
+        let decoded = membership::decode(entry_type, &data);
+        let change = decoded.as_ref().ok().and_then(membership::requested);
         if let Some(cs) = self.node.store().recorded_conf_state(index) {
-            return Ok(cs.into());
+            let rejected = match &decoded {
+                Err(why) => Some(why.clone()),
+                Ok(_) => membership::recorded_rejection(change, cs),
+            };
+            return Ok(AppliedConfChange {
+                membership: cs.into(),
+                change,
+                rejected,
+            });
         }
-        let corrupt = |e: protobuf::ProtobufError| {
-            AcpError::Corrupt(format!("conf change at {index} does not decode: {e}"))
+        let outcome = match decoded {
+            Err(why) => Err(why),
+            Ok(cc) => self
+                .guarded("apply_conf_change", |n| Ok(n.apply_conf_change(&cc)))?
+                .map_err(|e| e.to_string()),
         };
-        let cs = match entry_type {
-            EntryType::EntryConfChangeV2 => {
-                let cc = ConfChangeV2::parse_from_bytes(&data).map_err(corrupt)?;
-                self.guarded("apply_conf_change", |n| Ok(n.apply_conf_change(&cc)?))?
-            }
-            _ => {
-                let cc = ConfChange::parse_from_bytes(&data).map_err(corrupt)?;
-                self.guarded("apply_conf_change", |n| Ok(n.apply_conf_change(&cc)?))?
-            }
+        let (cs, rejected) = match outcome {
+            Ok(cs) => (cs, None),
+            Err(why) => (self.node.raft.prs().conf().to_conf_state(), Some(why)),
         };
         if let Err(e) = self.node.mut_store().record_conf_state(index, &cs) {
             self.poisoned = Some(format!(
@@ -359,7 +414,54 @@ impl RaftDriver {
             ));
             return Err(e);
         }
-        Ok((&cs).into())
+        if rejected.is_none() && !membership::is_member(&cs, self.id()) {
+            self.retire();
+        }
+        Ok(AppliedConfChange {
+            membership: (&cs).into(),
+            change,
+            rejected,
+        })
+    }
+
+    /// Starts retiring after this node's own removal; see [`Retirement`].
+    fn retire(&mut self) {
+        if self.retirement != Retirement::Member {
+            return;
+        }
+        if self.node.raft.state != StateRole::Leader {
+            self.retirement = Retirement::Removed;
+            return;
+        }
+        self.retirement = Retirement::Leaving {
+            ticks_left: self.node.raft.election_timeout(),
+        };
+        self.hand_over();
+    }
+
+    /// Asks raft-rs to hand leadership to the most caught-up remaining voter.
+    fn hand_over(&mut self) {
+        let prs = self.node.raft.prs();
+        let transferee = prs
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .filter(|&id| id != self.id())
+            .max_by_key(|&id| prs.get(id).map_or(0, |p| p.matched));
+        if let Some(to) = transferee {
+            self.node.raft.abort_leader_transfer();
+            self.node.transfer_leader(to);
+        }
+    }
+
+    /// Done retiring: a leader that could not hand over steps down, so nobody takes it for one.
+    fn retired(&mut self) {
+        self.retirement = Retirement::Removed;
+        if self.node.raft.state == StateRole::Leader {
+            let term = self.node.raft.term;
+            self.node.raft.become_follower(term, raft::INVALID_ID);
+        }
     }
 
     /// Stores `data`, the caller's state machine as of `applied_index`, as the snapshot (with the
@@ -419,6 +521,16 @@ impl RaftDriver {
                 .insert(e.index, (entry_type, e.data.clone()));
         }
         Ok(out)
+    }
+
+    fn require_member(&self) -> Result<()> {
+        match self.retirement {
+            Retirement::Member => Ok(()),
+            _ => Err(AcpError::Removed(format!(
+                "node {} was removed from the configuration",
+                self.id()
+            ))),
+        }
     }
 
     fn require_leader(&self) -> Result<()> {

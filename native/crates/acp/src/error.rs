@@ -30,6 +30,9 @@ pub enum AcpError {
     /// A conf change was rejected by raft-rs (e.g. it would remove the last voter).
     #[error("conf change rejected: {0}")]
     ConfChange(String),
+    /// This node has applied its own removal from the configuration and takes no further part.
+    #[error("removed from the cluster: {0}")]
+    Removed(String),
     /// The caller broke the Ready contract (e.g. `ready()` with a conf change left unapplied).
     #[error("ready contract: {0}")]
     Contract(String),
@@ -64,6 +67,7 @@ impl AcpError {
             AcpError::NotLeader { .. } => "ERR_ACP_NOT_LEADER",
             AcpError::ProposalDropped(_) => "ERR_ACP_PROPOSAL_DROPPED",
             AcpError::ConfChange(_) => "ERR_ACP_CONF_CHANGE",
+            AcpError::Removed(_) => "ERR_ACP_REMOVED",
             AcpError::Contract(_) => "ERR_ACP_CONTRACT",
             AcpError::UnknownPeer(_) => "ERR_ACP_UNKNOWN_PEER",
             AcpError::Storage { .. } => "ERR_ACP_STORAGE",

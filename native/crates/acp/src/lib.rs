@@ -9,6 +9,7 @@
 mod config;
 mod driver;
 mod error;
+mod membership;
 mod ready;
 mod storage;
 
@@ -17,7 +18,7 @@ pub use driver::RaftDriver;
 pub use error::{AcpError, Result};
 pub use raft;
 pub use ready::{
-    CommittedEntry, ConfChangeKind, EntryKind, Membership, NodeStatus, OutgoingMessage, ReadState,
-    ReadyOutput, RestoredSnapshot, Role, SoftStateChange,
+    AppliedConfChange, CommittedEntry, ConfChangeKind, EntryKind, Membership, NodeStatus,
+    OutgoingMessage, ReadState, ReadyOutput, RestoredSnapshot, Role, SoftStateChange,
 };
 pub use storage::{DiskStorage, DB_FILE};

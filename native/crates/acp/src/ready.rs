@@ -163,6 +163,20 @@ pub enum ConfChangeKind {
     AddLearner,
 }
 
+/// What applying one committed conf-change entry did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedConfChange {
+    /// The membership in force after the entry (unchanged when it was rejected).
+    pub membership: Membership,
+    /// The single change the entry asked for; `None` for a joint change or one that does not
+    /// decode.
+    pub change: Option<(ConfChangeKind, u64)>,
+    /// Why the entry changed nothing, when raft-rs refused it (e.g. it would remove the last
+    /// voter) or it does not decode. Every replica reaches the same verdict, so a rejected entry
+    /// is a no-op everywhere, now and when the log is replayed.
+    pub rejected: Option<String>,
+}
+
 /// A node's state, for status pages and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -184,4 +198,6 @@ pub struct NodeStatus {
     pub last_index: u64,
     /// The current membership.
     pub membership: Membership,
+    /// This node has applied its own removal: it no longer ticks, steps messages or proposes.
+    pub removed: bool,
 }

@@ -249,7 +249,7 @@ fn ready_refuses_to_go_on_with_an_unapplied_conf_change() {
     let rd = d.ready().unwrap();
     assert!(rd.committed_entries.iter().any(|e| e.index == index));
     assert_eq!(d.ready().unwrap_err().code(), "ERR_ACP_CONTRACT");
-    let m = d.apply_conf_change(index).unwrap();
+    let m = d.apply_conf_change(index).unwrap().membership;
     assert_eq!((m.voters, m.learners), (vec![1], vec![2]));
     assert_eq!(
         d.apply_conf_change(index).unwrap_err().code(),

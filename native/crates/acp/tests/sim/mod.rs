@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
 
-use dwcp_acp::{EntryKind, NodeConfig, RaftDriver, ReadState, Role};
+use dwcp_acp::{AppliedConfChange, EntryKind, NodeConfig, RaftDriver, ReadState, Role};
 
 /// The caller side of one node: the driver plus its in-memory state machine.
 pub struct SimNode {
@@ -20,6 +20,8 @@ pub struct SimNode {
     pub applied: u64,
     pub read_states: Vec<ReadState>,
     pub snapshots_restored: usize,
+    /// What each applied conf-change entry did, by index, in apply order (replays included).
+    pub conf_changes: Vec<(u64, AppliedConfChange)>,
 }
 
 impl SimNode {
@@ -97,6 +99,7 @@ impl Cluster {
                 applied: 0,
                 read_states: Vec::new(),
                 snapshots_restored: 0,
+                conf_changes: Vec::new(),
             },
         );
     }
@@ -140,8 +143,10 @@ impl Cluster {
                 };
                 match driver.step(&m.bytes) {
                     Ok(()) => {}
-                    // A response from a peer that is not (yet) in this node's configuration.
-                    Err(e) if e.code() == "ERR_ACP_UNKNOWN_PEER" => {}
+                    // A response from a peer that is not (yet) in this node's configuration, or
+                    // anything sent to a node that has retired after its removal.
+                    Err(e)
+                        if e.code() == "ERR_ACP_UNKNOWN_PEER" || e.code() == "ERR_ACP_REMOVED" => {}
                     Err(e) => panic!("node {} refused a message from {from}: {e}", m.to),
                 }
             }
@@ -178,7 +183,8 @@ impl Cluster {
                     EntryKind::Normal if !e.data.is_empty() => n.state.push(e.data.clone()),
                     EntryKind::Normal => {}
                     _ => {
-                        driver.apply_conf_change(e.index).unwrap();
+                        let applied = driver.apply_conf_change(e.index).unwrap();
+                        n.conf_changes.push((e.index, applied));
                     }
                 }
             }
