@@ -5,12 +5,12 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import type { ClusterStore } from '@novacron/cluster-state';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
 import type { ClusterAdmission } from './api/admission';
+import { buildOpenApiDocument } from './api/openapi-document';
 import { type ProposalSource, systemProposalSource } from './api/proposal-source';
 import { NodeAppModule } from './app.module';
 import { listenerTls } from './config/listener-tls';
@@ -53,21 +53,10 @@ export function createNodeLogger(config: NodeConfig): Logger {
   );
 }
 
-function installSwagger(app: NestFastifyApplication, fastify: FastifyInstance): void {
-  const document = SwaggerModule.createDocument(
-    app,
-    new DocumentBuilder()
-      .setTitle('NovaCron DWCP node API')
-      .setDescription(
-        'Nodes, VMs and live migrations of a DWCP cluster. Authenticate with Authorization: Bearer <token>.',
-      )
-      .setVersion('0.1.0')
-      .addBearerAuth()
-      .build(),
-  );
-  // JSON only: the Swagger UI would need its static assets bundled; any OpenAPI viewer can read /docs.
-  SwaggerModule.setup('docs', app, document, { ui: false, raw: ['json'], jsonDocumentUrl: 'docs/json' });
-  fastify.get('/docs', (_req, reply) => reply.send(document));
+/** The document is generated from the contract tables (api/*.contract.ts), the same ones the controllers route by. */
+function serveOpenApiDocument(fastify: FastifyInstance): void {
+  const document = buildOpenApiDocument();
+  for (const path of ['/docs', '/docs/json']) fastify.get(path, (_req, reply) => reply.send(document));
 }
 
 export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<NodeHandle> {
@@ -127,7 +116,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
     if (draining) void reply.header('connection', 'close');
     done(null, payload);
   });
-  installSwagger(app, fastify);
+  serveOpenApiDocument(fastify);
 
   const grpc = app.get(GrpcApiServer);
   try {

@@ -1,66 +1,43 @@
-/** REST: /v1/cluster (membership and leadership) and /v1/tokens (API tokens). */
-import { Body, Controller, Delete, Get, Headers, Inject, Param, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
+/** REST: /v1/cluster (membership and leadership) and /v1/tokens (API tokens), as their contracts declare them. */
+import { Body, Controller, Inject, Param, Query } from '@nestjs/common';
 import { DomainError } from '@novacron/cluster-state';
-import { Public, RequireRole } from '../auth/roles';
 import { ADMISSION } from '../tokens';
 import type { ClusterAdmission } from './admission';
+import { clusterOperations } from './cluster.contract';
+import { JoinToken, Operation } from './contract';
 import { ControlPlaneService } from './control-plane.service';
-import {
-  type CreateTokenRequest,
-  createTokenSchema,
-  type JoinRequest,
-  joinRequestSchema,
-  type ReadQuery,
-  readQuerySchema,
-} from './schemas';
+import type { CreateTokenRequest, IdParams, JoinRequest, ReadQuery } from './schemas';
+import { tokenOperations } from './tokens.contract';
 import { ZodPipe } from './zod-pipe';
 
-const consistencyQuery = ApiQuery({ name: 'consistency', required: false, enum: ['linearizable', 'local'] });
-
-@ApiTags('cluster')
-@ApiBearerAuth()
-@Controller('v1/cluster')
+@Controller()
 export class ClusterController {
   constructor(
     @Inject(ControlPlaneService) private readonly cp: ControlPlaneService,
     @Inject(ADMISSION) private readonly admission: ClusterAdmission | null,
   ) {}
 
-  @Get('status')
-  @RequireRole('viewer')
-  @ApiOperation({ summary: "This node's view of the Raft group" })
+  @Operation(clusterOperations.status)
   status() {
     return this.cp.status();
   }
 
-  @Get('members')
-  @RequireRole('viewer')
-  @ApiOperation({ summary: 'Voters and learners, with their node records' })
-  @consistencyQuery
-  async members(@Query(new ZodPipe(readQuerySchema, 'query')) q: ReadQuery) {
+  @Operation(clusterOperations.members)
+  async members(@Query(new ZodPipe(clusterOperations.members.query, 'query')) q: ReadQuery) {
     return { items: await this.cp.members(q.consistency) };
   }
 
-  @Get('leader')
-  @RequireRole('viewer')
-  @ApiOperation({ summary: 'The current leader (503 while there is none)' })
-  @consistencyQuery
-  leader(@Query(new ZodPipe(readQuerySchema, 'query')) q: ReadQuery) {
+  @Operation(clusterOperations.leader)
+  leader(@Query(new ZodPipe(clusterOperations.leader.query, 'query')) q: ReadQuery) {
     return this.cp.leader(q.consistency);
   }
 
-  /** Authenticated by the cluster's join token (Authorization: Bearer), not by an API token. */
-  @Post('join')
-  @Public()
-  @ApiOperation({ summary: 'Admit a new node (bearer = the join token); answers with its identity' })
+  /** Authenticated by the cluster's join token, not by an API token: admission checks it. */
+  @Operation(clusterOperations.join)
   async join(
-    @Headers('authorization') authorization: string | undefined,
-    @Body(new ZodPipe(joinRequestSchema, 'body')) body: JoinRequest,
+    @JoinToken() token: string,
+    @Body(new ZodPipe(clusterOperations.join.body, 'body')) body: JoinRequest,
   ) {
-    const token = /^Bearer[ \t]+(\S+)\s*$/i.exec(authorization ?? '')?.[1];
-    if (token === undefined)
-      throw new DomainError('ERR_UNAUTHENTICATED', 'missing join token (Authorization: Bearer)');
     if (this.admission === null) {
       throw new DomainError(
         'ERR_PERMISSION_DENIED',
@@ -71,31 +48,23 @@ export class ClusterController {
   }
 }
 
-@ApiTags('tokens')
-@ApiBearerAuth()
-@Controller('v1/tokens')
+@Controller()
 export class TokensController {
   constructor(@Inject(ControlPlaneService) private readonly cp: ControlPlaneService) {}
 
-  @Post()
-  @RequireRole('admin')
-  @ApiOperation({ summary: 'Create an API token; the token is in this response only' })
-  async create(@Body(new ZodPipe(createTokenSchema, 'body')) body: CreateTokenRequest) {
+  @Operation(tokenOperations.create)
+  async create(@Body(new ZodPipe(tokenOperations.create.body, 'body')) body: CreateTokenRequest) {
     const { token, record } = await this.cp.createToken(body);
     return { ...record, token };
   }
 
-  @Get()
-  @RequireRole('admin')
-  @ApiOperation({ summary: 'List API tokens (their hashes, never the tokens)' })
-  async list(@Query(new ZodPipe(readQuerySchema, 'query')) q: ReadQuery) {
+  @Operation(tokenOperations.list)
+  async list(@Query(new ZodPipe(tokenOperations.list.query, 'query')) q: ReadQuery) {
     return { items: await this.cp.listTokens(q.consistency) };
   }
 
-  @Delete(':id')
-  @RequireRole('admin')
-  @ApiOperation({ summary: 'Revoke an API token' })
-  revoke(@Param('id') id: string) {
-    return this.cp.revokeToken(id);
+  @Operation(tokenOperations.revoke)
+  revoke(@Param(new ZodPipe(tokenOperations.revoke.params, 'path')) p: IdParams) {
+    return this.cp.revokeToken(p.id);
   }
 }

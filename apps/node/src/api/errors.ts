@@ -1,9 +1,14 @@
 /** One place that turns failures into the API's error body and into HTTP and gRPC statuses. */
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { DomainError, type DomainErrorCode } from '@novacron/cluster-state';
+import { DomainError, ERROR_CODES } from '@novacron/cluster-state';
 import type { ZodError, ZodIssue } from 'zod';
 
-export type ApiErrorCode = DomainErrorCode | 'ERR_INTERNAL';
+/**
+ * The state machine's codes, plus two only the API raises: ERR_INTERNAL (a fault of ours) and
+ * ERR_METHOD_NOT_ALLOWED (a known path asked with a method it does not serve).
+ */
+export const API_ERROR_CODES = [...ERROR_CODES, 'ERR_INTERNAL', 'ERR_METHOD_NOT_ALLOWED'] as const;
+export type ApiErrorCode = (typeof API_ERROR_CODES)[number];
 
 export interface FieldProblem {
   path: string;
@@ -23,6 +28,7 @@ export const HTTP_STATUS: Record<ApiErrorCode, number> = {
   ERR_UNAUTHENTICATED: 401,
   ERR_PERMISSION_DENIED: 403,
   ERR_NOT_FOUND: 404,
+  ERR_METHOD_NOT_ALLOWED: 405,
   ERR_CONFLICT: 409,
   ERR_INTERNAL: 500,
   ERR_UNAVAILABLE: 503,
@@ -32,13 +38,15 @@ export const HTTP_STATUS: Record<ApiErrorCode, number> = {
 /**
  * A conflict is FAILED_PRECONDITION: the request is well-formed but the cluster's current state
  * refuses it (a VM already migrating, a failed label expectation), and repeating it unchanged
- * will fail again until that state changes. ABORTED would invite blind retries.
+ * will fail again until that state changes. ABORTED would invite blind retries. A method a path does
+ * not serve is REST's alone (gRPC answers an unknown method UNIMPLEMENTED by itself).
  */
 export const GRPC_STATUS: Record<ApiErrorCode, GrpcStatus> = {
   ERR_INVALID_ARGUMENT: GrpcStatus.INVALID_ARGUMENT,
   ERR_UNAUTHENTICATED: GrpcStatus.UNAUTHENTICATED,
   ERR_PERMISSION_DENIED: GrpcStatus.PERMISSION_DENIED,
   ERR_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  ERR_METHOD_NOT_ALLOWED: GrpcStatus.UNIMPLEMENTED,
   ERR_CONFLICT: GrpcStatus.FAILED_PRECONDITION,
   ERR_INTERNAL: GrpcStatus.INTERNAL,
   ERR_UNAVAILABLE: GrpcStatus.UNAVAILABLE,

@@ -35,9 +35,7 @@ export function httpErrorResponse(
   const status = clientStatusOf(error);
   if (status !== undefined && status >= 400 && status < 500) {
     const code = CODE_FOR_STATUS[status] ?? 'ERR_INVALID_ARGUMENT';
-    const message =
-      status === 404 && error instanceof HttpException ? `no such route: ${route}` : (error as Error).message;
-    return { status, body: { code, message } };
+    return { status, body: { code, message: (error as Error).message } };
   }
   if (error instanceof HttpException && (status === 503 || status === 504)) {
     // Terminus reports a failed readiness check this way; its body says which indicator is down.

@@ -1,47 +1,35 @@
-/** REST: /v1/nodes */
-import { Controller, Delete, Get, HttpCode, Inject, Param, Post, Query } from '@nestjs/common';
-import { ApiBearerAuth, ApiOperation, ApiQuery, ApiTags } from '@nestjs/swagger';
-import { RequireRole } from '../auth/roles';
+/** REST: /v1/nodes, as nodes.contract.ts declares it. */
+import { Controller, Inject, Param, Query } from '@nestjs/common';
+import { Operation } from './contract';
 import { ControlPlaneService } from './control-plane.service';
-import { type ReadQuery, readQuerySchema } from './schemas';
+import { nodeOperations as ops } from './nodes.contract';
+import type { IdParams, ReadQuery } from './schemas';
 import { ZodPipe } from './zod-pipe';
 
-const consistencyQuery = ApiQuery({ name: 'consistency', required: false, enum: ['linearizable', 'local'] });
-
-@ApiTags('nodes')
-@ApiBearerAuth()
-@Controller('v1/nodes')
+@Controller()
 export class NodesController {
   constructor(@Inject(ControlPlaneService) private readonly cp: ControlPlaneService) {}
 
-  @Get()
-  @RequireRole('viewer')
-  @ApiOperation({ summary: 'List the nodes, removed ones included' })
-  @consistencyQuery
-  async list(@Query(new ZodPipe(readQuerySchema, 'query')) q: ReadQuery) {
+  @Operation(ops.list)
+  async list(@Query(new ZodPipe(ops.list.query, 'query')) q: ReadQuery) {
     return { items: await this.cp.listNodes(q.consistency) };
   }
 
-  @Get(':id')
-  @RequireRole('viewer')
-  @ApiOperation({ summary: 'Get a node' })
-  @consistencyQuery
-  get(@Param('id') id: string, @Query(new ZodPipe(readQuerySchema, 'query')) q: ReadQuery) {
-    return this.cp.getNode(id, q.consistency);
+  @Operation(ops.get)
+  get(
+    @Param(new ZodPipe(ops.get.params, 'path')) p: IdParams,
+    @Query(new ZodPipe(ops.get.query, 'query')) q: ReadQuery,
+  ) {
+    return this.cp.getNode(p.id, q.consistency);
   }
 
-  @Post(':id/drain')
-  @HttpCode(200)
-  @RequireRole('admin')
-  @ApiOperation({ summary: 'Stop placing new VMs on a node' })
-  drain(@Param('id') id: string) {
-    return this.cp.drainNode(id);
+  @Operation(ops.drain)
+  drain(@Param(new ZodPipe(ops.drain.params, 'path')) p: IdParams) {
+    return this.cp.drainNode(p.id);
   }
 
-  @Delete(':id')
-  @RequireRole('admin')
-  @ApiOperation({ summary: 'Remove a node from the Raft configuration and mark it removed' })
-  remove(@Param('id') id: string) {
-    return this.cp.removeNode(id);
+  @Operation(ops.remove)
+  remove(@Param(new ZodPipe(ops.remove.params, 'path')) p: IdParams) {
+    return this.cp.removeNode(p.id);
   }
 }

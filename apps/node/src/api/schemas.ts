@@ -1,58 +1,118 @@
-/** Request shapes of the public API, built from the state machine's own field schemas. */
+/**
+ * Request shapes of the public API, built from the state machine's own field schemas. The REST
+ * contract (*.contract.ts) validates with these very objects and the OpenAPI document is generated
+ * from them; `.openapi()` only adds what zod cannot say to JSON Schema by itself.
+ */
 import { fields, labelSetSchema, labelsSchema, ROLES } from '@novacron/cluster-state';
-import { type ZodTypeAny, z } from 'zod';
+import type { ZodString, ZodTypeAny } from 'zod';
 import { invalidArgument } from './errors';
+import { z } from './zod-openapi';
 
-export const consistencySchema = z.enum(['linearizable', 'local']).default('linearizable');
+/** libs/cluster-state's labelsSchema and labelSetSchema refuse more labels than this. */
+export const MAX_LABELS = 64;
+
+function patternOf(schema: ZodString): string {
+  const check = schema._def.checks.find((c) => c.kind === 'regex');
+  if (check?.kind !== 'regex') throw new Error('the label key schema has no pattern');
+  return check.regex.source;
+}
+
+/**
+ * zod-to-openapi renders a record's values but drops its key schema and a refinement's limit;
+ * JSON Schema says both with propertyNames and maxProperties.
+ */
+const labelKeys = {
+  propertyNames: { type: 'string', pattern: patternOf(fields.labelKey), example: 'app' },
+} as const;
+
+const labels = labelsSchema.openapi({ ...labelKeys, maxProperties: MAX_LABELS });
+const labelSet = labelSetSchema.openapi({
+  ...labelKeys,
+  maxProperties: MAX_LABELS,
+  description: 'Label values; `null` means the key is (or must be) absent.',
+});
+
+/** The field schemas with an example each: a pattern alone tells a reader (or a fuzzer) little. */
+const name = fields.name.openapi({ example: 'web-1' });
+const nodeId = fields.nodeId.openapi({ example: 'node-2' });
+const vmId = fields.vmId.openapi({ example: 'vm-7f3k2q9d' });
+
+export const consistencySchema = z
+  .enum(['linearizable', 'local'])
+  .default('linearizable')
+  .openapi({ description: '`local` reads what this node has applied, without a Raft round trip.' });
 
 export const readQuerySchema = z.object({ consistency: consistencySchema }).strict();
 export type ReadQuery = z.output<typeof readQuerySchema>;
 
+export const consoleQuerySchema = z
+  .object({ tail: z.coerce.number().int().min(1).max(500).default(100) })
+  .strict();
+export type ConsoleQuery = z.output<typeof consoleQuerySchema>;
+
+/** `{id}` in a path. Any string is accepted; one that does not have the shape described names nothing: 404. */
+export const idParams = (description: string) =>
+  z.object({ id: z.string().min(1).openapi({ description }) }).strict();
+export type IdParams = z.output<ReturnType<typeof idParams>>;
+
 export const createVmSchema = z
   .object({
-    name: fields.name,
-    image: fields.image,
+    name,
+    image: fields.image.openapi({ example: 'debian-12' }),
     vcpus: fields.vcpus,
     memoryMiB: fields.memoryMiB,
-    labels: labelsSchema.optional(),
-    /** Place on this node rather than letting placement choose. */
-    nodeId: fields.nodeId.optional(),
+    labels: labels.optional(),
+    nodeId: nodeId.optional().openapi({ description: 'Place here instead of letting placement choose.' }),
   })
-  .strict();
+  .strict()
+  .openapi('CreateVmRequest');
 export type CreateVmRequest = z.output<typeof createVmSchema>;
 
 export const updateLabelsSchema = z
-  .object({ set: labelSetSchema, expect: labelSetSchema.optional() })
-  .strict();
+  .object({
+    set: labelSet,
+    expect: labelSet.optional().openapi({ description: 'Compare-and-set guard: current values must match.' }),
+  })
+  .strict()
+  .openapi('UpdateLabelsRequest');
 export type UpdateLabelsRequest = z.output<typeof updateLabelsSchema>;
 
 export const createMigrationSchema = z
   .object({
-    vmId: fields.vmId,
-    targetNodeId: fields.nodeId,
-    maxBandwidthBytesPerSec: fields.bandwidth.optional(),
+    vmId,
+    targetNodeId: nodeId,
+    maxBandwidthBytesPerSec: fields.bandwidth
+      .optional()
+      .openapi({ description: "Caps QEMU's migration bandwidth (bytes/s)." }),
   })
-  .strict();
+  .strict()
+  .openapi('CreateMigrationRequest');
 export type CreateMigrationRequest = z.output<typeof createMigrationSchema>;
 
+/** The body may be left out; the transform only turns "no body" into `{}` and the document shows the object. */
 export const cancelMigrationSchema = z
   .object({ reason: fields.reason.optional() })
   .strict()
+  .openapi('CancelMigrationRequest')
   .optional()
   .transform((v) => v ?? {});
 export type CancelMigrationRequest = z.output<typeof cancelMigrationSchema>;
 
-export const createTokenSchema = z.object({ name: fields.name, role: z.enum(ROLES) }).strict();
+export const createTokenSchema = z
+  .object({ name, role: z.enum(ROLES) })
+  .strict()
+  .openapi('CreateTokenRequest');
 export type CreateTokenRequest = z.output<typeof createTokenSchema>;
 
 export const joinRequestSchema = z
   .object({
-    nodeName: fields.name,
-    peerAddr: fields.hostPort,
-    apiUrl: fields.url,
+    nodeName: fields.name.openapi({ example: 'node-4' }),
+    peerAddr: fields.hostPort.openapi({ example: '10.0.0.8:7701' }),
+    apiUrl: fields.url.openapi({ example: 'https://10.0.0.8:7700' }),
     capacity: z.object({ vcpus: fields.vcpus, memoryMiB: fields.memoryMiB }).strict(),
   })
-  .strict();
+  .strict()
+  .openapi('JoinRequest');
 export type JoinRequest = z.output<typeof joinRequestSchema>;
 
 /** Validates `value`, or throws ERR_INVALID_ARGUMENT with one entry per offending field. */

@@ -1,12 +1,13 @@
-/** A parameter pipe that validates one request part against a zod schema. */
+/** A parameter pipe that validates one request part against a zod schema of the contract. */
 import type { PipeTransform } from '@nestjs/common';
 import type { ZodTypeAny, z } from 'zod';
 import { validate } from './schemas';
 
 export class ZodPipe<S extends ZodTypeAny> implements PipeTransform<unknown, z.output<S>> {
   constructor(
-    private readonly schema: S,
-    private readonly where: string,
+    /** Public so the contract spec can check it is the very schema the document was generated from. */
+    readonly schema: S,
+    private readonly where: 'body' | 'query' | 'path',
   ) {}
 
   transform(value: unknown): z.output<S> {
