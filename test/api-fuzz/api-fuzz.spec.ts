@@ -2,8 +2,8 @@
  * Schemathesis fuzzes the REST API of a real 3-node cluster from the API's own OpenAPI document: an
  * admin pass over every operation in all four phases (stateful included) with every check, then a
  * viewer pass in which every write must be refused with 403 (hooks.py). The test fails on any failed
- * check or fuzzer error, a stateful phase that could not run, a node that crashed or restarted, and
- * members that afterwards disagree on the replicated state. Seeded (DWCP_FUZZ_SEED repeats the
+ * check or fuzzer error, a stateful phase that could not run, a node that crashed or restarted, a
+ * member that can no longer commit a write, and members that disagree on the replicated state. Seeded (DWCP_FUZZ_SEED repeats the
  * generated cases) and bounded to about two minutes. Everything it wrote is in .build/api-fuzz/.
  */
 import { randomInt } from 'node:crypto';
@@ -11,7 +11,7 @@ import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalCluster } from '../../libs/local-cluster/src/local-cluster';
-import { identities, processProblems, stateProblems, watchExits } from './cluster-audit';
+import { identities, processProblems, stateProblems, watchExits, writeProblems } from './cluster-audit';
 import {
   type FailureExample,
   type Installed,
@@ -115,6 +115,7 @@ describe('the REST API under Schemathesis, on a 3-node cluster', () => {
     const cluster_ = [
       ...exits,
       ...(await processProblems(cluster, before)),
+      ...(await writeProblems(cluster, target, admin.token)),
       ...(await stateProblems(cluster, target, admin.token)),
     ];
     const problems = [...passes.flatMap(passProblems), ...cluster_.map((p) => `cluster: ${p}`)];

@@ -1,7 +1,7 @@
 /**
  * What the api-fuzz test checks on the cluster itself around a fuzz run: no node process crashed or
- * restarted, every node still answers, and the members agree on the replicated state, read
- * linearizably through each of them.
+ * restarted, every node still answers, every member still commits a write, and the members agree
+ * on the replicated state, read linearizably through each of them.
  */
 import type { LocalCluster, NodeProcess } from '../../libs/local-cluster/src/local-cluster';
 
@@ -56,6 +56,59 @@ interface Member {
   apiUrl: string;
 }
 
+/**
+ * Every member still commits a write: a viewer token created through each (retried for up to `ms`
+ * in all, as an election may be under way), then found on every member by a linearizable read. Reads alone
+ * would pass a cluster that has lost the ability to commit.
+ */
+export async function writeProblems(
+  cluster: LocalCluster,
+  via: NodeProcess,
+  token: string,
+  ms = 20_000,
+): Promise<string[]> {
+  const members = await memberProcesses(cluster, via, token);
+  if (typeof members === 'string') return [members];
+  const problems: string[] = [];
+  const written: string[] = [];
+  const end = Date.now() + ms;
+  for (const n of members) {
+    const name = `audit-write-via-${n.name}`;
+    let last = '';
+    for (;;) {
+      const r = await n.api('POST', '/v1/tokens', token, { name, role: 'viewer' }).catch((e: Error) => e);
+      if (!(r instanceof Error) && r.status === 201) {
+        written.push(name);
+        break;
+      }
+      last = r instanceof Error ? r.message : `${r.status} ${JSON.stringify(r.body).slice(0, 200)}`;
+      if (Date.now() > end) {
+        problems.push(`${n.name} (a member) commits no write: POST /v1/tokens answered ${last}`);
+        break;
+      }
+      await new Promise((res) => setTimeout(res, 500));
+    }
+  }
+  for (const n of members) {
+    const tokens = await read<{ name: string }[]>(n, '/v1/tokens', token);
+    if (typeof tokens === 'string') continue; // stateProblems reports the failed read
+    const missing = written.filter((w) => !tokens.some((t) => t.name === w));
+    if (missing.length > 0) problems.push(`${n.name}: acknowledged writes missing: ${missing.join(', ')}`);
+  }
+  return problems;
+}
+
+/** The running processes of the members `via` knows, or why they cannot be told. */
+async function memberProcesses(
+  cluster: LocalCluster,
+  via: NodeProcess,
+  token: string,
+): Promise<NodeProcess[] | string> {
+  const members = await read<Member[]>(via, '/v1/cluster/members', token);
+  if (typeof members === 'string') return `${via.name}: members: ${members}`;
+  return cluster.nodes.filter((n) => n.running && members.some((m) => m.apiUrl === n.apiUrl));
+}
+
 const RESOURCES = ['/v1/nodes', '/v1/vms', '/v1/migrations', '/v1/tokens', '/v1/cluster/members'];
 
 /**
@@ -69,7 +122,7 @@ export async function stateProblems(
   cluster: LocalCluster,
   via: NodeProcess,
   token: string,
-  ms = 30_000,
+  ms = 20_000,
 ): Promise<string[]> {
   const end = Date.now() + ms;
   for (;;) {
