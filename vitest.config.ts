@@ -7,6 +7,7 @@ export default defineConfig({
   resolve: {
     alias: {
       '@novacron/native': resolve(__dirname, 'native/napi/ts/index.ts'),
+      '@novacron/observability': resolve(__dirname, 'libs/observability/src/index.ts'),
       '@novacron/hde': resolve(__dirname, 'libs/hde/src/index.ts'),
       '@novacron/transport': resolve(__dirname, 'libs/transport/src/index.ts'),
       // The subpath comes first: an alias also matches `<key>/…`, so the bare key would swallow it.
@@ -14,6 +15,8 @@ export default defineConfig({
       '@novacron/cluster-state': resolve(__dirname, 'libs/cluster-state/src/index.ts'),
       '@novacron/consensus': resolve(__dirname, 'libs/consensus/src/index.ts'),
       '@novacron/hypervisor': resolve(__dirname, 'libs/hypervisor/src/index.ts'),
+      '@novacron/host': resolve(__dirname, 'libs/host/src/index.ts'),
+      '@novacron/bandwidth': resolve(__dirname, 'libs/bandwidth/src/index.ts'),
       '@novacron/migration': resolve(__dirname, 'libs/migration/src/index.ts'),
       '@novacron/node': resolve(__dirname, 'apps/node/src/index.ts'),
       '@novacron/local-cluster': resolve(__dirname, 'libs/local-cluster/src/index.ts'),

@@ -6,7 +6,7 @@ import type { Registry } from 'prom-client';
 import type { ClusterAdmission } from './api/admission';
 import type { ProposalSource } from './api/proposal-source';
 import type { NodeConfig } from './config/node-config';
-import type { VmHost } from './host/vm-host';
+import type { VmHost } from '@novacron/host';
 import {
   ADMISSION,
   CLUSTER_STORE,

@@ -16,7 +16,7 @@ import { NodeAppModule } from './app.module';
 import { listenerTls } from './config/listener-tls';
 import type { NodeConfig } from './config/node-config';
 import { GrpcApiServer } from './grpc/grpc-api.server';
-import type { VmHost } from './host/vm-host';
+import type { VmHost } from '@novacron/host';
 import { PinoNestLogger } from './logging/pino-nest-logger';
 
 export interface NodeDeps {

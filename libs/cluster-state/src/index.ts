@@ -30,6 +30,15 @@ export {
   migrationStatsSchema,
   type ValidClusterCommand,
 } from './schema';
+export { StateFollower } from './state-follower';
 export { ClusterStateMachine } from './state-machine';
-export type { ClusterStatus, ClusterStore, RaftRole, ReadConsistency } from './store';
+export {
+  CLUSTER_STORE,
+  type ClusterStatus,
+  type ClusterStore,
+  LOCAL_NODE,
+  type LocalNode,
+  type RaftRole,
+  type ReadConsistency,
+} from './store';
 export type { ClusterStateView } from './view';

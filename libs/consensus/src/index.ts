@@ -8,6 +8,7 @@ export {
   startAcp,
 } from './acp-node';
 export { ClusterFiles, defaultNodeName, type Membership, newSecret, sha256Hex } from './cluster-files';
+export { ACP_RUNTIME, ConsensusModule, PEER_PORT, type PeerPort } from './consensus.module';
 export { type AcpMetrics, acpMetrics } from './metrics';
 export { type PeerAddress, type PeerIdentity, PeerTransport, peerCertNames } from './peer-transport';
 export { RaftClusterStore } from './raft-cluster-store';

@@ -167,6 +167,10 @@ export class RaftClusterStore implements ClusterStore {
     };
   }
 
+  onApplied(listener: (appliedIndex: number) => void): () => void {
+    return this.replica.onApplied(listener);
+  }
+
   async removeMember(nodeId: string): Promise<void> {
     const node = await this.read((s) => s.getNode(nodeId));
     if (!node) throw new DomainError('ERR_NOT_FOUND', `node ${nodeId} not found`, 'id');

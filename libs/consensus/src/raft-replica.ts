@@ -78,6 +78,7 @@ export class RaftReplica {
   private tickTimer: NodeJS.Timeout | undefined;
   private drainScheduled = false;
   private closed = false;
+  private readonly appliedListeners = new Set<(appliedIndex: number) => void>();
   /** Set once this replica applied its own removal from the configuration. */
   private selfRemoved = false;
   private readonly removalWaiters: Array<() => void> = [];
@@ -236,6 +237,12 @@ export class RaftReplica {
     for (const resolve of this.removalWaiters.splice(0)) resolve();
   }
 
+  /** Calls `listener` after each Ready cycle that applied entries, with the last index applied. */
+  onApplied(listener: (appliedIndex: number) => void): () => void {
+    this.appliedListeners.add(listener);
+    return () => this.appliedListeners.delete(listener);
+  }
+
   /** Resolves once this node has applied its own removal from the configuration. */
   whenRemoved(): Promise<void> {
     if (this.selfRemoved) return Promise.resolve();
@@ -345,6 +352,17 @@ export class RaftReplica {
     }
   }
 
+  /** A listener's failure is its own: it must not stop the Ready loop. */
+  private notifyApplied(): void {
+    for (const listener of this.appliedListeners) {
+      try {
+        listener(this.applied);
+      } catch {
+        // The listener logs its own failures; the replica goes on.
+      }
+    }
+  }
+
   private halt(reason: string): void {
     if (this.closed) return;
     this.haltedBecause = reason;
@@ -354,6 +372,7 @@ export class RaftReplica {
   }
 
   private handle(ready: RaftReady): void {
+    const before = this.applied;
     // After open() the stored snapshot comes first, then every entry committed after it.
     if (ready.snapshot) {
       if (ready.snapshot.data.length > 0) this.state.restore(ready.snapshot.data);
@@ -376,6 +395,7 @@ export class RaftReplica {
     if (ready.softState) this.onSoftState(ready.softState.leaderId, ROLE[ready.softState.role]);
     this.settleReads();
     this.maybeSnapshot(ready.snapshotRequested);
+    if (this.applied !== before) this.notifyApplied();
   }
 
   private apply(e: RaftEntry): void {

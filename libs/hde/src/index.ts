@@ -22,6 +22,7 @@ export {
   HdeEncoder,
   NativeError,
 } from '@novacron/native';
+export { CHUNK_STORE, ChunkStoreModule, type ChunkStoreOptions } from './chunk-store.module';
 export { HdeFormatError } from './errors';
 export {
   type ChunkerParams,

@@ -118,4 +118,9 @@ export interface HypervisorDriver {
   events(vm: VmHandle): AsyncIterableIterator<VmEvent>;
   /** Destroys every VM this driver still runs. */
   close(): Promise<void>;
+  /**
+   * Optional: gets ready for fast launches with `kernel` (QEMU probes KVM once, so the first
+   * incoming migration does not pay for it). Failures are the caller's to log.
+   */
+  warmUp?(kernel: string): Promise<unknown>;
 }

@@ -17,6 +17,14 @@ export type {
 export { HypervisorError, type HypervisorErrorCode, QmpError } from './errors';
 export type { QmpEvent, VmEvent } from './events';
 export {
+  type BuiltInDriverOptions,
+  builtInDriver,
+  type DriverProvider,
+  HYPERVISOR_DRIVER,
+  HypervisorModule,
+  hypervisorLogger,
+} from './hypervisor.module';
+export {
   FINAL_MIGRATION_STATUSES,
   type MigrationCapabilities,
   type MigrationParameters,

@@ -9,6 +9,8 @@ import {
   MigrationSource,
   type NodeIdentity,
 } from '@novacron/native';
+import type { AmstMetrics } from '@novacron/transport';
+import { meteredSink, meteredSource } from './metered-data-path';
 import type {
   DataPathEnd,
   DataPathSink,
@@ -42,6 +44,8 @@ export interface NativeSinkPathOptions {
   /** How long a sink waits for a lost source before it gives up (AMST's default is 10 s). */
   orphanTimeoutMs?: number;
   socketRoot?: string;
+  /** Where the sink's transfer is metered (`dwcp_amst_*`); unmetered without. */
+  metrics?: AmstMetrics;
 }
 
 export class NativeSinkPath implements SinkDataPath {
@@ -51,9 +55,9 @@ export class NativeSinkPath implements SinkDataPath {
     return migrationSocket(migrationId, 'sink', this.options.socketRoot);
   }
 
-  openSink(socketPath: string): Promise<DataPathSink> {
-    const { kind = 'tcp', host, identity, orphanTimeoutMs, store } = this.options;
-    return MigrationSink.start(
+  async openSink(socketPath: string): Promise<DataPathSink> {
+    const { kind = 'tcp', host, identity, orphanTimeoutMs, store, metrics } = this.options;
+    const sink = await MigrationSink.start(
       {
         socketPath,
         listen: {
@@ -66,6 +70,7 @@ export class NativeSinkPath implements SinkDataPath {
       },
       store,
     );
+    return metrics ? meteredSink(sink, metrics) : sink;
   }
 
   offer(port: number): IncomingOffer {
@@ -80,6 +85,8 @@ export interface NativeSourcePathOptions {
   identity: NodeIdentity;
   kind?: LinkKind;
   socketRoot?: string;
+  /** Where the source's transfer is metered (`dwcp_amst_*`); unmetered without. */
+  metrics?: AmstMetrics;
 }
 
 export class NativeSourcePath implements SourceDataPath {
@@ -95,8 +102,8 @@ export class NativeSourcePath implements SourceDataPath {
     streams: number;
     zstdLevel: number;
   }): DataPathEnd<SourceCounters> {
-    const { kind = 'tcp', identity } = this.options;
-    return MigrationSource.start({
+    const { kind = 'tcp', identity, metrics } = this.options;
+    const source = MigrationSource.start({
       socketPath: o.socketPath,
       send: {
         kind,
@@ -109,5 +116,6 @@ export class NativeSourcePath implements SourceDataPath {
       codec: { codec: 'zstd', level: o.zstdLevel },
       ...(o.offer.inventory ? { inventory: o.offer.inventory } : {}),
     });
+    return metrics ? meteredSource(source, metrics) : source;
   }
 }

@@ -37,5 +37,7 @@ export {
   type JsTransmit,
 } from './js/sender';
 export * from './js/tls-transport';
+export { ReceiveMeter, type ReceiveSnapshot, resultOf, SendMeter, type TransferResult } from './native/meter';
 export { AmstMetrics, amstMetrics } from './native/metrics';
 export { AmstReceiver, AmstTransfer, type TransferOptions } from './native/transfer';
+export { AMST_METRICS, TransportModule } from './transport.module';

@@ -1,7 +1,7 @@
 /** REST: GET /v1/vms/:id/console, the tail of a VM's serial console, served by the node that runs it. */
 import { Controller, Inject, Param, Query } from '@nestjs/common';
 import { DomainError } from '@novacron/cluster-state';
-import type { VmHost } from '../host/vm-host';
+import type { VmHost } from '@novacron/host';
 import { VM_HOST } from '../tokens';
 import { Operation } from './contract';
 import { ControlPlaneService } from './control-plane.service';

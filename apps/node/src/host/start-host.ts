@@ -22,9 +22,8 @@ import { ChunkStore } from '@novacron/native';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { NodeConfig } from '../config/node-config';
-import { ImageCatalog } from './image-catalog';
+import { ImageCatalog, VmHost } from '@novacron/host';
 import { type HostSnapshot, MigrationAgent } from './migration-agent';
-import { VmHost } from './vm-host';
 
 const MiB = 1024 * 1024;
 

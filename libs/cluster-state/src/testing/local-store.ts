@@ -20,6 +20,7 @@ export class LocalClusterStore implements ClusterStore {
   private outage: DomainError | undefined;
   private readonly nodeId: string;
   private readonly raftId: number;
+  private readonly listeners = new Set<(appliedIndex: number) => void>();
 
   constructor(options: LocalClusterStoreOptions = {}) {
     this.nodeId = options.nodeId ?? 'node-1';
@@ -35,6 +36,7 @@ export class LocalClusterStore implements ClusterStore {
     if (this.outage) throw this.outage;
     this.index += 1;
     const outcome = this.machine.apply(command, this.index);
+    for (const listener of this.listeners) listener(this.index);
     if (!outcome.ok) throw DomainError.from(outcome.error);
     return outcome.result;
   }
@@ -60,6 +62,11 @@ export class LocalClusterStore implements ClusterStore {
       voters: [this.raftId],
       learners: [],
     };
+  }
+
+  onApplied(listener: (appliedIndex: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** Its one member is the last voter, which, as in a Raft cluster, cannot be removed. */

@@ -5,6 +5,9 @@ export class AmstMetrics {
   readonly bytesSent: Counter;
   readonly bytesReceived: Counter;
   readonly framesResent: Counter;
+  readonly framesRejected: Counter;
+  readonly connectionsFailed: Counter;
+  readonly connectionsCorrupted: Counter;
   readonly connections: Gauge;
   readonly streamsTarget: Gauge;
   readonly rtt: Histogram;
@@ -27,6 +30,21 @@ export class AmstMetrics {
     this.framesResent = new Counter({
       name: 'dwcp_amst_frames_resent_total',
       help: 'Frames sent again after their connection failed or stalled',
+      registers,
+    });
+    this.framesRejected = new Counter({
+      name: 'dwcp_amst_frames_rejected_total',
+      help: 'Frames a receiver dropped for a wrong CRC (damaged above TLS) and asked for again; none reached QEMU',
+      registers,
+    });
+    this.connectionsFailed = new Counter({
+      name: 'dwcp_amst_connections_failed_total',
+      help: 'Sender connections lost mid-transfer (reset, stall, a damaged TLS record); their frames went out on the others',
+      registers,
+    });
+    this.connectionsCorrupted = new Counter({
+      name: 'dwcp_amst_connections_corrupted_total',
+      help: 'Receiver connections that died on a TLS record failing its integrity check',
       registers,
     });
     this.connections = new Gauge({

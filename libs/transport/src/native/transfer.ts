@@ -14,6 +14,7 @@ import {
   type TransferStats,
 } from '@novacron/native';
 import { register as defaultRegistry, type Registry } from 'prom-client';
+import { ReceiveMeter, resultOf, SendMeter } from './meter';
 import { type AmstMetrics, amstMetrics } from './metrics';
 
 export interface TransferOptions extends SendOptions {
@@ -30,16 +31,14 @@ export interface AmstTransferEvents {
 /** One outgoing stream over the native transport. */
 export class AmstTransfer extends EventEmitter<AmstTransferEvents> {
   readonly #sender: AmstSender;
-  readonly #metrics: AmstMetrics;
+  readonly #meter: SendMeter;
   readonly #timer: NodeJS.Timeout;
-  readonly #started = process.hrtime.bigint();
-  #last: TransferStats | undefined;
   #done: Promise<SendReport> | undefined;
 
   private constructor(sender: AmstSender, options: TransferOptions) {
     super();
     this.#sender = sender;
-    this.#metrics = amstMetrics(options.registry ?? defaultRegistry);
+    this.#meter = new SendMeter(amstMetrics(options.registry ?? defaultRegistry));
     this.#timer = setInterval(() => this.#tick(), options.statsIntervalMs ?? 500);
     this.#timer.unref();
   }
@@ -95,36 +94,22 @@ export class AmstTransfer extends EventEmitter<AmstTransferEvents> {
   }
 
   async #finish(): Promise<SendReport> {
-    let result = 'ok';
+    let result: 'ok' | 'failed' | 'cancelled' = 'ok';
     try {
       return await this.#sender.finished();
     } catch (e) {
-      result = (e as { code?: string }).code === 'ERR_AMST_CANCELLED' ? 'cancelled' : 'failed';
+      result = resultOf(e);
       throw e;
     } finally {
       clearInterval(this.#timer);
       this.#tick();
-      this.#metrics.connections.dec(this.#last?.connections.length ?? 0);
-      this.#metrics.streamsTarget.dec(this.#last?.targetStreams ?? 0);
-      this.#metrics.goodput.set(0);
-      this.#metrics.transfers.inc({ direction: 'send', result });
-      this.#metrics.duration.observe(Number(process.hrtime.bigint() - this.#started) / 1e9);
+      this.#meter.finish(result);
     }
   }
 
   #tick(): void {
     const now = this.#sender.stats();
-    const prev = this.#last;
-    this.#last = now;
-    const m = this.#metrics;
-    m.bytesSent.inc(now.bytesAcked - (prev?.bytesAcked ?? 0));
-    m.framesResent.inc(now.framesResent - (prev?.framesResent ?? 0));
-    m.connections.inc(now.connections.length - (prev?.connections.length ?? 0));
-    m.streamsTarget.inc(now.targetStreams - (prev?.targetStreams ?? 0));
-    const dt = now.elapsedSeconds - (prev?.elapsedSeconds ?? 0);
-    if (dt > 0) m.goodput.set((now.bytesAcked - (prev?.bytesAcked ?? 0)) / dt);
-    for (const c of now.connections)
-      if (c.srttMs !== undefined && c.srttMs !== null) m.rtt.observe(c.srttMs / 1000);
+    this.#meter.update(now);
     this.emit('stats', now);
   }
 }
@@ -152,19 +137,20 @@ export class AmstReceiver {
   }
 
   async *#counted(incoming: AmstIncoming): AsyncGenerator<Buffer> {
-    const started = process.hrtime.bigint();
-    let result = 'ok';
+    const meter = new ReceiveMeter(this.metrics);
+    let bytes = 0;
+    let result: 'ok' | 'failed' = 'ok';
     try {
       for await (const piece of incoming) {
-        this.metrics.bytesReceived.inc(piece.length);
+        bytes += piece.length;
+        meter.update({ bytes, framesRejected: 0, connectionsCorrupted: 0 });
         yield piece;
       }
     } catch (e) {
       result = 'failed';
       throw e;
     } finally {
-      this.metrics.transfers.inc({ direction: 'receive', result });
-      this.metrics.duration.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      meter.finish(result);
     }
   }
 }

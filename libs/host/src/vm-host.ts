@@ -12,6 +12,9 @@ import type { ImageCatalog } from './image-catalog';
 
 const CONSOLE_LINES = 500;
 
+/** The injection token of the node's VmHost. */
+export const VM_HOST = Symbol.for('dwcp.VmHost');
+
 interface HostedVm {
   vmId: string;
   handle: VmHandle;
@@ -28,6 +31,7 @@ export class VmHost {
   /** The last launch failure of a VM, so it is logged once, not every pass. */
   private readonly failures = new Map<string, string>();
   private readonly running: Gauge;
+  private readonly exitListeners = new Set<(vmId: string) => void>();
 
   constructor(
     readonly driver: HypervisorDriver,
@@ -42,6 +46,12 @@ export class VmHost {
       registers: [registry],
       collect: () => this.running.set(this.vms.size),
     });
+  }
+
+  /** Calls `listener` when the process of a VM this host runs (not one lent out) exits. */
+  onExit(listener: (vmId: string) => void): () => void {
+    this.exitListeners.add(listener);
+    return () => this.exitListeners.delete(listener);
   }
 
   /** Brings the hypervisor in line with the state for every VM placed on this node. */
@@ -114,6 +124,7 @@ export class VmHost {
 
   /** Destroys every VM; at shutdown, since a restarted node cannot take over a running QEMU yet. */
   async close(): Promise<void> {
+    this.exitListeners.clear();
     await Promise.all([...this.vms.keys()].map((id) => this.destroy(id)));
     await this.driver.close();
   }
@@ -151,6 +162,17 @@ export class VmHost {
     const console: string[] = [];
     const readConsole = this.driver.serialLines(handle, { replay: true });
     this.vms.set(vmId, { vmId, handle, console, lent: false, readConsole });
+    void (async () => {
+      try {
+        for await (const e of this.driver.events(handle)) {
+          if (e.type !== 'exit' || this.vms.get(vmId)?.handle !== handle || this.vms.get(vmId)?.lent)
+            continue;
+          for (const listener of this.exitListeners) listener(vmId);
+        }
+      } catch {
+        // No events from a VM that is gone.
+      }
+    })();
     void (async () => {
       try {
         for await (const line of readConsole) {

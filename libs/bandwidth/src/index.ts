@@ -1,0 +1,3 @@
+/** @novacron/bandwidth: PBA, what this node knows and predicts of the path to its peers. */
+export { BandwidthModule, PATH_ESTIMATOR } from './bandwidth.module';
+export { type PathEstimate, PathEstimator, type RttSource } from './path-estimator';

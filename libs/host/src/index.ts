@@ -1,0 +1,4 @@
+/** @novacron/host: this node as a VM host, following the replicated state. */
+export { HostModule, type HostModuleOptions, IMAGE_CATALOG, VmHostFollower } from './host.module';
+export { ImageCatalog } from './image-catalog';
+export { VM_HOST, VmHost } from './vm-host';
