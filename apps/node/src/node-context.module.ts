@@ -1,12 +1,12 @@
 /** The process-wide values every module may inject: config, the ClusterStore, the logger, the metrics registry. */
 import { type DynamicModule, Global, Module } from '@nestjs/common';
 import type { ClusterStore } from '@novacron/cluster-state';
+import type { VmHost } from '@novacron/host';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { ClusterAdmission } from './api/admission';
 import type { ProposalSource } from './api/proposal-source';
 import type { NodeConfig } from './config/node-config';
-import type { VmHost } from '@novacron/host';
 import {
   ADMISSION,
   CLUSTER_STORE,

@@ -6,6 +6,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import type { ClusterStore } from '@novacron/cluster-state';
+import type { VmHost } from '@novacron/host';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
@@ -16,7 +17,6 @@ import { NodeAppModule } from './app.module';
 import { listenerTls } from './config/listener-tls';
 import type { NodeConfig } from './config/node-config';
 import { GrpcApiServer } from './grpc/grpc-api.server';
-import type { VmHost } from '@novacron/host';
 import { PinoNestLogger } from './logging/pino-nest-logger';
 
 export interface NodeDeps {

@@ -8,6 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { ClusterStore } from '@novacron/cluster-state';
+import { ImageCatalog, VmHost } from '@novacron/host';
 import { type HypervisorDriver, QemuDriver, SimulatedDriver } from '@novacron/hypervisor';
 import {
   type CertNames,
@@ -22,7 +23,6 @@ import { ChunkStore } from '@novacron/native';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { NodeConfig } from '../config/node-config';
-import { ImageCatalog, VmHost } from '@novacron/host';
 import { type HostSnapshot, MigrationAgent } from './migration-agent';
 
 const MiB = 1024 * 1024;
