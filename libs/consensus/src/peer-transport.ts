@@ -12,6 +12,7 @@ import {
   type RaftBatch,
   raftPeerService,
 } from './peer-proto';
+import { checkBatch, checkCommand, checkMembershipChange, PeerRequestError } from './peer-requests';
 
 /** PEM material of this node: the cluster CA, and its own certificate and key. */
 export interface PeerIdentity {
@@ -37,7 +38,15 @@ export interface PeerHandlers {
   nodeNameOf(raftId: number): string | undefined;
   /** Whether a node of this name is a current member: only members may forward commands. */
   isMemberName(nodeName: string): boolean;
+  /** Whether the replicated state records this Raft id as removed: its messages are refused, and it is told so. */
+  isRemoved(raftId: number): boolean;
 }
+
+/** How a batch of Raft messages fared: `removed` means the peer refused it because this node was removed. */
+export type Delivery = 'delivered' | 'lost' | 'removed';
+
+/** The details a peer answers a removed node's messages with (FAILED_PRECONDITION). */
+const REMOVED = 'was removed from the cluster';
 
 /** Raised by client calls; `code` is the gRPC status. */
 export class PeerCallError extends Error {
@@ -74,6 +83,69 @@ export function peerCertNames(call: {
     .map((s) => s.slice(4));
 }
 
+/** Marks a request that did not decode, so its handler is never called. */
+const UNDECODABLE = Symbol('undecodable');
+
+/**
+ * The longest status message the peer port sends. A message that echoes a long request field
+ * (a 100 kB migration id) goes past the client's HTTP/2 header list limit, and grpc-js then
+ * never delivers the status: the call hangs until its deadline.
+ */
+export const MAX_STATUS_DETAILS = 1024;
+
+/**
+ * Guards every unary method of a service on the peer port: a request that does not decode is
+ * answered INVALID_ARGUMENT (grpc-js would answer INTERNAL, a status that blames the server), and
+ * status messages are cut to MAX_STATUS_DETAILS.
+ */
+function guarded(
+  service: grpc.ServiceDefinition,
+  implementation: grpc.UntypedServiceImplementation,
+): [grpc.ServiceDefinition, grpc.UntypedServiceImplementation] {
+  const definition: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+  const handlers: grpc.UntypedServiceImplementation = { ...implementation };
+  for (const [name, method] of Object.entries(service)) {
+    const handler = implementation[name] ?? implementation[method.originalName ?? name];
+    if (method.requestStream || method.responseStream || typeof handler !== 'function') {
+      definition[name] = method;
+      continue;
+    }
+    definition[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        try {
+          return method.requestDeserialize(bytes);
+        } catch (e) {
+          return { [UNDECODABLE]: (e as Error).message };
+        }
+      },
+    };
+    const unary = handler as grpc.handleUnaryCall<unknown, unknown>;
+    const wrapped: grpc.handleUnaryCall<unknown, unknown> = (call, cb) => {
+      const answer: grpc.sendUnaryData<unknown> = (err, value) => {
+        const details = err?.details;
+        if (err && details !== undefined && details.length > MAX_STATUS_DETAILS) {
+          cb({ ...err, details: `${details.slice(0, MAX_STATUS_DETAILS - 1)}…` }, value);
+        } else cb(err, value);
+      };
+      const why = (call.request as { [UNDECODABLE]?: string })[UNDECODABLE];
+      if (why !== undefined) {
+        answer({ code: grpc.status.INVALID_ARGUMENT, details: `the request does not decode: ${why}` });
+        return;
+      }
+      unary(call, answer);
+    };
+    handlers[name] = wrapped;
+    if (method.originalName !== undefined) handlers[method.originalName] = wrapped;
+  }
+  return [definition, handlers];
+}
+
+/** The status a refused request gets: its own for a PeerRequestError, else `fallback`. */
+function refusal(e: unknown, fallback: grpc.status): Partial<grpc.StatusObject> {
+  return { code: e instanceof PeerRequestError ? e.code : fallback, details: (e as Error).message };
+}
+
 export class PeerTransport {
   private readonly server = new grpc.Server({ 'grpc.max_receive_message_length': 64 << 20 });
   private readonly clients = new Map<number, { addr: string; client: RaftPeerClient }>();
@@ -96,42 +168,41 @@ export class PeerTransport {
 
   /** Starts the mTLS server; returns the bound port. */
   async listen(host: string, port: number): Promise<number> {
-    const svc = raftPeerService().service;
-    const checkSender = (call: Parameters<typeof peerCertNames>[0], raftId: number | undefined): boolean => {
-      if (raftId === undefined) return true;
-      const expected = this.handlers.nodeNameOf(raftId);
-      // A node not yet in the replicated state (mid-join) is accepted on the CA chain alone.
-      return expected === undefined || peerCertNames(call).includes(expected);
-    };
     // A certificate from the cluster CA is not enough to write: a removed node still holds one.
-    const checkMember = (call: Parameters<typeof peerCertNames>[0]): boolean =>
-      peerCertNames(call).some((name) => this.handlers.isMemberName(name));
-    const notMember = {
-      code: grpc.status.PERMISSION_DENIED,
-      details: 'certificate names no member of the cluster',
+    const checkMember = (call: Parameters<typeof peerCertNames>[0]): void => {
+      if (!peerCertNames(call).some((name) => this.handlers.isMemberName(name)))
+        throw new PeerRequestError(
+          grpc.status.PERMISSION_DENIED,
+          'certificate names no member of the cluster',
+        );
     };
-    this.server.addService(svc, {
+    this.addService(raftPeerService().service, {
       deliver: (call: grpc.ServerUnaryCall<RaftBatch, object>, cb: grpc.sendUnaryData<object>) => {
-        if (!checkSender(call, call.request.from)) {
-          cb({
-            code: grpc.status.PERMISSION_DENIED,
-            details: `certificate does not name raft node ${call.request.from}`,
-          });
-          return;
-        }
         try {
+          // A removed node that never applied its own removal (the leader stops sending to it
+          // before it learns the commit) would campaign forever: tell it.
+          if (this.handlers.isRemoved(call.request.from))
+            throw new PeerRequestError(
+              grpc.status.FAILED_PRECONDITION,
+              `raft node ${call.request.from} ${REMOVED}`,
+            );
+          checkBatch(call.request, (id) => this.handlers.nodeNameOf(id), peerCertNames(call));
           this.handlers.deliver(call.request.from, call.request.messages);
           cb(null, {});
         } catch (e) {
-          cb({ code: grpc.status.INVALID_ARGUMENT, details: (e as Error).message });
+          // What Raft itself refuses (a message that does not decode, or is not for this node) too.
+          cb(refusal(e, grpc.status.INVALID_ARGUMENT));
         }
       },
       propose: (
         call: grpc.ServerUnaryCall<ProposeRequest, ProposeResponse>,
         cb: grpc.sendUnaryData<ProposeResponse>,
       ) => {
-        if (!checkMember(call)) {
-          cb(notMember);
+        try {
+          checkMember(call);
+          checkCommand(call.request.command);
+        } catch (e) {
+          cb(refusal(e, grpc.status.INVALID_ARGUMENT));
           return;
         }
         this.handlers.propose(call.request.command).then(
@@ -143,8 +214,11 @@ export class PeerTransport {
         call: grpc.ServerUnaryCall<MembershipChange, MembershipResult>,
         cb: grpc.sendUnaryData<MembershipResult>,
       ) => {
-        if (!checkMember(call)) {
-          cb(notMember);
+        try {
+          checkMember(call);
+          checkMembershipChange(call.request, (id) => this.handlers.nodeNameOf(id));
+        } catch (e) {
+          cb(refusal(e, grpc.status.INVALID_ARGUMENT));
           return;
         }
         this.handlers.changeMembership(call.request).then(
@@ -164,9 +238,13 @@ export class PeerTransport {
     return this.boundPort;
   }
 
-  /** Another service on the peer port, with the same mutual TLS (the handler checks the caller's names). */
+  /**
+   * A service on the peer port, with the same mutual TLS (the handler checks the caller's names).
+   * A request that does not decode is answered INVALID_ARGUMENT and never reaches the handler;
+   * status messages are cut to MAX_STATUS_DETAILS.
+   */
   addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
-    this.server.addService(service, implementation);
+    this.server.addService(...guarded(service, implementation));
   }
 
   get port(): number {
@@ -196,8 +274,8 @@ export class PeerTransport {
     return client;
   }
 
-  /** Sends Raft messages to a peer; resolves false if they did not arrive (Raft will retry). */
-  async deliver(from: number, peer: PeerAddress, messages: Buffer[], timeoutMs: number): Promise<boolean> {
+  /** Sends Raft messages to a peer; `lost` if they did not arrive (Raft will retry). */
+  async deliver(from: number, peer: PeerAddress, messages: Buffer[], timeoutMs: number): Promise<Delivery> {
     // A stall at either end (GC, SIGSTOP, the backlog after a resume) is not RTT, but every call in
     // flight across it completes late, and timing them all let one stall fill the p99 window: the
     // tick (and so the election timeout) stayed at its maximum for minutes. So one call per peer is
@@ -215,7 +293,13 @@ export class PeerTransport {
           if (!err && rtt <= timeoutMs + this.injectDelayMs)
             this.onRtt(peer.raftId, rtt + this.injectDelayMs);
         }
-        resolve(!err);
+        if (!err) resolve('delivered');
+        else
+          resolve(
+            err.code === grpc.status.FAILED_PRECONDITION && err.details.includes(REMOVED)
+              ? 'removed'
+              : 'lost',
+          );
       });
     });
   }

@@ -19,6 +19,7 @@ import {
   type NodeRecord,
   type VmRecord,
 } from '@novacron/cluster-state';
+import type { ImageCatalog, VmHost } from '@novacron/host';
 import {
   IncomingMigration,
   IncomingMigrationError,
@@ -32,8 +33,6 @@ import {
   type RpcIdentity,
 } from '@novacron/migration';
 import type { Logger } from 'pino';
-import type { ImageCatalog } from './image-catalog';
-import type { VmHost } from './vm-host';
 
 /** What the agent reads of the replicated state on each pass. */
 export interface HostSnapshot {
@@ -94,17 +93,7 @@ export class MigrationAgent {
     return {
       prepare: async (id, caller) => {
         const s = await snapshot();
-        this.requireMember(s, caller);
-        const m = s.migrations.find((r) => r.id === id);
-        if (m === undefined)
-          throw new IncomingMigrationError(GrpcStatus.NOT_FOUND, `migration ${id} not found`);
-        const source = s.nodes.find((n) => n.id === m.sourceNodeId);
-        if (source === undefined || !caller.includes(source.name)) {
-          throw new IncomingMigrationError(
-            GrpcStatus.PERMISSION_DENIED,
-            `only the source node of ${id} may prepare it`,
-          );
-        }
+        const m = this.callersMigration(s, id, caller, 'prepare');
         if (m.targetNodeId !== this.deps.nodeId() || (m.phase !== 'pending' && m.phase !== 'preparing')) {
           throw new IncomingMigrationError(
             GrpcStatus.FAILED_PRECONDITION,
@@ -139,7 +128,7 @@ export class MigrationAgent {
         }
       },
       await: async (id, caller) => {
-        this.requireMember(await snapshot(), caller);
+        this.callersMigration(await snapshot(), id, caller, 'await');
         const entry = this.incoming.get(id);
         if (entry === undefined) {
           throw new IncomingMigrationError(GrpcStatus.NOT_FOUND, `migration ${id} is not prepared here`);
@@ -149,19 +138,33 @@ export class MigrationAgent {
         return result;
       },
       abort: async (id, reason, caller) => {
-        this.requireMember(await snapshot(), caller);
+        this.callersMigration(await snapshot(), id, caller, 'abort');
         await this.incoming.get(id)?.migration.abort(reason);
       },
     };
   }
 
-  private requireMember(s: HostSnapshot, caller: string[]): void {
+  /**
+   * The migration a call is about, once the caller is known to be its source node: only the node
+   * that runs a migration may prepare, await or abort its destination.
+   */
+  private callersMigration(s: HostSnapshot, id: string, caller: string[], what: string): MigrationRecord {
     if (!s.nodes.some((n) => n.status !== 'removed' && caller.includes(n.name))) {
       throw new IncomingMigrationError(
         GrpcStatus.PERMISSION_DENIED,
         'certificate names no member of the cluster',
       );
     }
+    const m = s.migrations.find((r) => r.id === id);
+    if (m === undefined) throw new IncomingMigrationError(GrpcStatus.NOT_FOUND, `migration ${id} not found`);
+    const source = s.nodes.find((n) => n.id === m.sourceNodeId);
+    if (source === undefined || !caller.includes(source.name)) {
+      throw new IncomingMigrationError(
+        GrpcStatus.PERMISSION_DENIED,
+        `only the source node of ${id} may ${what} it`,
+      );
+    }
+    return m;
   }
 
   private followOutgoing(m: MigrationRecord, s: HostSnapshot): void {
