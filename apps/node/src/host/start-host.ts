@@ -3,13 +3,12 @@
  * and the MigrationAgent, both following the replicated state every `intervalMs`, and the
  * IncomingMigration service on the peer port.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { ClusterStore } from '@novacron/cluster-state';
 import { ImageCatalog, VmHost } from '@novacron/host';
-import { type HypervisorDriver, QemuDriver, SimulatedDriver } from '@novacron/hypervisor';
+import { builtInDriver, type HypervisorDriver } from '@novacron/hypervisor';
 import {
   type CertNames,
   incomingMigrationServer,
@@ -42,30 +41,14 @@ export interface HostHandle {
   close(): Promise<void>;
 }
 
-function qemuRuns(binary: string): boolean {
-  try {
-    execFileSync(binary, ['--version'], { stdio: 'ignore', timeout: 10_000 });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
+/** The configured driver; a QEMU driver probes KVM once now, so the first incoming migration does not pay for it. */
 function createDriver(config: NodeConfig, images: ImageCatalog, logger: Logger): HypervisorDriver {
-  const { driver, qemuBinary, accelerator } = config.hypervisor;
-  const hvLogger = { log: (m: string) => logger.info(m), warn: (m: string) => logger.warn(m) };
-  if (driver === 'qemu' || (driver === 'auto' && qemuRuns(qemuBinary))) {
-    const qemu = new QemuDriver({ qemuBinary, accelerator, logger: hvLogger, dieWithParent: true });
-    const kernel = images.anyKernel();
-    if (accelerator === 'auto' && kernel !== undefined) {
-      qemu.warmUp(kernel).catch((e: unknown) => logger.warn({ err: String(e) }, 'KVM probe failed'));
-    }
-    return qemu;
+  const driver = builtInDriver(config.hypervisor, logger);
+  const kernel = images.anyKernel();
+  if (config.hypervisor.accelerator === 'auto' && kernel !== undefined && driver.warmUp) {
+    driver.warmUp(kernel).catch((e: unknown) => logger.warn({ err: String(e) }, 'KVM probe failed'));
   }
-  logger.warn(
-    `SIMULATED hypervisor: ${driver === 'auto' ? `${qemuBinary} does not run here, so ` : ''}VMs on this node are simulated in memory and nothing about them is real`,
-  );
-  return new SimulatedDriver({ logger: hvLogger });
+  return driver;
 }
 
 export function startHost(
