@@ -13,6 +13,7 @@ import { Registry } from 'prom-client';
 import type { ClusterAdmission } from './api/admission';
 import { buildOpenApiDocument } from './api/openapi-document';
 import { type ProposalSource, systemProposalSource } from './api/proposal-source';
+import { UNSUPPORTED_BODY, UnparsableBody } from './api/unsupported-body';
 import { NodeAppModule } from './app.module';
 import { listenerTls } from './config/listener-tls';
 import type { NodeConfig } from './config/node-config';
@@ -68,6 +69,8 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
   const adapter = new FastifyAdapter({
     ...(httpTls ? { https: { cert: httpTls.certPem, key: httpTls.keyPem } } : {}),
     bodyLimit: 1024 * 1024,
+    // An id too long to name anything is a 404 from the API, not fastify's undocumented 414.
+    maxParamLength: 4096,
     // Our onRequest hook answers while draining (below): fastify's own 503 body has no `code`.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
@@ -83,7 +86,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
       host: deps.host ?? null,
     }),
     adapter,
-    { logger: new PinoNestLogger(logger), abortOnError: false },
+    { logger: new PinoNestLogger(logger), abortOnError: false, bodyParser: false },
   );
   const fastify = app.getHttpAdapter().getInstance() as FastifyInstance;
   fastify.addHook('onResponse', (request, reply, done) => {
@@ -117,6 +120,17 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
     done(null, payload);
   });
   serveOpenApiDocument(fastify);
+  // Refusals of a body wait for the guards (see api/unsupported-body.ts).
+  fastify.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, _body, done) =>
+    done(null, UNSUPPORTED_BODY),
+  );
+  const parseJson = fastify.getDefaultJsonParser('error', 'error');
+  fastify.removeContentTypeParser('application/json');
+  fastify.addContentTypeParser('application/json', { parseAs: 'buffer' }, (request, body, done) =>
+    parseJson(request, body.toString(), (error, value) =>
+      done(null, error ? new UnparsableBody(error) : value),
+    ),
+  );
 
   const grpc = app.get(GrpcApiServer);
   try {

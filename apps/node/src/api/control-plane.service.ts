@@ -68,8 +68,12 @@ export class ControlPlaneService {
     return this.read((s) => s.listNodes(), consistency);
   }
 
+  /** A removed node is gone for this API (the list still shows it, as `removed`). */
   async getNode(id: string, consistency: ReadConsistency): Promise<NodeRecord> {
-    return found(await this.read((s) => s.getNode(id), consistency), 'node', id);
+    const node = found(await this.read((s) => s.getNode(id), consistency), 'node', id);
+    if (node.status === 'removed')
+      throw new DomainError('ERR_NOT_FOUND', `node ${id} was removed from the cluster`);
+    return node;
   }
 
   async drainNode(id: string): Promise<NodeRecord> {
@@ -82,7 +86,8 @@ export class ControlPlaneService {
     await this.getNode(id, 'linearizable');
     await this.store.removeMember(id);
     // A node that removed itself can no longer read linearizably; its own apply marked the record.
-    return this.getNode(id, this.store.status().role === 'removed' ? 'local' : 'linearizable');
+    const consistency = this.store.status().role === 'removed' ? 'local' : 'linearizable';
+    return found(await this.read((s) => s.getNode(id), consistency), 'node', id);
   }
 
   // --- VMs ---

@@ -2,6 +2,7 @@
 import type { PipeTransform } from '@nestjs/common';
 import type { ZodTypeAny, z } from 'zod';
 import { validate } from './schemas';
+import { UNSUPPORTED_BODY, UnparsableBody, UnsupportedMediaType } from './unsupported-body';
 
 export class ZodPipe<S extends ZodTypeAny> implements PipeTransform<unknown, z.output<S>> {
   constructor(
@@ -11,6 +12,8 @@ export class ZodPipe<S extends ZodTypeAny> implements PipeTransform<unknown, z.o
   ) {}
 
   transform(value: unknown): z.output<S> {
+    if (value === UNSUPPORTED_BODY) throw new UnsupportedMediaType();
+    if (value instanceof UnparsableBody) throw value.error;
     return validate(this.schema, value, this.where);
   }
 }
