@@ -215,7 +215,19 @@ describe('live migration between node processes (real QEMU, 3 nodes)', () => {
     expect(qemuPids(`${guestA}.${created.id}`)).toHaveLength(1);
     expect(qemuPids(guestA)).toHaveLength(1);
     expect(await node(1).metric('dwcp_migration_migrations_total')).toBe(1);
-    report.push(`first migration (guest-a n2→n3): ${describeStats(first)}`);
+    // The nodes meter the migration's AMST transfer in their own registries (libs/transport's module).
+    const sent = await node(1).metric('dwcp_amst_sent_bytes_total');
+    const wire = first.stats.bytesOnWire ?? 0;
+    expect(sent, 'AMST bytes the source node metered against the run').toBeGreaterThan(wire * 0.9);
+    expect(sent).toBeLessThan(wire * 1.1);
+    expect(await node(2).metric('dwcp_amst_received_bytes_total')).toBe(sent);
+    expect(await node(1).metric('dwcp_amst_transfers_total')).toBe(1);
+    expect(await node(2).metric('dwcp_amst_transfers_total')).toBe(1);
+    const exposition = await (await fetch(`${node(2).apiUrl}/metrics`)).text();
+    for (const name of ['dwcp_amst_frames_rejected_total', 'dwcp_amst_connections_corrupted_total'])
+      expect(exposition, `${name} registered by the target node`).toContain(`# TYPE ${name} counter`);
+    expect(await node(2).metric('dwcp_amst_frames_rejected_total')).toBe(0);
+    report.push(`first migration (guest-a n2→n3): ${describeStats(first)}; AMST metered ${sent} bytes`);
   }, 180_000);
 
   it('a second VM from the same image, to the same node, sends far fewer bytes (cross-VM dedup)', async () => {

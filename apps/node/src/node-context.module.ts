@@ -1,31 +1,17 @@
-/** The process-wide values every module may inject: config, the ClusterStore, the logger, the metrics registry. */
+/**
+ * The node's own process-wide values: its config, the proposal source (clock and ids of commands)
+ * and how it admits joining nodes (ACP's, when the node runs ACP; none otherwise).
+ */
 import { type DynamicModule, Global, Module } from '@nestjs/common';
-import type { ClusterStore } from '@novacron/cluster-state';
-import type { VmHost } from '@novacron/host';
-import type { Logger } from 'pino';
-import type { Registry } from 'prom-client';
+import { ACP_RUNTIME, type AcpRuntime } from '@novacron/consensus';
 import type { ClusterAdmission } from './api/admission';
 import type { ProposalSource } from './api/proposal-source';
 import type { NodeConfig } from './config/node-config';
-import {
-  ADMISSION,
-  CLUSTER_STORE,
-  LOGGER,
-  METRICS_REGISTRY,
-  NODE_CONFIG,
-  PROPOSAL_SOURCE,
-  VM_HOST,
-} from './tokens';
+import { ADMISSION, NODE_CONFIG, PROPOSAL_SOURCE } from './tokens';
 
 export interface NodeContext {
   config: NodeConfig;
-  store: ClusterStore;
-  logger: Logger;
-  registry: Registry;
   proposals: ProposalSource;
-  admission: ClusterAdmission | null;
-  /** The VMs this node runs; null when it hosts none (API-only tests). */
-  host: VmHost | null;
 }
 
 @Global()
@@ -35,12 +21,13 @@ export class NodeContextModule {
   static forRoot(ctx: NodeContext): DynamicModule {
     const providers = [
       { provide: NODE_CONFIG, useValue: ctx.config },
-      { provide: CLUSTER_STORE, useValue: ctx.store },
-      { provide: LOGGER, useValue: ctx.logger },
-      { provide: METRICS_REGISTRY, useValue: ctx.registry },
       { provide: PROPOSAL_SOURCE, useValue: ctx.proposals },
-      { provide: ADMISSION, useValue: ctx.admission },
-      { provide: VM_HOST, useValue: ctx.host },
+      {
+        provide: ADMISSION,
+        useFactory: (acp?: AcpRuntime): ClusterAdmission | null =>
+          acp ? (token, request) => acp.admit(token, request) : null,
+        inject: [{ token: ACP_RUNTIME, optional: true }],
+      },
     ];
     return { module: NodeContextModule, providers, exports: providers.map((p) => p.provide) };
   }

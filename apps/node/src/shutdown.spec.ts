@@ -3,6 +3,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseNodeConfig } from './config/node-config';
 import { startNode } from './start-node';
+import { localConsensus } from './testing/local-consensus';
 import { startTestNode } from './testing/test-node';
 
 describe('startNode lifecycle', () => {
@@ -53,7 +54,10 @@ describe('startNode lifecycle', () => {
       logLevel: 'silent',
     });
     await expect(
-      startNode(config, { store: new LocalClusterStore(), logger: pino({ level: 'silent' }) }),
+      startNode(config, {
+        consensus: localConsensus(new LocalClusterStore()),
+        logger: pino({ level: 'silent' }),
+      }),
     ).rejects.toThrow(ConfigError);
   });
 });

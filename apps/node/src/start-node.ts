@@ -1,38 +1,38 @@
 /**
- * Starts the node's API process around a ClusterStore: REST (fastify) with OpenAPI, health and
- * metrics, and the gRPC API. Consensus is started by the caller, which hands in its store.
+ * Starts a node from its modules (consensus, and the VM host's when it hosts VMs) and serves its
+ * API: REST (fastify) with OpenAPI, health and metrics, and the gRPC API. Closing drains the API,
+ * then stops migrations, the VM host and consensus in that order (NodeLifecycle).
  */
 import 'reflect-metadata';
+import type { Server as TlsServer } from 'node:tls';
+import type { DynamicModule } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
-import type { ClusterStore } from '@novacron/cluster-state';
-import type { VmHost } from '@novacron/host';
 import type { FastifyInstance } from 'fastify';
 import pino, { type Logger } from 'pino';
 import { Registry } from 'prom-client';
-import type { ClusterAdmission } from './api/admission';
 import { buildOpenApiDocument } from './api/openapi-document';
 import { type ProposalSource, systemProposalSource } from './api/proposal-source';
 import { UNSUPPORTED_BODY, UnparsableBody } from './api/unsupported-body';
 import { NodeAppModule } from './app.module';
-import { listenerTls } from './config/listener-tls';
-import type { NodeConfig } from './config/node-config';
+import { type ListenerTls, listenerTls } from './config/listener-tls';
+import { isLoopback, type NodeConfig } from './config/node-config';
 import { GrpcApiServer } from './grpc/grpc-api.server';
 import { PinoNestLogger } from './logging/pino-nest-logger';
+import { NodeLifecycle } from './node-lifecycle';
 
 export interface NodeDeps {
-  store: ClusterStore;
+  /** Provides CLUSTER_STORE and LOCAL_NODE: `consensusModule(config)`, or a test's local store. */
+  consensus: DynamicModule;
+  /** The modules that make this node a VM host (`vmHostModules(config)`); none in API-only tests. */
+  host?: readonly DynamicModule[];
   /** Defaults to JSON lines on stdout at config.logLevel. */
   logger?: Logger;
-  /** Share one registry with consensus so /metrics shows both. */
+  /** The registry /metrics serves; every module registers its metrics here. */
   registry?: Registry;
-  /** Admits joining nodes (POST /v1/cluster/join); without it this node refuses joins. */
-  admission?: ClusterAdmission;
   /** Clock and id source for commands; tests may pin it. */
   proposals?: ProposalSource;
-  /** The VMs this node runs (for their consoles); none in API-only tests. */
-  host?: VmHost;
-  /** Runs once the listeners have stopped and in-flight requests drained, before logs are flushed (e.g. stop Raft). */
+  /** Runs last, once the API drained and the node's modules stopped, before logs are flushed (e.g. tracing). */
   beforeShutdown?: () => Promise<void> | void;
 }
 
@@ -61,16 +61,15 @@ function serveOpenApiDocument(fastify: FastifyInstance): void {
 }
 
 export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<NodeHandle> {
-  const httpTls = listenerTls(config, 'api.host', config.api.host);
   const grpcHost = config.grpcApi.host ?? config.api.host;
-  const grpcTls = listenerTls(config, 'grpcApi.host', grpcHost);
   const logger = deps.logger ?? createNodeLogger(config);
 
   const adapter = new FastifyAdapter({
-    ...(httpTls ? { https: { cert: httpTls.certPem, key: httpTls.keyPem } } : {}),
+    // The node's certificate is set below, once consensus has opened (and perhaps created) the cluster.
+    ...(isLoopback(config.api.host) ? {} : { https: {} }),
     bodyLimit: 1024 * 1024,
     // An id too long to name anything is a 404 from the API, not fastify's undocumented 414.
-    maxParamLength: 4096,
+    routerOptions: { maxParamLength: 4096 },
     // Our onRequest hook answers while draining (below): fastify's own 503 body has no `code`.
     return503OnClosing: false,
     forceCloseConnections: 'idle',
@@ -78,12 +77,11 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
   const app = await NestFactory.create<NestFastifyApplication>(
     NodeAppModule.forRoot({
       config,
-      store: deps.store,
       logger,
       registry: deps.registry ?? new Registry(),
       proposals: deps.proposals ?? systemProposalSource,
-      admission: deps.admission ?? null,
-      host: deps.host ?? null,
+      consensus: deps.consensus,
+      ...(deps.host ? { host: deps.host } : {}),
     }),
     adapter,
     { logger: new PinoNestLogger(logger), abortOnError: false, bodyParser: false },
@@ -133,12 +131,22 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
   );
 
   const grpc = app.get(GrpcApiServer);
+  const lifecycle = app.get(NodeLifecycle);
+  let httpTls: ListenerTls | undefined;
   try {
+    httpTls = listenerTls(config, 'api.host', config.api.host);
+    const grpcTls = listenerTls(config, 'grpcApi.host', grpcHost);
+    if (httpTls)
+      (fastify.server as unknown as TlsServer).setSecureContext({
+        cert: httpTls.certPem,
+        key: httpTls.keyPem,
+      });
     await app.listen(config.api.port, config.api.host);
     await grpc.listen(grpcHost, config.grpcApi.port, grpcTls);
   } catch (e) {
     await grpc.close(0);
     await app.close();
+    await lifecycle.close().catch(() => undefined);
     throw e;
   }
   const address = fastify.server.address();
@@ -161,7 +169,11 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
       } finally {
         clearTimeout(timer);
       }
-      await deps.beforeShutdown?.();
+      try {
+        await lifecycle.close();
+      } finally {
+        await deps.beforeShutdown?.();
+      }
       logger.info('shut down');
       logger.flush();
     })();

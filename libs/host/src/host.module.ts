@@ -68,6 +68,7 @@ export class HostModule {
   static forRoot(options: HostModuleOptions): DynamicModule {
     return {
       module: HostModule,
+      global: true,
       providers: [
         { provide: IMAGE_CATALOG, useValue: new ImageCatalog(options.imagesDir) },
         {

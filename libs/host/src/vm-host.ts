@@ -32,6 +32,7 @@ export class VmHost {
   private readonly failures = new Map<string, string>();
   private readonly running: Gauge;
   private readonly exitListeners = new Set<(vmId: string) => void>();
+  private readonly readyListeners = new Set<(vmId: string) => void>();
 
   constructor(
     readonly driver: HypervisorDriver,
@@ -52,6 +53,12 @@ export class VmHost {
   onExit(listener: (vmId: string) => void): () => void {
     this.exitListeners.add(listener);
     return () => this.exitListeners.delete(listener);
+  }
+
+  /** Calls `listener` when a VM comes up on this host: launched here, or arrived by migration. */
+  onReady(listener: (vmId: string) => void): () => void {
+    this.readyListeners.add(listener);
+    return () => this.readyListeners.delete(listener);
   }
 
   /** Brings the hypervisor in line with the state for every VM placed on this node. */
@@ -125,6 +132,7 @@ export class VmHost {
   /** Destroys every VM; at shutdown, since a restarted node cannot take over a running QEMU yet. */
   async close(): Promise<void> {
     this.exitListeners.clear();
+    this.readyListeners.clear();
     await Promise.all([...this.vms.keys()].map((id) => this.destroy(id)));
     await this.driver.close();
   }
@@ -162,6 +170,7 @@ export class VmHost {
     const console: string[] = [];
     const readConsole = this.driver.serialLines(handle, { replay: true });
     this.vms.set(vmId, { vmId, handle, console, lent: false, readConsole });
+    for (const listener of this.readyListeners) listener(vmId);
     void (async () => {
       try {
         for await (const e of this.driver.events(handle)) {

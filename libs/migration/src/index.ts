@@ -22,6 +22,13 @@ export {
   type MigrationResult,
 } from './metrics';
 export {
+  MIGRATION_AGENT,
+  MigrationModule,
+  type MigrationModuleOptions,
+  MigrationService,
+} from './migration.module';
+export { type HostSnapshot, MigrationAgent, type MigrationAgentDeps } from './migration-agent';
+export {
   type MigrationOutcome,
   MigrationRun,
   type MigrationRunInput,

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '@novacron/local-cluster';
-import { type NodeHandle, runNode } from '@novacron/node';
+import { type NodeHandle, type NodeModuleOverrides, runNode } from '@novacron/node';
 
 export { freePort };
 
@@ -44,8 +44,14 @@ export interface RealNode {
   close(): Promise<void>;
 }
 
-/** `apiHost` other than loopback makes the node serve its API over TLS with its cluster certificate. */
-export async function startRealNode(apiHost = '127.0.0.1'): Promise<RealNode> {
+/**
+ * `apiHost` other than loopback makes the node serve its API over TLS with its cluster certificate;
+ * `overrides` put other modules in place of built-in ones (another hypervisor driver).
+ */
+export async function startRealNode(
+  apiHost = '127.0.0.1',
+  overrides: NodeModuleOverrides = {},
+): Promise<RealNode> {
   const dataDir = mkdtempSync(join(tmpdir(), 'dwcp-cli-'));
   const [apiPort, peerPort, grpcPort] = [await freePort(), await freePort(), await freePort()];
   const handle = await runNode(
@@ -68,6 +74,7 @@ export async function startRealNode(apiHost = '127.0.0.1'): Promise<RealNode> {
       'silent',
     ],
     {},
+    overrides,
   );
   const scheme = handle.apiUrl.startsWith('https:') ? 'https' : 'http';
   const adminToken = readFileSync(join(dataDir, 'cluster', 'admin.token'), 'utf8').trim();

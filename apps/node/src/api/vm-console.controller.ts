@@ -1,5 +1,5 @@
 /** REST: GET /v1/vms/:id/console, the tail of a VM's serial console, served by the node that runs it. */
-import { Controller, Inject, Param, Query } from '@nestjs/common';
+import { Controller, Inject, Optional, Param, Query } from '@nestjs/common';
 import { DomainError } from '@novacron/cluster-state';
 import type { VmHost } from '@novacron/host';
 import { VM_HOST } from '../tokens';
@@ -15,7 +15,7 @@ const op = vmOperations.console;
 export class VmConsoleController {
   constructor(
     @Inject(ControlPlaneService) private readonly cp: ControlPlaneService,
-    @Inject(VM_HOST) private readonly host: VmHost | null,
+    @Optional() @Inject(VM_HOST) private readonly host?: VmHost,
   ) {}
 
   @Operation(op)

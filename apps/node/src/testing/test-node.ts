@@ -5,6 +5,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import { parseNodeConfig } from '../config/node-config';
 import { type NodeDeps, type NodeHandle, startNode } from '../start-node';
+import { localConsensus } from './local-consensus';
 
 export const TOKENS = {
   admin: 'dwcp_api_admin-secret',
@@ -64,7 +65,12 @@ export async function startTestNode(extra: Partial<NodeDeps> = {}): Promise<Test
     grpcApi: { port: 0 },
     logLevel: 'silent',
   });
-  const node = await startNode(config, { store, registry, logger: pino({ level: 'silent' }), ...extra });
+  const node = await startNode(config, {
+    consensus: localConsensus(store),
+    registry,
+    logger: pino({ level: 'silent' }),
+    ...extra,
+  });
   const call: TestNode['call'] = async (method, path, init = {}) => {
     const headers: Record<string, string> = {};
     const role = init.role === undefined ? 'admin' : init.role;

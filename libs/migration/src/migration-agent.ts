@@ -7,6 +7,9 @@
  *   coming here, aborted when the record ends without `done`, its VM handed to the VmHost when it runs.
  * A migration recorded as under way from this node that no run here holds (the node restarted
  * mid-migration) is failed, which puts the VM back on this node.
+ *
+ * It follows the state after every batch of entries this node applies, when a VM comes up on the
+ * host, and when a pending migration's wait for its VM runs out; there is no polling loop.
  */
 
 import { status as GrpcStatus } from '@grpc/grpc-js';
@@ -17,22 +20,23 @@ import {
   type MigrationPhase,
   type MigrationRecord,
   type NodeRecord,
+  StateFollower,
   type VmRecord,
 } from '@novacron/cluster-state';
 import type { ImageCatalog, VmHost } from '@novacron/host';
+import type { Logger } from 'pino';
+import { IncomingMigration } from './incoming-migration';
 import {
-  IncomingMigration,
   IncomingMigrationError,
   type IncomingMigrationHandlers,
-  type MigrationMetrics,
-  MigrationRun,
-  type MigrationRunStats,
-  type NativeSinkPath,
-  type NativeSourcePath,
   RemoteDestination,
   type RpcIdentity,
-} from '@novacron/migration';
-import type { Logger } from 'pino';
+} from './incoming-rpc';
+import type { MigrationMetrics } from './metrics';
+import { MigrationRun } from './migration-run';
+import type { NativeSinkPath, NativeSourcePath } from './native-data-path';
+import type { PathMeasurement } from './parameters';
+import type { MigrationRunStats } from './ports';
 
 /** What the agent reads of the replicated state on each pass. */
 export interface HostSnapshot {
@@ -51,11 +55,13 @@ export interface MigrationAgentDeps {
   sourcePath: NativeSourcePath;
   metrics: MigrationMetrics;
   logger: Logger;
-  /** The measured RTT to peers (Raft's p99), for the parameter choice. */
-  peerRttMs: () => number | undefined;
+  /** What this node has measured of the path to a peer (libs/bandwidth), for the parameter choice. */
+  path: { estimate(peerNodeId: string): PathMeasurement };
   /** How long a pending migration waits for its VM to be up on this node before it fails. */
   vmWaitMs?: number;
 }
+
+const DEFAULT_VM_WAIT_MS = 60_000;
 
 interface Outgoing {
   abort: AbortController;
@@ -68,8 +74,32 @@ export class MigrationAgent {
   private readonly outgoing = new Map<string, Outgoing>();
   private readonly incoming = new Map<string, { migration: IncomingMigration; vmId: string }>();
   private readonly failing = new Set<string>();
+  /** Wake-ups for pending migrations still waiting for their VM, by migration id. */
+  private readonly deadlines = new Map<string, NodeJS.Timeout>();
+  private readonly follower: StateFollower;
+  private stopVmWatch: (() => void) | undefined;
 
-  constructor(private readonly deps: MigrationAgentDeps) {}
+  constructor(private readonly deps: MigrationAgentDeps) {
+    this.follower = new StateFollower(
+      deps.store,
+      async () => this.reconcile(await this.snapshot('local')),
+      (e) => deps.logger.warn({ err: describe(e) }, 'migration agent pass failed'),
+    );
+  }
+
+  /** Starts following the replicated state and the VMs coming up on this host. */
+  start(): void {
+    this.stopVmWatch ??= this.deps.host.onReady(() => this.follower.kick());
+    this.follower.start();
+  }
+
+  /** The state the agent acts on; `linearizable` for RPCs from another node, which may be ahead of us. */
+  snapshot(consistency: 'local' | 'linearizable'): Promise<HostSnapshot> {
+    return this.deps.store.read(
+      (s) => ({ nodes: s.listNodes(), vms: s.listVms(), migrations: s.listMigrations() }),
+      consistency,
+    );
+  }
 
   reconcile(snapshot: HostSnapshot): void {
     const self = this.deps.nodeId();
@@ -81,6 +111,10 @@ export class MigrationAgent {
 
   /** Aborts every run (each rolls back: the VM stays here) and every incoming migration. */
   async close(): Promise<void> {
+    this.stopVmWatch?.();
+    await this.follower.stop();
+    for (const t of this.deadlines.values()) clearTimeout(t);
+    this.deadlines.clear();
     for (const o of this.outgoing.values()) o.abort.abort('the source node is shutting down');
     await Promise.allSettled([...this.outgoing.values()].map((o) => o.done));
     await Promise.allSettled(
@@ -89,7 +123,7 @@ export class MigrationAgent {
   }
 
   /** The server side of the IncomingMigration RPCs. */
-  handlers(snapshot: () => Promise<HostSnapshot>): IncomingMigrationHandlers {
+  handlers(snapshot = () => this.snapshot('linearizable')): IncomingMigrationHandlers {
     return {
       prepare: async (id, caller) => {
         const s = await snapshot();
@@ -173,7 +207,10 @@ export class MigrationAgent {
       if (isTerminal(m.phase)) run.abort.abort(m.reason ?? `the migration is ${m.phase}`);
       return;
     }
-    if (isTerminal(m.phase) || this.failing.has(m.id)) return;
+    if (isTerminal(m.phase) || this.failing.has(m.id)) {
+      this.clearWake(m.id);
+      return;
+    }
     if (m.phase !== 'pending') {
       this.fail(m.id, 'the source node lost the migration (it restarted while the migration ran)');
       return;
@@ -182,12 +219,12 @@ export class MigrationAgent {
     const target = s.nodes.find((n) => n.id === m.targetNodeId);
     const handle = vm ? this.deps.host.lend(vm.id) : undefined;
     if (vm === undefined || target === undefined || handle === undefined) {
-      const waited = Date.now() - Date.parse(m.createdAt);
-      if (waited > (this.deps.vmWaitMs ?? 60_000)) {
-        this.fail(m.id, `VM ${m.vmId} is not running on this node`);
-      }
+      const left = Date.parse(m.createdAt) + (this.deps.vmWaitMs ?? DEFAULT_VM_WAIT_MS) - Date.now();
+      if (left <= 0) this.fail(m.id, `VM ${m.vmId} is not running on this node`);
+      else this.wakeIn(m.id, left);
       return;
     }
+    this.clearWake(m.id);
     const abort = new AbortController();
     const destination = new RemoteDestination({
       migrationId: m.id,
@@ -195,7 +232,7 @@ export class MigrationAgent {
       nodeName: target.name,
       identity: this.deps.identity,
     });
-    const rttMs = this.deps.peerRttMs();
+    const measured = this.deps.path.estimate(target.id);
     const migrationRun = new MigrationRun({
       id: m.id,
       source: { driver: this.deps.host.driver, vm: handle, dataPath: this.deps.sourcePath },
@@ -203,7 +240,7 @@ export class MigrationAgent {
       onPhase: (phase, stats, reason) => this.record(m.id, phase, stats, reason),
       signal: abort.signal,
       options: {
-        ...(rttMs === undefined ? {} : { measured: { rttMs } }),
+        measured,
         ...(m.maxBandwidthBytesPerSec === undefined
           ? {}
           : { maxBandwidthBytesPerSec: m.maxBandwidthBytesPerSec }),
@@ -218,6 +255,22 @@ export class MigrationAgent {
       this.outgoing.delete(m.id);
     });
     this.outgoing.set(m.id, { abort, done });
+  }
+
+  /** Another pass once a pending migration's wait for its VM has run out. */
+  private wakeIn(migrationId: string, ms: number): void {
+    if (this.deadlines.has(migrationId)) return;
+    const timer = setTimeout(() => {
+      this.deadlines.delete(migrationId);
+      this.follower.kick();
+    }, ms + 5);
+    timer.unref();
+    this.deadlines.set(migrationId, timer);
+  }
+
+  private clearWake(migrationId: string): void {
+    clearTimeout(this.deadlines.get(migrationId));
+    this.deadlines.delete(migrationId);
   }
 
   private followIncoming(m: MigrationRecord): void {

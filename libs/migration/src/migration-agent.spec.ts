@@ -1,8 +1,8 @@
 /** Who may call the IncomingMigration RPCs of a target node: only the source of the migration. */
 import { status } from '@grpc/grpc-js';
 import { AT, createVm, LogDriver, registerNode } from '@novacron/cluster-state/testing';
-import { IncomingMigrationError } from '@novacron/migration';
 import { describe, expect, it } from 'vitest';
+import { IncomingMigrationError } from './incoming-rpc';
 import { type HostSnapshot, MigrationAgent, type MigrationAgentDeps } from './migration-agent';
 
 // node-1 moves vm-a to node-2, this node; node-3 is a bystander (node names equal their ids).
