@@ -227,7 +227,25 @@ describe('live migration between node processes (real QEMU, 3 nodes)', () => {
     for (const name of ['dwcp_amst_frames_rejected_total', 'dwcp_amst_connections_corrupted_total'])
       expect(exposition, `${name} registered by the target node`).toContain(`# TYPE ${name} counter`);
     expect(await node(2).metric('dwcp_amst_frames_rejected_total')).toBe(0);
-    report.push(`first migration (guest-a n2→n3): ${describeStats(first)}; AMST metered ${sent} bytes`);
+    // PBA: the source measured the path to the target during the transfer, and the record says so.
+    expect(first.path, 'the path the source measured').toBeDefined();
+    const path = first.path as NonNullable<MigrationRecord['path']>;
+    expect(path.samples).toBeGreaterThan(0);
+    expect(path.measuredBytesPerSec).toBeGreaterThan(0);
+    expect(path.predictedBytesPerSec).toBeGreaterThan(0);
+    expect(path.streams).toBeGreaterThan(0);
+    expect(path.basis).toMatch(/connections/);
+    const seen = await api<{
+      samples: number;
+      fromNodeId: string;
+      measured?: { goodputBytesPerSec: number };
+    }>(node(1), 'GET', `/v1/nodes/${idOf(node(2))}/path`);
+    expect(seen).toMatchObject({ nodeId: idOf(node(2)), fromNodeId: idOf(node(1)), samples: path.samples });
+    expect(seen.measured?.goodputBytesPerSec).toBeGreaterThan(0);
+    expect(await node(1).metric('dwcp_pba_samples_total')).toBe(path.samples);
+    report.push(
+      `first migration (guest-a n2→n3): ${describeStats(first)}; AMST metered ${sent} bytes; path ${JSON.stringify(first.path)}`,
+    );
   }, 180_000);
 
   it('a second VM from the same image, to the same node, sends far fewer bytes (cross-VM dedup)', async () => {

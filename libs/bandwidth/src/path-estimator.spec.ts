@@ -1,12 +1,109 @@
+import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { PathEstimator } from './path-estimator';
+import { PathEstimator, type PathSample, type ThroughputPredictor } from './path-estimator';
+
+/** A predictor that remembers what it was fed and predicts their mean. */
+class MeanOf implements ThroughputPredictor {
+  readonly seen: number[] = [];
+  observe(_atMs: number, bytesPerSec: number): void {
+    this.seen.push(bytesPerSec);
+  }
+  predict() {
+    if (this.seen.length === 0) return undefined;
+    const mean = this.seen.reduce((a, b) => a + b, 0) / this.seen.length;
+    return { bytesPerSec: mean, lowerBytesPerSec: mean / 2 };
+  }
+}
+
+const sample = (atMs: number, goodputBytesPerSec: number, extra: Partial<PathSample> = {}): PathSample => ({
+  atMs,
+  goodputBytesPerSec,
+  connections: 4,
+  rttMs: 100,
+  ...extra,
+});
+
+function estimator(now = () => 10_000, rtt?: () => number | undefined, registry?: Registry) {
+  const predictors: MeanOf[] = [];
+  const e = new PathEstimator(
+    { peerRttMs: rtt ?? (() => undefined) },
+    {
+      newPredictor: () => {
+        const p = new MeanOf();
+        predictors.push(p);
+        return p;
+      },
+      now,
+      ...(registry ? { registry } : {}),
+    },
+  );
+  return { e, predictors };
+}
 
 describe('PathEstimator', () => {
-  it('reports the measured RTT, and nothing before any sample', () => {
+  it('knows only Raft’s RTT before any transfer', () => {
     let rtt: number | undefined;
-    const estimator = new PathEstimator({ peerRttMs: () => rtt });
-    expect(estimator.estimate('node-2')).toEqual({});
+    const { e } = estimator(undefined, () => rtt);
+    expect(e.estimate('node-2')).toEqual({ samples: 0 });
     rtt = 42;
-    expect(estimator.estimate('node-2')).toEqual({ rttMs: 42 });
+    expect(e.estimate('node-2')).toEqual({ samples: 0, rttMs: 42 });
+  });
+
+  it('predicts from the samples toward each peer separately, with the measured RTT', () => {
+    const { e } = estimator(undefined, () => 5);
+    e.observe('node-2', sample(9_000, 1000, { rttMs: 80 }));
+    e.observe('node-2', sample(10_000, 3000, { rttMs: 90 }));
+    e.observe('node-3', sample(10_000, 50));
+    expect(e.estimate('node-2')).toMatchObject({
+      samples: 2,
+      rttMs: 90,
+      bandwidthBytesPerSec: 2000,
+      lowerBandwidthBytesPerSec: 1000,
+    });
+    expect(e.estimate('node-3').bandwidthBytesPerSec).toBe(50);
+    expect(e.toward('node-3').estimate()).toEqual(e.estimate('node-3'));
+  });
+
+  it('ignores an application-limited sample below the prediction, but not one above it', () => {
+    const { e, predictors } = estimator();
+    e.observe('node-2', sample(8_000, 1000));
+    e.observe('node-2', sample(9_000, 10, { appLimited: true }));
+    expect(predictors[0]?.seen).toEqual([1000]);
+    e.observe('node-2', sample(10_000, 5000, { appLimited: true }));
+    expect(predictors[0]?.seen).toEqual([1000, 5000]);
+    expect(e.estimate('node-2').samples).toBe(3);
+  });
+
+  it('does not hand out a measurement older than maxAge, only the RTT Raft still measures', () => {
+    let now = 10_000;
+    const { e } = estimator(
+      () => now,
+      () => 7,
+    );
+    e.observe('node-2', sample(10_000, 1000));
+    now = 10_000 + 600_001;
+    expect(e.estimate('node-2')).toEqual({ samples: 1, rttMs: 7 });
+  });
+
+  it('refuses samples that are not rates', () => {
+    const { e } = estimator();
+    e.observe('node-2', sample(10_000, Number.NaN));
+    e.observe('node-2', sample(10_000, -1));
+    expect(e.estimate('node-2').samples).toBe(0);
+  });
+
+  it('exports dwcp_pba_* per peer, with the error of each one-second prediction', async () => {
+    const registry = new Registry();
+    const { e } = estimator(undefined, undefined, registry);
+    e.observe('node-2', sample(9_000, 1000, { rttMs: 50 }));
+    e.observe('node-2', sample(10_000, 2000, { rttMs: 50 }));
+    const text = await registry.metrics();
+    expect(text).toContain('dwcp_pba_goodput_bytes_per_second{peer="node-2"} 2000');
+    expect(text).toContain('dwcp_pba_predicted_bytes_per_second{peer="node-2"} 1500');
+    expect(text).toContain('dwcp_pba_rtt_seconds{peer="node-2"} 0.05');
+    expect(text).toContain('dwcp_pba_samples_total{peer="node-2"} 2');
+    // The prediction after the first sample was 1000; the next sample was 2000: error 0.5.
+    expect(text).toContain('dwcp_pba_prediction_error_ratio_sum 0.5');
+    expect(text).toContain('dwcp_pba_prediction_error_ratio_count 1');
   });
 });

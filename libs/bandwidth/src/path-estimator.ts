@@ -1,27 +1,189 @@
 /**
- * What this node knows of the network path to a peer, for the choices a migration makes
- * (streams, compression, QEMU's bandwidth and downtime limits). Today that is only the RTT that
- * Raft measures (the p99 of its batches to the slowest peer); PBA's bandwidth probes and
- * predictions will answer here too.
+ * PBA in the node: what this node has measured of the path to each peer, and what it predicts for
+ * the next interval, for the choices a migration makes (connections, compression, QEMU's
+ * `max-bandwidth` and `downtime-limit`, the ETA). Samples come from the native transport (AMST's
+ * acknowledged bytes and its connections' RTT) while a migration to that peer runs; before any,
+ * only the RTT that Raft measures is known.
  */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
-/** A path as measured; a field is absent when nothing measured it. */
-export interface PathEstimate {
+/** One interval of a transfer toward a peer, as the native transport measured it. */
+export interface PathSample {
+  /** End of the interval, ms on the caller's clock. */
+  atMs: number;
+  /** Bytes the receiver acknowledged over the interval, per second. */
+  goodputBytesPerSec: number;
+  /** Smoothed RTT over the transfer's connections (the median), ms. */
   rttMs?: number;
-  bandwidthBytesPerSec?: number;
+  /** The lowest RTT any connection has seen, ms: the path's propagation delay. */
+  minRttMs?: number;
+  /** Open connections. */
+  connections: number;
+  /** Frames resent over the interval (loss, dead connections). */
+  framesResent?: number;
+  /**
+   * The sender had less in flight than the path holds (the application, not the path, set the
+   * rate): such a sample says only that the path carries at least this much.
+   */
+  appLimited?: boolean;
 }
 
-/** Where round trips come from (the consensus module's peer port). */
+/** An online predictor of a throughput series (libs/bandwidth's own, or a baseline). */
+export interface ThroughputPredictor {
+  observe(atMs: number, bytesPerSec: number): void;
+  /** The mean rate over the next `horizonS` seconds, with a conservative lower bound; undefined before any sample. */
+  predict(horizonS: number): { bytesPerSec: number; lowerBytesPerSec: number } | undefined;
+}
+
+/** A path as known; a field is absent when nothing measured it. */
+export interface PathEstimate {
+  rttMs?: number;
+  /** Predicted goodput for the next second. */
+  bandwidthBytesPerSec?: number;
+  /** A rate the path should sustain with high probability (for buffers and QEMU's cap). */
+  lowerBandwidthBytesPerSec?: number;
+  /** The last sample, if the path was measured within `maxAgeMs`. */
+  measured?: PathSample;
+  /** Samples taken toward this peer so far. */
+  samples: number;
+}
+
+/** Where round trips come from before any transfer (the consensus module's peer port). */
 export interface RttSource {
   peerRttMs(): number | undefined;
 }
 
+export interface PathEstimatorOptions {
+  newPredictor: () => ThroughputPredictor;
+  registry?: Registry;
+  /** Older measurements are not used for a new migration's parameters (default 10 min). */
+  maxAgeMs?: number;
+  now?: () => number;
+}
+
+interface PeerPath {
+  predictor: ThroughputPredictor;
+  last?: PathSample;
+  samples: number;
+  /** The 1 s prediction made at the last sample, scored against the next one. */
+  expected?: number;
+}
+
+class PbaMetrics {
+  readonly goodput: Gauge<'peer'>;
+  readonly predicted: Gauge<'peer'>;
+  readonly rtt: Gauge<'peer'>;
+  readonly samples: Counter<'peer'>;
+  readonly error: Histogram;
+
+  constructor(registry: Registry) {
+    const registers = [registry];
+    this.goodput = new Gauge({
+      name: 'dwcp_pba_goodput_bytes_per_second',
+      help: 'Last measured goodput toward a peer',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.predicted = new Gauge({
+      name: 'dwcp_pba_predicted_bytes_per_second',
+      help: "PBA's prediction of the next second's goodput toward a peer",
+      labelNames: ['peer'],
+      registers,
+    });
+    this.rtt = new Gauge({
+      name: 'dwcp_pba_rtt_seconds',
+      help: 'Last measured smoothed RTT toward a peer',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.samples = new Counter({
+      name: 'dwcp_pba_samples_total',
+      help: 'Path samples taken toward a peer',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.error = new Histogram({
+      name: 'dwcp_pba_prediction_error_ratio',
+      help: "|predicted − actual| / actual of PBA's one-second goodput prediction",
+      buckets: [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2],
+      registers,
+    });
+  }
+}
+
 export class PathEstimator {
-  constructor(private readonly rtt: RttSource) {}
+  private readonly peers = new Map<string, PeerPath>();
+  private readonly metrics: PbaMetrics | undefined;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly rtt: RttSource,
+    private readonly options: PathEstimatorOptions,
+  ) {
+    this.metrics = options.registry ? new PbaMetrics(options.registry) : undefined;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Feeds one interval of a transfer toward `peerNodeId`. */
+  observe(peerNodeId: string, sample: PathSample): void {
+    if (!Number.isFinite(sample.goodputBytesPerSec) || sample.goodputBytesPerSec < 0) return;
+    let peer = this.peers.get(peerNodeId);
+    if (peer === undefined) {
+      peer = { predictor: this.options.newPredictor(), samples: 0 };
+      this.peers.set(peerNodeId, peer);
+    }
+    if (peer.expected !== undefined && sample.goodputBytesPerSec > 0 && !sample.appLimited) {
+      this.metrics?.error.observe(
+        Math.abs(peer.expected - sample.goodputBytesPerSec) / sample.goodputBytesPerSec,
+      );
+    }
+    // An application-limited sample below the prediction says nothing about the path (BBR's rule).
+    const informative =
+      !sample.appLimited || peer.expected === undefined || sample.goodputBytesPerSec > peer.expected;
+    if (informative) peer.predictor.observe(sample.atMs, sample.goodputBytesPerSec);
+    peer.last = sample;
+    peer.samples += 1;
+    peer.expected = peer.predictor.predict(1)?.bytesPerSec;
+    const m = this.metrics;
+    if (m) {
+      m.samples.inc({ peer: peerNodeId });
+      m.goodput.set({ peer: peerNodeId }, sample.goodputBytesPerSec);
+      if (peer.expected !== undefined) m.predicted.set({ peer: peerNodeId }, peer.expected);
+      if (sample.rttMs !== undefined) m.rtt.set({ peer: peerNodeId }, sample.rttMs / 1000);
+    }
+  }
 
   /** The path to `peerNodeId` as far as this node has measured it. */
-  estimate(_peerNodeId: string): PathEstimate {
-    const rttMs = this.rtt.peerRttMs();
-    return rttMs === undefined ? {} : { rttMs };
+  estimate(peerNodeId: string): PathEstimate {
+    const peer = this.peers.get(peerNodeId);
+    const raftRtt = this.rtt.peerRttMs();
+    const fresh =
+      peer?.last !== undefined && this.now() - peer.last.atMs <= (this.options.maxAgeMs ?? 600_000);
+    const estimate: PathEstimate = { samples: peer?.samples ?? 0 };
+    const rttMs = fresh ? (peer?.last?.rttMs ?? raftRtt) : raftRtt;
+    if (rttMs !== undefined) estimate.rttMs = rttMs;
+    if (fresh && peer?.last) {
+      estimate.measured = peer.last;
+      const p = peer.predictor.predict(1);
+      if (p !== undefined && p.bytesPerSec > 0) {
+        estimate.bandwidthBytesPerSec = p.bytesPerSec;
+        estimate.lowerBandwidthBytesPerSec = p.lowerBytesPerSec;
+      }
+    }
+    return estimate;
   }
+
+  /** A view bound to one peer, for a migration toward it. */
+  toward(peerNodeId: string): PeerPathView {
+    return {
+      observe: (sample) => this.observe(peerNodeId, sample),
+      estimate: () => this.estimate(peerNodeId),
+    };
+  }
+}
+
+/** What a migration sees of PBA: the path to its target. */
+export interface PeerPathView {
+  observe(sample: PathSample): void;
+  estimate(): PathEstimate;
 }

@@ -27,6 +27,7 @@ export {
   issuePath,
   labelSetSchema,
   labelsSchema,
+  migrationPathSchema,
   migrationStatsSchema,
   type ValidClusterCommand,
 } from './schema';

@@ -75,6 +75,25 @@ export interface MigrationStats {
   etaMs?: number;
 }
 
+/** What the source measured of the path to the target, what PBA predicts, and the knobs chosen from it. */
+export interface MigrationPath {
+  /** Goodput over the last report interval (acknowledged bytes per second). */
+  measuredBytesPerSec?: number;
+  measuredRttMs?: number;
+  /** PBA's prediction for the next second, and a rate the path should sustain. */
+  predictedBytesPerSec?: number;
+  lowerBytesPerSec?: number;
+  /** Samples PBA has of this path. */
+  samples: number;
+  /** The parameters in force: AMST connections, zstd level, QEMU's max-bandwidth and downtime-limit. */
+  streams: number;
+  zstdLevel: number;
+  maxBandwidthBytesPerSec: number;
+  downtimeLimitMs: number;
+  /** Why these parameters, in one line. */
+  basis: string;
+}
+
 export interface MigrationRecord {
   id: string;
   vmId: string;
@@ -84,6 +103,8 @@ export interface MigrationRecord {
   /** Why it failed or was cancelled. */
   reason?: string;
   stats: MigrationStats;
+  /** The path as the source measured it, and the parameters it drove; absent until the run starts. */
+  path?: MigrationPath;
   /** The operator's cap on QEMU's migration bandwidth, if any. */
   maxBandwidthBytesPerSec?: number;
   createdAt: string;

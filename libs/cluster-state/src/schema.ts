@@ -67,6 +67,21 @@ export const migrationStatsSchema = z
   .partial()
   .strict();
 
+export const migrationPathSchema = z
+  .object({
+    measuredBytesPerSec: z.number().nonnegative().optional(),
+    measuredRttMs: z.number().nonnegative().optional(),
+    predictedBytesPerSec: z.number().nonnegative().optional(),
+    lowerBytesPerSec: z.number().nonnegative().optional(),
+    samples: z.number().int().nonnegative(),
+    streams: z.number().int().positive(),
+    zstdLevel: z.number().int(),
+    maxBandwidthBytesPerSec: z.number().int().positive(),
+    downtimeLimitMs: z.number().int().nonnegative(),
+    basis: z.string().max(1000),
+  })
+  .strict();
+
 const nodeRegister = z
   .object({
     type: z.literal('node.register'),
@@ -136,6 +151,7 @@ const migrationPhase = z
     migrationId: fields.migrationId,
     phase: z.enum(MIGRATION_PHASES),
     stats: migrationStatsSchema.optional(),
+    path: migrationPathSchema.optional(),
     reason: fields.reason.optional(),
     at: fields.timestamp,
   })

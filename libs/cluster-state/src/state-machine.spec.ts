@@ -406,6 +406,47 @@ describe('migration.create', () => {
 });
 
 describe('migration.phase', () => {
+  it('keeps the path the source last reported, through the end', () => {
+    const log = clusterWithRunningVm();
+    migrate(log);
+    const path = {
+      measuredBytesPerSec: 12_000_000,
+      measuredRttMs: 101.5,
+      predictedBytesPerSec: 11_500_000,
+      lowerBytesPerSec: 9_000_000,
+      samples: 3,
+      streams: 4,
+      zstdLevel: 3,
+      maxBandwidthBytesPerSec: 30_000_000,
+      downtimeLimitMs: 500,
+      basis: 'measured',
+    };
+    log.ok(phase('mig-1', 'preparing'));
+    expect(log.ok<MigrationRecord>(phase('mig-1', 'transferring', { path })).path).toEqual(path);
+    expect(log.ok<MigrationRecord>(phase('mig-1', 'transferring')).path).toEqual(path);
+    const later = { ...path, samples: 4, maxBandwidthBytesPerSec: 20_000_000 };
+    log.ok(phase('mig-1', 'switching-over', { path: later }));
+    expect(log.ok<MigrationRecord>(phase('mig-1', 'done')).path).toEqual(later);
+  });
+
+  it('refuses a malformed path and changes nothing', () => {
+    const log = clusterWithRunningVm();
+    migrate(log);
+    const bad = {
+      samples: -1,
+      streams: 0,
+      zstdLevel: 1,
+      maxBandwidthBytesPerSec: 1,
+      downtimeLimitMs: 1,
+      basis: '',
+    };
+    expect(log.err(phase('mig-1', 'preparing', { path: bad }))).toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+    });
+    expect(log.machine.getMigration('mig-1')?.phase).toBe('pending');
+    expect(log.machine.getMigration('mig-1')?.path).toBeUndefined();
+  });
+
   it('walks every phase to done; the VM ends running on the target; stats merge', () => {
     const log = clusterWithRunningVm();
     migrate(log);

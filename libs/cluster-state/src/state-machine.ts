@@ -404,8 +404,10 @@ export class ClusterStateMachine implements ClusterStateView {
       throw conflict(`migration ${m.id} cannot go from ${m.phase} to ${c.phase}`, 'phase');
     }
     const stats = { ...m.stats, ...c.stats };
-    if (isTerminal(c.phase)) return this.finishMigration({ ...m, stats }, c.phase, c.reason, c.at, index);
-    const next: MigrationRecord = { ...m, phase: c.phase, stats, updatedAt: c.at, revision: index };
+    const path = c.path ?? m.path;
+    const merged: MigrationRecord = path === undefined ? { ...m, stats } : { ...m, stats, path };
+    if (isTerminal(c.phase)) return this.finishMigration(merged, c.phase, c.reason, c.at, index);
+    const next: MigrationRecord = { ...merged, phase: c.phase, updatedAt: c.at, revision: index };
     if (c.reason !== undefined) next.reason = c.reason;
     return this.put(this.migrations, next);
   }

@@ -9,7 +9,7 @@ import { FINAL_MIGRATION_STATUSES, type MigrationProgress } from './migration';
  * final reading is the last one yielded. Stop early by breaking out of the loop.
  */
 export async function* followMigration(
-  driver: HypervisorDriver,
+  driver: Pick<HypervisorDriver, 'queryMigrate'>,
   vm: VmHandle,
   options: { intervalMs?: number } = {},
 ): AsyncGenerator<MigrationProgress> {

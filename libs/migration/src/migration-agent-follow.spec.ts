@@ -79,7 +79,7 @@ describe('MigrationAgent following the state', () => {
       sourcePath: new NativeSourcePath({ identity }),
       metrics: new MigrationMetrics(new Registry()),
       logger: pino({ level: 'silent' }),
-      path: { estimate: () => ({}) },
+      path: { toward: () => ({ observe: () => undefined, estimate: () => ({ samples: 0 }) }) },
       vmWaitMs,
     });
     agent.start();

@@ -13,10 +13,12 @@
  */
 
 import { status as GrpcStatus } from '@grpc/grpc-js';
+import type { PathEstimator } from '@novacron/bandwidth';
 import {
   type ClusterStore,
   DomainError,
   isTerminal,
+  type MigrationPath,
   type MigrationPhase,
   type MigrationRecord,
   type NodeRecord,
@@ -35,7 +37,6 @@ import {
 import type { MigrationMetrics } from './metrics';
 import { MigrationRun } from './migration-run';
 import type { NativeSinkPath, NativeSourcePath } from './native-data-path';
-import type { PathMeasurement } from './parameters';
 import type { MigrationRunStats } from './ports';
 
 /** What the agent reads of the replicated state on each pass. */
@@ -55,8 +56,8 @@ export interface MigrationAgentDeps {
   sourcePath: NativeSourcePath;
   metrics: MigrationMetrics;
   logger: Logger;
-  /** What this node has measured of the path to a peer (libs/bandwidth), for the parameter choice. */
-  path: { estimate(peerNodeId: string): PathMeasurement };
+  /** PBA (libs/bandwidth): what this node measures and predicts of the path to each peer. */
+  path: Pick<PathEstimator, 'toward'>;
   /** How long a pending migration waits for its VM to be up on this node before it fails. */
   vmWaitMs?: number;
 }
@@ -232,15 +233,14 @@ export class MigrationAgent {
       nodeName: target.name,
       identity: this.deps.identity,
     });
-    const measured = this.deps.path.estimate(target.id);
     const migrationRun = new MigrationRun({
       id: m.id,
       source: { driver: this.deps.host.driver, vm: handle, dataPath: this.deps.sourcePath },
       destination,
-      onPhase: (phase, stats, reason) => this.record(m.id, phase, stats, reason),
+      path: this.deps.path.toward(target.id),
+      onPhase: (phase, stats, reason, path) => this.record(m.id, phase, stats, reason, path),
       signal: abort.signal,
       options: {
-        measured,
         ...(m.maxBandwidthBytesPerSec === undefined
           ? {}
           : { maxBandwidthBytesPerSec: m.maxBandwidthBytesPerSec }),
@@ -286,6 +286,7 @@ export class MigrationAgent {
     phase: MigrationPhase,
     stats: MigrationRunStats,
     reason?: string,
+    path?: MigrationPath,
   ): Promise<void> {
     const at = new Date().toISOString();
     if (phase === 'cancelled') {
@@ -311,6 +312,7 @@ export class MigrationAgent {
       migrationId,
       phase,
       stats: finite,
+      ...(path === undefined ? {} : { path }),
       ...(reason === undefined ? {} : { reason }),
       at,
     });

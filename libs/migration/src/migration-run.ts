@@ -3,11 +3,13 @@
  * anything fails or the caller aborts.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { PathEstimate, PeerPathView } from '@novacron/bandwidth';
 import type { MigrationPhase } from '@novacron/cluster-state';
-import type { MigrationProgress, VmEvent, VmHandle } from '@novacron/hypervisor';
+import { followMigration, type MigrationProgress, type VmEvent, type VmHandle } from '@novacron/hypervisor';
 import { type Context, context, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { MigrationMetrics } from './metrics';
 import { chooseParameters, type MigrationParameterChoice, type PathMeasurement } from './parameters';
+import { PathSteering } from './path-steering';
 import type {
   DataPathEnd,
   IncomingOffer,
@@ -26,7 +28,7 @@ import { firstEventAt } from './vm-events';
 const tracer = trace.getTracer('dwcp-migration');
 
 export interface MigrationRunOptions {
-  /** The path to the destination as measured; `chooseParameters` turns it into the knobs below. */
+  /** The path to the destination as measured; `chooseParameters` turns it into the knobs below. Default: the input's `path` estimate. */
   measured?: PathMeasurement;
   /** Each of these overrides the chosen value. */
   streams?: number;
@@ -35,6 +37,8 @@ export interface MigrationRunOptions {
   downtimeLimitMs?: number;
   /** `query-migrate` polling (default 200 ms). */
   pollIntervalMs?: number;
+  /** How often the path is sampled for PBA and QEMU's max-bandwidth re-aimed (default 500 ms). */
+  sampleIntervalMs?: number;
   /** How often a transferring migration reports its stats (default 1000 ms). */
   progressIntervalMs?: number;
   /** How long a rollback waits for QEMU to leave a migration it was told to cancel (default 10 s). */
@@ -46,6 +50,8 @@ export interface MigrationRunInput {
   source: { driver: MigrationHypervisor; vm: VmHandle; dataPath: SourceDataPath };
   /** The destination's half, in this process (IncomingMigration) or on the target node (over RPC). */
   destination: MigrationDestination;
+  /** PBA's view of the path to the destination: fed with this run's samples, and steering it. */
+  path?: PeerPathView;
   onPhase: PhaseSink;
   signal?: AbortSignal;
   options?: MigrationRunOptions;
@@ -70,6 +76,15 @@ function describeError(e: unknown): string {
     return typeof code === 'string' ? `${code}: ${e.message}` : e.message;
   }
   return String(e);
+}
+
+/** What chooseParameters gets from PBA: the RTT, and a rate the path should sustain. */
+function measurementOf(estimate: PathEstimate | undefined): PathMeasurement {
+  const m: PathMeasurement = {};
+  if (estimate?.rttMs !== undefined) m.rttMs = estimate.rttMs;
+  const bw = estimate?.lowerBandwidthBytesPerSec ?? estimate?.bandwidthBytesPerSec;
+  if (bw !== undefined) m.bandwidthBytesPerSec = bw;
+  return m;
 }
 
 function abortReason(signal: AbortSignal): string {
@@ -111,10 +126,11 @@ export class MigrationRun {
   /** For the wire rate of progress reports. */
   private lastSample: { atMs: number; wireBytes: number } | undefined;
   private wireBytesPerSec: number | undefined;
+  private readonly steering: PathSteering;
 
   constructor(private readonly input: MigrationRunInput) {
     const o = input.options ?? {};
-    const chosen = chooseParameters(o.measured);
+    const chosen = chooseParameters(o.measured ?? measurementOf(input.path?.estimate()));
     this.parameters = {
       streams: o.streams ?? chosen.streams,
       zstdLevel: o.zstdLevel ?? chosen.zstdLevel,
@@ -122,6 +138,7 @@ export class MigrationRun {
       downtimeLimitMs: o.downtimeLimitMs ?? chosen.downtimeLimitMs,
       basis: chosen.basis,
     };
+    this.steering = new PathSteering(input.path, this.parameters, o.maxBandwidthBytesPerSec === undefined);
     const { signal } = input;
     if (signal) {
       const aborted = new Promise<never>((_, reject) => {
@@ -213,22 +230,51 @@ export class MigrationRun {
     this.sampleWireRate();
     await source.driver.migrate(source.vm, `unix:${socket.path}`);
     let reported = performance.now();
-    for (;;) {
-      const progress = await this.guard(source.driver.queryMigrate(source.vm));
-      this.progress = progress;
-      if (progress.status === 'completed') return;
-      if (progress.status === 'failed' || progress.status === 'cancelled') {
-        throw new Error(
-          `QEMU's migration ${progress.status}${progress.errorDesc ? `: ${progress.errorDesc}` : ''}`,
-        );
+    let sampled = performance.now();
+    await this.steer();
+    const readings = followMigration(source.driver, source.vm, {
+      intervalMs: options?.pollIntervalMs ?? 200,
+    });
+    try {
+      for (;;) {
+        const next = await this.guard(readings.next());
+        if (next.done) throw new Error("QEMU's migration status stopped before it completed");
+        const progress = next.value;
+        this.progress = progress;
+        if (
+          performance.now() - sampled >= (options?.sampleIntervalMs ?? 500) ||
+          progress.status === 'completed'
+        ) {
+          await this.steer();
+          sampled = performance.now();
+        }
+        if (progress.status === 'completed') return;
+        if (progress.status === 'failed' || progress.status === 'cancelled') {
+          throw new Error(
+            `QEMU's migration ${progress.status}${progress.errorDesc ? `: ${progress.errorDesc}` : ''}`,
+          );
+        }
+        if (performance.now() - reported >= (options?.progressIntervalMs ?? 1000)) {
+          this.sampleWireRate();
+          await this.report('transferring');
+          reported = performance.now();
+        }
       }
-      if (performance.now() - reported >= (options?.progressIntervalMs ?? 1000)) {
-        this.sampleWireRate();
-        await this.report('transferring');
-        reported = performance.now();
-      }
-      await this.guard(sleep(options?.pollIntervalMs ?? 200));
+    } finally {
+      void readings.return(undefined);
     }
+  }
+
+  /** One PBA sample from the sender's counters, and QEMU's max-bandwidth re-aimed at the prediction. */
+  private async steer(): Promise<void> {
+    const counters = this.source?.stats();
+    if (counters === undefined) return;
+    this.steering.sample(counters, Date.now());
+    const maxBandwidthBytesPerSec = this.steering.retarget(counters);
+    if (maxBandwidthBytesPerSec === undefined) return;
+    const { source, id, logger } = this.input;
+    await this.guard(source.driver.setMigrationParameters(source.vm, { maxBandwidthBytesPerSec }));
+    logger?.log(`migration ${id}: QEMU max-bandwidth → ${maxBandwidthBytesPerSec} B/s (PBA)`);
   }
 
   private async switchOver(): Promise<IncomingResult> {
@@ -268,7 +314,7 @@ export class MigrationRun {
     logger?.log(`migration ${id}: done ${JSON.stringify(stats)}`);
     span.setAttributes(this.spanStats(stats));
     span.end();
-    return { phase: 'done', stats, parameters: this.parameters, phases: [...this.phases] };
+    return { phase: 'done', stats, parameters: this.parametersNow(), phases: [...this.phases] };
   }
 
   private async rollBack(cause: unknown): Promise<MigrationOutcome> {
@@ -319,14 +365,17 @@ export class MigrationRun {
     await step(`reporting ${result}`, () => this.report(result, stats, reason));
     metrics?.migrations.inc({ result });
     if (stats.bytesOnWire) metrics?.wireBytes.inc(stats.bytesOnWire);
-    return { phase: result, reason, stats, parameters: this.parameters, phases: [...this.phases] };
+    return { phase: result, reason, stats, parameters: this.parametersNow(), phases: [...this.phases] };
+  }
+
+  /** The parameters in force now: the chosen ones, max-bandwidth as PBA last set it. */
+  private parametersNow(): MigrationParameterChoice {
+    return { ...this.parameters, maxBandwidthBytesPerSec: this.steering.maxBandwidthBytesPerSec };
   }
 
   private async report(phase: MigrationPhase, stats = this.stats(), reason?: string): Promise<void> {
     if (this.phases.at(-1) !== phase) this.phases.push(phase);
-    await (reason === undefined
-      ? this.input.onPhase(phase, stats)
-      : this.input.onPhase(phase, stats, reason));
+    await this.input.onPhase(phase, stats, reason, this.steering.report());
   }
 
   private stats(): MigrationRunStats {
@@ -346,7 +395,10 @@ export class MigrationRun {
       if (p.totalBytes > 0) stats.ramBytes = p.totalBytes;
       stats.remainingBytes = p.remainingBytes;
       stats.dirtyRateBytesPerSec = p.dirtyRateBytesPerSec;
-      if (p.throughputBitsPerSec > 0)
+      const counters = this.source?.stats();
+      const predicted = counters ? this.steering.etaMs(counters, p.remainingBytes) : undefined;
+      if (predicted !== undefined) stats.etaMs = predicted;
+      else if (p.throughputBitsPerSec > 0)
         stats.etaMs = Math.round((p.remainingBytes * 8000) / p.throughputBitsPerSec);
       if (p.downtimeMs !== undefined) stats.downtimeMs = p.downtimeMs;
     }

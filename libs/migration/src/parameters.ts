@@ -70,7 +70,7 @@ export function chooseParameters(measured: PathMeasurement = {}): MigrationParam
 
   const seen = [
     bw === undefined ? 'bandwidth unknown' : `bandwidth ${(bw / MiB).toFixed(1)} MiB/s`,
-    rtt === undefined ? 'RTT unknown' : `RTT ${rtt} ms`,
+    rtt === undefined ? 'RTT unknown' : `RTT ${rtt.toFixed(1)} ms`,
   ].join(', ');
   const basis =
     `${seen} → ${streams} connections, zstd ${zstdLevel}, ` +

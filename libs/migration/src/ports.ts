@@ -2,7 +2,7 @@
  * What a MigrationRun needs from the outside, as narrow interfaces: unit tests hand it fakes, the
  * node and the QEMU tests hand it QemuDriver and the native data path.
  */
-import type { MigrationPhase, MigrationStats } from '@novacron/cluster-state';
+import type { MigrationPath, MigrationPhase, MigrationStats } from '@novacron/cluster-state';
 import type { HypervisorDriver } from '@novacron/hypervisor';
 
 /** The driver calls the source of a migration makes. */
@@ -28,6 +28,18 @@ export interface SourceCounters {
   compressionRatio: number;
   inventoryDedupBytes: number;
   streamDedupBytes: number;
+  /** AMST's own counters of the transfer, the path samples' source; absent in some test doubles. */
+  transfer?: TransferCounters;
+}
+
+/** What the native AMST sender reports of its transfer (a subset of its TransferStats). */
+export interface TransferCounters {
+  bytesWritten: number;
+  bytesAcked: number;
+  framesResent: number;
+  /** Since the transfer started, on the sender's monotonic clock. */
+  elapsedSeconds: number;
+  connections: readonly { srttMs?: number | null; minRttMs?: number | null; active: boolean }[];
 }
 
 /** The counters of `MigrationSink.stats()` a run reads. */
@@ -110,7 +122,12 @@ export type MigrationRunStats = MigrationStats;
  * Told about every phase change and every progress report (the same phase again, new stats). The
  * node maps it to the `migration.phase` command; if it throws before `done`, the run fails.
  */
-export type PhaseSink = (phase: MigrationPhase, stats: MigrationRunStats, reason?: string) => Promise<void>;
+export type PhaseSink = (
+  phase: MigrationPhase,
+  stats: MigrationRunStats,
+  reason?: string,
+  path?: MigrationPath,
+) => Promise<void>;
 
 export interface MigrationLogger {
   log(message: string): void;

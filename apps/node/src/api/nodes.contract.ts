@@ -1,6 +1,6 @@
 /** The REST contract of /v1/nodes (see contract.ts). */
 import type { ApiOperation } from './contract';
-import { listOf, nodeRecordSchema } from './responses';
+import { listOf, nodePathSchema, nodeRecordSchema } from './responses';
 import { idParams, readQuerySchema } from './schemas';
 import { READ_ERRORS, WRITE_ERRORS } from './store-errors';
 
@@ -27,6 +27,16 @@ export const nodeOperations = {
     params: nodeId,
     query: readQuerySchema,
     success: { status: 200, description: 'The node.', schema: nodeRecordSchema },
+    errors: { 404: 'No such node.', ...READ_ERRORS },
+  },
+  path: {
+    method: 'get',
+    path: '/v1/nodes/{id}/path',
+    tag,
+    summary: 'What this node has measured and predicts of its network path to a node (PBA)',
+    access: 'viewer',
+    params: nodeId,
+    success: { status: 200, description: 'The path, as far as it was measured.', schema: nodePathSchema },
     errors: { 404: 'No such node.', ...READ_ERRORS },
   },
   drain: {

@@ -10,6 +10,7 @@ import {
   fields,
   MIGRATION_PHASES,
   type MigrationRecord,
+  migrationPathSchema,
   migrationStatsSchema,
   type NodeRecord,
   ROLES,
@@ -74,6 +75,36 @@ export const vmRecordSchema = exactly<VmRecord>()(
     .openapi('VmRecord'),
 );
 
+const rate = z.number().nonnegative().openapi({ description: 'Bytes per second.' });
+
+/** GET /v1/nodes/{id}/path: what the answering node has measured and predicts of its path to that node. */
+export const nodePathSchema = z
+  .object({
+    nodeId: fields.nodeId.openapi({ description: 'The node the path leads to.' }),
+    fromNodeId: fields.nodeId.openapi({ description: 'The node that measured it (the one answering).' }),
+    samples: z.number().int().nonnegative().openapi({ description: 'Samples PBA has of this path.' }),
+    rttMs: z.number().nonnegative().optional().openapi({
+      description: 'The last measured RTT, or Raft’s p99 RTT to the slowest peer before any transfer.',
+    }),
+    predictedBytesPerSec: rate.optional().openapi({ description: 'PBA’s prediction for the next second.' }),
+    lowerBytesPerSec: rate.optional().openapi({ description: 'A rate the path should sustain.' }),
+    measured: z
+      .object({
+        at: fields.timestamp,
+        goodputBytesPerSec: rate,
+        rttMs: z.number().nonnegative().optional(),
+        minRttMs: z.number().nonnegative().optional(),
+        connections: z.number().int().nonnegative(),
+        framesResent: z.number().int().nonnegative().optional(),
+        appLimited: z.boolean().optional(),
+      })
+      .strict()
+      .optional()
+      .openapi({ description: 'The last sample, taken during a migration to that node.' }),
+  })
+  .strict()
+  .openapi('NodePath');
+
 export const migrationRecordSchema = exactly<MigrationRecord>()(
   z
     .object({
@@ -84,6 +115,10 @@ export const migrationRecordSchema = exactly<MigrationRecord>()(
       phase: z.enum(MIGRATION_PHASES),
       reason: fields.reason.optional().openapi({ description: 'Why it failed or was cancelled.' }),
       stats: migrationStatsSchema.openapi('MigrationStats'),
+      path: migrationPathSchema.optional().openapi('MigrationPath', {
+        description:
+          'The path as the source measured it, what PBA predicts, and the parameters chosen from it.',
+      }),
       maxBandwidthBytesPerSec: fields.bandwidth.optional(),
       createdAt: fields.timestamp,
       updatedAt: fields.timestamp,

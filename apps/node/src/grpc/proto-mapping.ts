@@ -1,6 +1,7 @@
 /** Records to and from the gRPC messages (snake_case fields) of proto/dwcp/api/v1. */
 import type {
   ClusterStatus,
+  MigrationPath,
   MigrationRecord,
   NodeRecord,
   ReadConsistency,
@@ -73,6 +74,20 @@ export const migrationToProto = (m: MigrationRecord): Msg => ({
   ...(m.maxBandwidthBytesPerSec !== undefined
     ? { max_bandwidth_bytes_per_sec: m.maxBandwidthBytesPerSec }
     : {}),
+  ...(m.path !== undefined ? { path: pathToProto(m.path) } : {}),
+});
+
+const pathToProto = (p: MigrationPath): Msg => ({
+  ...(p.measuredBytesPerSec !== undefined ? { measured_bytes_per_sec: p.measuredBytesPerSec } : {}),
+  ...(p.measuredRttMs !== undefined ? { measured_rtt_ms: p.measuredRttMs } : {}),
+  ...(p.predictedBytesPerSec !== undefined ? { predicted_bytes_per_sec: p.predictedBytesPerSec } : {}),
+  ...(p.lowerBytesPerSec !== undefined ? { lower_bytes_per_sec: p.lowerBytesPerSec } : {}),
+  samples: p.samples,
+  streams: p.streams,
+  zstd_level: p.zstdLevel,
+  max_bandwidth_bytes_per_sec: p.maxBandwidthBytesPerSec,
+  downtime_limit_ms: p.downtimeLimitMs,
+  basis: p.basis,
 });
 
 export const statusToProto = (s: ClusterStatus): Msg => ({

@@ -1,0 +1,114 @@
+import type { PathEstimate, PathSample, PeerPathView } from '@novacron/bandwidth';
+import { describe, expect, it } from 'vitest';
+import { chooseParameters } from './parameters';
+import { PathSteering } from './path-steering';
+import type { SourceCounters } from './ports';
+
+const MiB = 1024 * 1024;
+
+class FakePath implements PeerPathView {
+  readonly samples: PathSample[] = [];
+  predicted: number | undefined;
+  observe(s: PathSample): void {
+    this.samples.push(s);
+  }
+  estimate(): PathEstimate {
+    return {
+      samples: this.samples.length,
+      rttMs: 100,
+      ...(this.predicted === undefined
+        ? {}
+        : { bandwidthBytesPerSec: this.predicted, lowerBandwidthBytesPerSec: this.predicted * 0.8 }),
+    };
+  }
+}
+
+const counters = (
+  s: number,
+  acked: number,
+  written: number,
+  fromQemu = 3 * acked,
+  wire = acked,
+): SourceCounters => ({
+  bytesFromQemu: fromQemu,
+  wireBytes: wire,
+  compressionRatio: 3,
+  inventoryDedupBytes: 0,
+  streamDedupBytes: 0,
+  transfer: {
+    bytesWritten: written,
+    bytesAcked: acked,
+    framesResent: 2,
+    elapsedSeconds: s,
+    connections: [
+      { srttMs: 100, minRttMs: 98, active: true },
+      { srttMs: 120, minRttMs: 99, active: true },
+      { srttMs: 900, minRttMs: 97, active: false },
+    ],
+  },
+});
+
+describe('PathSteering', () => {
+  it('samples goodput over each interval from AMST’s counters, with the active connections’ RTT', () => {
+    const path = new FakePath();
+    const steer = new PathSteering(path, chooseParameters({ rttMs: 100 }), true);
+    expect(steer.sample(counters(1, 10 * MiB, 12 * MiB), 1000)).toBeUndefined();
+    const s = steer.sample(counters(3, 30 * MiB, 34 * MiB), 3000);
+    expect(s).toEqual({
+      atMs: 3000,
+      goodputBytesPerSec: 10 * MiB,
+      connections: 2,
+      framesResent: 0,
+      appLimited: false,
+      rttMs: 110,
+      minRttMs: 97,
+    });
+    expect(path.samples).toEqual([s]);
+    // 1 MiB in flight at 10 MiB/s over 110 ms is less than the path holds: QEMU limited it.
+    expect(steer.sample(counters(4, 40 * MiB, 41 * MiB), 4000)?.appLimited).toBe(true);
+  });
+
+  it('re-aims QEMU’s max-bandwidth at the prediction times the reduction, past a hysteresis', () => {
+    const path = new FakePath();
+    const chosen = chooseParameters({ rttMs: 100 });
+    const steer = new PathSteering(path, chosen, true);
+    const c = counters(2, 10 * MiB, 11 * MiB, 25 * MiB, 10 * MiB);
+    expect(steer.retarget(c)).toBeUndefined();
+    path.predicted = 10 * MiB;
+    // 10 MiB/s on the wire × 2.5 reduction × 1.15 headroom.
+    expect(steer.retarget(c)).toBe(Math.round(10 * MiB * 2.5 * 1.15));
+    expect(steer.maxBandwidthBytesPerSec).toBe(Math.round(10 * MiB * 2.5 * 1.15));
+    path.predicted = 10.5 * MiB;
+    expect(steer.retarget(c)).toBeUndefined();
+    path.predicted = 5 * MiB;
+    expect(steer.retarget(c)).toBe(Math.round(5 * MiB * 2.5 * 1.15));
+    expect(steer.report()).toMatchObject({
+      predictedBytesPerSec: 5 * MiB,
+      lowerBytesPerSec: 4 * MiB,
+      maxBandwidthBytesPerSec: Math.round(5 * MiB * 2.5 * 1.15),
+      streams: chosen.streams,
+      downtimeLimitMs: chosen.downtimeLimitMs,
+    });
+    expect(steer.report().basis).toContain("from PBA's prediction");
+  });
+
+  it('leaves a cap the operator set alone, and still measures', () => {
+    const path = new FakePath();
+    path.predicted = 10 * MiB;
+    const steer = new PathSteering(path, chooseParameters(), false);
+    expect(steer.retarget(counters(2, 10 * MiB, 11 * MiB))).toBeUndefined();
+    steer.sample(counters(1, 0, 0), 1000);
+    steer.sample(counters(2, 10 * MiB, 12 * MiB), 2000);
+    expect(path.samples).toHaveLength(1);
+  });
+
+  it('gives the ETA from the prediction: QEMU’s remaining bytes reduced, plus the pipeline’s backlog', () => {
+    const path = new FakePath();
+    const steer = new PathSteering(path, chooseParameters(), true);
+    const c = counters(2, 10 * MiB, 12 * MiB, 20 * MiB, 10 * MiB);
+    expect(steer.etaMs(c, 40 * MiB)).toBeUndefined();
+    path.predicted = 2 * MiB;
+    // (40 MiB / 2 + 2 MiB backlog) / 2 MiB/s = 11 s.
+    expect(steer.etaMs(c, 40 * MiB)).toBe(11_000);
+  });
+});

@@ -1,0 +1,131 @@
+/**
+ * The loop between PBA and one migration: each progress interval it turns AMST's counters into a
+ * path sample for PBA, then re-aims QEMU's `max-bandwidth` at PBA's prediction times the reduction
+ * (dedup and compression) seen so far, so QEMU's own rate estimate, which decides when it stops the
+ * guest, is the path's and not the pipeline's buffers'. It also gives the ETA from the prediction,
+ * and the record of what was measured, predicted and chosen. Pure: the caller passes the clock.
+ */
+import type { PathSample, PeerPathView } from '@novacron/bandwidth';
+import type { MigrationPath } from '@novacron/cluster-state';
+import type { MigrationParameterChoice } from './parameters';
+import type { SourceCounters, TransferCounters } from './ports';
+
+/** Above the prediction, so a path faster than predicted is found (samples limited by QEMU's cap do not lower PBA). */
+const HEADROOM = 1.15;
+/** Changes smaller than this are not sent to QEMU. */
+const HYSTERESIS = 0.1;
+const MIN_MAX_BANDWIDTH = 1024 * 1024;
+
+const median = (xs: number[]): number | undefined => {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? s[mid] : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+
+export class PathSteering {
+  private last: TransferCounters | undefined;
+  private lastSample: PathSample | undefined;
+  private maxBandwidth: number;
+
+  /**
+   * `adjustable` is false when the operator or the caller fixed max-bandwidth: then it is only
+   * measured and reported, never changed.
+   */
+  constructor(
+    private readonly path: PeerPathView | undefined,
+    private readonly chosen: MigrationParameterChoice,
+    private readonly adjustable: boolean,
+  ) {
+    this.maxBandwidth = chosen.maxBandwidthBytesPerSec;
+  }
+
+  get maxBandwidthBytesPerSec(): number {
+    return this.maxBandwidth;
+  }
+
+  /** One interval's sample from the sender's counters, fed to PBA; undefined for the first call or an empty interval. */
+  sample(counters: SourceCounters, atMs: number): PathSample | undefined {
+    const now = counters.transfer;
+    if (now === undefined) return undefined;
+    const prev = this.last;
+    this.last = now;
+    if (prev === undefined) return undefined;
+    const dt = now.elapsedSeconds - prev.elapsedSeconds;
+    if (dt <= 0) return undefined;
+    const active = now.connections.filter((c) => c.active);
+    const rtts = active.flatMap((c) => (typeof c.srttMs === 'number' ? [c.srttMs] : []));
+    const minRtts = now.connections.flatMap((c) => (typeof c.minRttMs === 'number' ? [c.minRttMs] : []));
+    const goodput = Math.max(0, now.bytesAcked - prev.bytesAcked) / dt;
+    const rttMs = median(rtts);
+    const sample: PathSample = {
+      atMs,
+      goodputBytesPerSec: goodput,
+      connections: active.length,
+      framesResent: Math.max(0, now.framesResent - prev.framesResent),
+      // Less in flight than the path holds: QEMU, not the path, limited this interval.
+      appLimited: now.bytesWritten - now.bytesAcked < (goodput * (rttMs ?? 0)) / 1000,
+      ...(rttMs === undefined ? {} : { rttMs }),
+      ...(minRtts.length > 0 ? { minRttMs: Math.min(...minRtts) } : {}),
+    };
+    this.lastSample = sample;
+    this.path?.observe(sample);
+    return sample;
+  }
+
+  /** Raw stream bytes per wire byte so far (dedup and compression together); 1 before any. */
+  private reduction(counters: SourceCounters): number {
+    return counters.wireBytes > 0 && counters.bytesFromQemu > 0
+      ? counters.bytesFromQemu / counters.wireBytes
+      : 1;
+  }
+
+  /** The max-bandwidth QEMU should get now, when it should change; undefined to leave it. */
+  retarget(counters: SourceCounters): number | undefined {
+    if (!this.adjustable || this.path === undefined) return undefined;
+    const predicted = this.path.estimate().bandwidthBytesPerSec;
+    if (predicted === undefined) return undefined;
+    const target = Math.max(MIN_MAX_BANDWIDTH, Math.round(predicted * this.reduction(counters) * HEADROOM));
+    if (Math.abs(target - this.maxBandwidth) <= this.maxBandwidth * HYSTERESIS) return undefined;
+    this.maxBandwidth = target;
+    return target;
+  }
+
+  /** Time left: what QEMU still has to send, reduced as so far, plus what is still in the pipeline, at the predicted rate. */
+  etaMs(counters: SourceCounters, remainingBytes: number): number | undefined {
+    const predicted = this.path?.estimate().bandwidthBytesPerSec;
+    if (predicted === undefined || predicted <= 0) return undefined;
+    const backlog = counters.transfer
+      ? Math.max(0, counters.transfer.bytesWritten - counters.transfer.bytesAcked)
+      : 0;
+    return Math.round(((remainingBytes / this.reduction(counters) + backlog) * 1000) / predicted);
+  }
+
+  /** What the record shows. */
+  report(): MigrationPath {
+    const estimate = this.path?.estimate();
+    const s = this.lastSample;
+    const round = (x: number | undefined) => (x === undefined ? undefined : Math.round(x));
+    const tenths = (x: number | undefined) => (x === undefined ? undefined : Math.round(x * 10) / 10);
+    const fields = {
+      measuredBytesPerSec: round(s?.goodputBytesPerSec),
+      measuredRttMs: tenths(s?.rttMs ?? estimate?.rttMs),
+      predictedBytesPerSec: round(estimate?.bandwidthBytesPerSec),
+      lowerBytesPerSec: round(estimate?.lowerBandwidthBytesPerSec),
+    };
+    const maxBandwidthMiB = (this.maxBandwidth / 1024 / 1024).toFixed(1);
+    const basis =
+      this.maxBandwidth === this.chosen.maxBandwidthBytesPerSec
+        ? this.chosen.basis
+        : `${this.chosen.basis}; QEMU max-bandwidth now ${maxBandwidthMiB} MiB/s from PBA's prediction × the reduction so far`;
+    return {
+      ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && Number.isFinite(v))),
+      samples: estimate?.samples ?? 0,
+      streams: this.chosen.streams,
+      zstdLevel: this.chosen.zstdLevel,
+      maxBandwidthBytesPerSec: this.maxBandwidth,
+      downtimeLimitMs: this.chosen.downtimeLimitMs,
+      basis,
+    };
+  }
+}
