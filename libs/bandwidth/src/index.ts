@@ -9,3 +9,24 @@ export {
   type RttSource,
   type ThroughputPredictor,
 } from './path-estimator';
+export {
+  type BandwidthPrediction,
+  BIN_MS,
+  LOWER_QUANTILE,
+  MAX_SAMPLE_INTERVAL_MS,
+  PathPredictor,
+  type PathPredictorOptions,
+  type PredictionSource,
+  type RttPrediction,
+} from './predictor';
+export { type BinRatePredictor, HarmonicMeanPredictor, LastBinPredictor } from './predictor-baselines';
+export {
+  FEATURE_NAMES,
+  LogRateFeatures,
+  MIN_RATE_BYTES_PER_SEC,
+  PBA_COEFFICIENTS,
+  PbaBinPredictor,
+  PREDICTION_HORIZONS,
+  type PredictionHorizon,
+  predictedLogRatio,
+} from './predictor-model';
