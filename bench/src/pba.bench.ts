@@ -6,7 +6,7 @@
  * and pba.json.
  */
 import { writeFileSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { basename, relative, resolve } from 'node:path';
 import {
   HarmonicMeanPredictor,
   LastBinPredictor,
@@ -18,6 +18,7 @@ import {
 import { type MachineInfo, machineInfo, machineMarkdown } from './machine';
 import { loadSet, shippedSets, type TraceSet } from './pba-traces';
 
+const REPO_ROOT = resolve(__dirname, '../..');
 /** Every predictor has seen 5 bins (the harmonic mean's window) before it is scored. */
 const WARMUP_BINS = 5;
 /** Done means: PBA's median and p90 error each at least 20 % below the better baseline's. */
@@ -137,7 +138,15 @@ export function evaluateSet(set: TraceSet): SetResult {
       lowerOverActualMedian: stats(l.ratios).median,
     };
   });
-  return { name: set.name, split: set.split, dir: set.dir, traces: set.traces.length, seconds, horizons };
+  const dir = relative(REPO_ROOT, set.dir);
+  return {
+    name: set.name,
+    split: set.split,
+    dir: dir.startsWith('..') ? set.dir : dir,
+    traces: set.traces.length,
+    seconds,
+    horizons,
+  };
 }
 
 const pct = (x: number): string => `${(100 * x).toFixed(1)} %`;
@@ -224,7 +233,7 @@ function main(): void {
       ? []
       : [evaluateSet(loadSet(basename(resolve(externalDir)), 'external', resolve(externalDir)))];
   const machine = machineInfo();
-  const docs = resolve(__dirname, '../../docs/benchmarks');
+  const docs = resolve(REPO_ROOT, 'docs/benchmarks');
   writeFileSync(
     resolve(docs, 'pba.json'),
     `${JSON.stringify({ machine, targetRatio: TARGET_RATIO, evaluation, external, tuning, emulator: 'not recorded: the emulator has no trace-driven rate mode yet' }, null, 2)}\n`,
