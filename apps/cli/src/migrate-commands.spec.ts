@@ -332,6 +332,36 @@ describe('dwcp migrate following a scripted API (the CLI polling loop and exit c
     expect(api.seen.some((s) => s.startsWith('GET /v1/migrations/'))).toBe(false);
   });
 
+  it('sends the convergence policy the operator set, and only that', async () => {
+    api = await scriptedApi([mig('transferring', live(3 * GB))]);
+    const r = await dwcp([
+      'migrate',
+      'web-1',
+      '--to',
+      'node-2',
+      '--no-auto-converge',
+      '--completion-timeout-per-gib',
+      '30',
+      '--no-wait',
+      ...flags(),
+    ]);
+    expect(r.code).toBe(0);
+    expect(api.seen).toContain(
+      'POST /v1/migrations {"vmId":"vm-s1","targetNodeId":"node-2","policy":{"autoConverge":false,"completionTimeoutPerGiBSec":30}}',
+    );
+    const bad = await dwcp([
+      'migrate',
+      'web-1',
+      '--to',
+      'node-2',
+      '--completion-timeout-per-gib',
+      '0',
+      ...flags(),
+    ]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--completion-timeout-per-gib');
+  });
+
   it('with --json prints one JSON record per change', async () => {
     api = await scriptedApi([mig('transferring', live(3 * GB)), mig('done', FINAL)]);
     const r = await dwcp(['migrate', 'web-1', '--to', 'node-2', '--json', ...flags()]);

@@ -2,7 +2,7 @@
 import type { MigrationRecord } from '@novacron/cluster-state';
 import type { Command } from 'commander';
 import { type ApiOptions, addApiOptions, withApi } from './api-target';
-import { positiveNumber } from './arg-parsers';
+import { positiveInt, positiveNumber } from './arg-parsers';
 import type { CliIo } from './cli-io';
 import { CliError, EXIT, EXIT_CODES_HELP, usageError } from './exit-codes';
 import { findNode, findVm } from './lookup';
@@ -28,6 +28,19 @@ function outcomeError(record: MigrationRecord): CliError | undefined {
   return undefined;
 }
 
+/** The policy fields the operator set; the cluster's defaults stand for the rest. */
+function policyOf(o: { autoConverge: boolean; completionTimeoutPerGib?: number }): {
+  policy?: { autoConverge?: boolean; completionTimeoutPerGiBSec?: number };
+} {
+  const policy = {
+    ...(o.autoConverge ? {} : { autoConverge: false }),
+    ...(o.completionTimeoutPerGib === undefined
+      ? {}
+      : { completionTimeoutPerGiBSec: o.completionTimeoutPerGib }),
+  };
+  return Object.keys(policy).length > 0 ? { policy } : {};
+}
+
 /** A subcommand's flags plus those given to `migrate` before it (`dwcp migrate --api <url> list`). */
 function withMigrateFlags<T>(cmd: Command): Opts & T {
   return cmd.optsWithGlobals<Opts & T>();
@@ -48,33 +61,53 @@ export function registerMigrateCommands(program: Command, io: CliIo): void {
         '--max-bandwidth <MiB/s>',
         "cap QEMU's migration bandwidth (MiB/s); default: chosen from the path",
         positiveNumber,
+      )
+      .option(
+        '--no-auto-converge',
+        'never throttle the guest: a guest that dirties memory faster than the path carries it fails at the completion timeout instead',
+      )
+      .option(
+        '--completion-timeout-per-gib <seconds>',
+        'fail, leaving the VM on its source, past this many seconds per GiB of guest RAM (default 150)',
+        positiveInt,
       ),
   )
     .option('--json', 'print JSON (while following: one JSON record per change)')
     .addHelpText('after', EXIT_CODES_HELP)
-    .action((ref: string, o: Opts & { to?: string; wait: boolean; maxBandwidth?: number }) =>
-      withApi(o, io.env, async (client) => {
-        if (o.to === undefined) throw usageError("required option '--to <node>' not specified");
-        const vm = await findVm(client, ref);
-        const target = await findNode(client, o.to);
-        const created = await client.post<MigrationRecord>('/v1/migrations', {
-          vmId: vm.id,
-          targetNodeId: target.id,
-          ...(o.maxBandwidth === undefined
-            ? {}
-            : { maxBandwidthBytesPerSec: Math.round(o.maxBandwidth * 1024 * 1024) }),
-        });
-        if (!o.wait) return print([o.json ? JSON.stringify(created, null, 2) : created.id]);
-        if (!o.json) {
-          print([
-            `migrating VM ${vm.name} (${vm.id}) from ${created.sourceNodeId} to ${target.id}: ${created.id}`,
-          ]);
-        }
-        const end = await followMigration(client, created, io, { json: o.json === true });
-        if (!o.json) print(summaryLines(end));
-        const failure = outcomeError(end);
-        if (failure) throw failure;
-      }),
+    .action(
+      (
+        ref: string,
+        o: Opts & {
+          to?: string;
+          wait: boolean;
+          maxBandwidth?: number;
+          autoConverge: boolean;
+          completionTimeoutPerGib?: number;
+        },
+      ) =>
+        withApi(o, io.env, async (client) => {
+          if (o.to === undefined) throw usageError("required option '--to <node>' not specified");
+          const vm = await findVm(client, ref);
+          const target = await findNode(client, o.to);
+          const created = await client.post<MigrationRecord>('/v1/migrations', {
+            vmId: vm.id,
+            targetNodeId: target.id,
+            ...(o.maxBandwidth === undefined
+              ? {}
+              : { maxBandwidthBytesPerSec: Math.round(o.maxBandwidth * 1024 * 1024) }),
+            ...policyOf(o),
+          });
+          if (!o.wait) return print([o.json ? JSON.stringify(created, null, 2) : created.id]);
+          if (!o.json) {
+            print([
+              `migrating VM ${vm.name} (${vm.id}) from ${created.sourceNodeId} to ${target.id}: ${created.id}`,
+            ]);
+          }
+          const end = await followMigration(client, created, io, { json: o.json === true });
+          if (!o.json) print(summaryLines(end));
+          const failure = outcomeError(end);
+          if (failure) throw failure;
+        }),
     );
 
   const sub = (name: string, description: string) =>

@@ -90,6 +90,12 @@ function statsFacts(record: MigrationRecord): [string, string][] {
     ['dedup', s.dedupRatio === undefined ? NONE : `${formatFraction(s.dedupRatio)} of the bytes from QEMU`],
     ['compression', formatFactor(s.compressionRatio)],
     ['downtime', formatDuration(s.downtimeMs)],
+    ...(s.cpuThrottlePercent === undefined
+      ? []
+      : ([['auto-converge', `the guest was throttled up to ${s.cpuThrottlePercent} %`]] as [
+          string,
+          string,
+        ][])),
   ];
 }
 

@@ -261,6 +261,38 @@ describe('REST /v1/migrations', () => {
   });
 });
 
+describe('REST /v1/migrations policy', () => {
+  it('records the defaults, or what was asked, and refuses a bad policy field by field with nothing created', async () => {
+    const vmId = await createRunningVm('mover-3');
+    const bad = await t.call('POST', '/v1/migrations', {
+      role: 'operator',
+      body: { vmId, targetNodeId: 'node-2', policy: { completionTimeoutPerGiBSec: 0, autoConverge: 'yes' } },
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.fields.map((f: { path: string }) => f.path).sort()).toEqual([
+      'policy.autoConverge',
+      'policy.completionTimeoutPerGiBSec',
+    ]);
+    expect(
+      (await t.call('GET', '/v1/migrations')).body.items.some((m: { vmId: string }) => m.vmId === vmId),
+    ).toBe(false);
+    const asked = await t.call('POST', '/v1/migrations', {
+      role: 'operator',
+      body: { vmId, targetNodeId: 'node-2', policy: { autoConverge: false } },
+    });
+    expect(asked).toMatchObject({
+      status: 201,
+      body: { policy: { autoConverge: false, completionTimeoutPerGiBSec: 150 } },
+    });
+    await t.call('POST', `/v1/migrations/${asked.body.id}/cancel`, { role: 'operator' });
+    const defaults = await t.call('POST', '/v1/migrations', {
+      role: 'operator',
+      body: { vmId, targetNodeId: 'node-2' },
+    });
+    expect(defaults.body.policy).toEqual({ autoConverge: true, completionTimeoutPerGiBSec: 150 });
+  });
+});
+
 describe('REST /v1/cluster', () => {
   it('status, members and leader', async () => {
     expect(await t.call('GET', '/v1/cluster/status', { role: 'viewer' })).toMatchObject({

@@ -3,20 +3,10 @@ import { Global, Module } from '@nestjs/common';
 import { PEER_PORT, type PeerPort } from '@novacron/consensus';
 import { METRICS_REGISTRY } from '@novacron/observability';
 import type { Registry } from 'prom-client';
-import { PathEstimator, type ThroughputPredictor } from './path-estimator';
+import { PathEstimator } from './path-estimator';
+import { PathPredictor } from './predictor';
 
 export const PATH_ESTIMATOR = Symbol.for('dwcp.PathEstimator');
-
-/** Interim predictor: the last sample, with its lower bound at 80 %. */
-function lastSample(): ThroughputPredictor {
-  let last: number | undefined;
-  return {
-    observe: (_atMs, bytesPerSec) => {
-      last = bytesPerSec;
-    },
-    predict: () => (last === undefined ? undefined : { bytesPerSec: last, lowerBytesPerSec: last * 0.8 }),
-  };
-}
 
 @Global()
 @Module({
@@ -24,7 +14,7 @@ function lastSample(): ThroughputPredictor {
     {
       provide: PATH_ESTIMATOR,
       useFactory: (peer: PeerPort, registry: Registry) =>
-        new PathEstimator(peer, { newPredictor: lastSample, registry }),
+        new PathEstimator(peer, { newPredictor: () => new PathPredictor(), registry }),
       inject: [PEER_PORT, METRICS_REGISTRY],
     },
   ],

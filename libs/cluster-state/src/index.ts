@@ -28,6 +28,7 @@ export {
   labelSetSchema,
   labelsSchema,
   migrationPathSchema,
+  migrationPolicySchema,
   migrationStatsSchema,
   type ValidClusterCommand,
 } from './schema';

@@ -73,7 +73,26 @@ export interface MigrationStats {
   wireBytesPerSec?: number;
   /** Time left at the current rate, once QEMU has measured one. */
   etaMs?: number;
+  /** How much auto-converge throttles the guest's vCPUs, percent, once it escalated. */
+  cpuThrottlePercent?: number;
 }
+
+/** How a migration that does not converge is handled; the API fills in the defaults. */
+export interface MigrationPolicy {
+  /** Throttle the guest's vCPUs (QEMU auto-converge) when it dirties memory faster than the path carries it. */
+  autoConverge: boolean;
+  /**
+   * Fail, leaving the VM running on its source, once the migration has run this many seconds per
+   * GiB of guest RAM (KubeVirt's `completionTimeoutPerGiB`).
+   */
+  completionTimeoutPerGiBSec: number;
+}
+
+/** KubeVirt's completion timeout (150 s per GiB) and escalation on. */
+export const DEFAULT_MIGRATION_POLICY: MigrationPolicy = {
+  autoConverge: true,
+  completionTimeoutPerGiBSec: 150,
+};
 
 /** What the source measured of the path to the target, what PBA predicts, and the knobs chosen from it. */
 export interface MigrationPath {
@@ -107,6 +126,8 @@ export interface MigrationRecord {
   path?: MigrationPath;
   /** The operator's cap on QEMU's migration bandwidth, if any. */
   maxBandwidthBytesPerSec?: number;
+  /** Convergence policy; absent on records from before it existed (the defaults apply). */
+  policy?: MigrationPolicy;
   createdAt: string;
   updatedAt: string;
   revision: number;

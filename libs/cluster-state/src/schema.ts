@@ -63,8 +63,16 @@ export const migrationStatsSchema = z
     dirtyRateBytesPerSec: z.number().nonnegative(),
     wireBytesPerSec: z.number().nonnegative(),
     etaMs: z.number().nonnegative(),
+    cpuThrottlePercent: z.number().min(0).max(100),
   })
   .partial()
+  .strict();
+
+export const migrationPolicySchema = z
+  .object({
+    autoConverge: z.boolean(),
+    completionTimeoutPerGiBSec: z.number().int().min(1).max(86_400),
+  })
   .strict();
 
 export const migrationPathSchema = z
@@ -141,6 +149,7 @@ const migrationCreate = z
     targetNodeId: fields.nodeId,
     /** A cap on QEMU's migration bandwidth, below what the path allows. */
     maxBandwidthBytesPerSec: fields.bandwidth.optional(),
+    policy: migrationPolicySchema.optional(),
     at: fields.timestamp,
   })
   .strict();

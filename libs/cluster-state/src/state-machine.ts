@@ -381,6 +381,7 @@ export class ClusterStateMachine implements ClusterStateView {
       targetNodeId: target.id,
       phase: 'pending',
       stats: {},
+      ...(c.policy !== undefined ? { policy: c.policy } : {}),
       ...(c.maxBandwidthBytesPerSec !== undefined
         ? { maxBandwidthBytesPerSec: c.maxBandwidthBytesPerSec }
         : {}),

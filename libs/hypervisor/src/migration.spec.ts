@@ -15,6 +15,7 @@ describe('migration vocabulary ↔ QMP', () => {
       'setup-time': 3,
       'total-time': 1200,
       'expected-downtime': 41,
+      'cpu-throttle-percentage': 30,
       ram: {
         transferred: 52_000_000,
         remaining: 9_000_000,
@@ -38,6 +39,7 @@ describe('migration vocabulary ↔ QMP', () => {
       setupTimeMs: 3,
       totalTimeMs: 1200,
       errorDesc: undefined,
+      cpuThrottlePercent: 30,
     });
   });
 
@@ -46,6 +48,7 @@ describe('migration vocabulary ↔ QMP', () => {
       status: 'none',
       transferredBytes: 0,
       totalTimeMs: undefined,
+      cpuThrottlePercent: 0,
     });
     expect(fromQmpMigrationInfo({ status: 'failed', 'error-desc': 'Unable to write' })).toMatchObject({
       status: 'failed',

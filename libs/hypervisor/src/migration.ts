@@ -73,6 +73,8 @@ export interface MigrationProgress {
   totalTimeMs: number | undefined;
   /** Why it failed, when it did. */
   errorDesc: string | undefined;
+  /** How much auto-converge throttles the guest's vCPUs now, percent; 0 when it does not. */
+  cpuThrottlePercent: number;
 }
 
 const MAX_DOWNTIME_LIMIT_MS = 2_000_000; // QEMU's MAX_MIGRATE_DOWNTIME (2000 s)
@@ -154,6 +156,7 @@ export function fromQmpMigrationInfo(reply: Record<string, unknown>): MigrationP
     setupTimeMs: numberOr(reply['setup-time'], undefined),
     totalTimeMs: numberOr(reply['total-time'], undefined),
     errorDesc: typeof reply['error-desc'] === 'string' ? reply['error-desc'] : undefined,
+    cpuThrottlePercent: numberOr(reply['cpu-throttle-percentage'], 0),
   };
 }
 

@@ -226,6 +226,7 @@ export class SimulatedDriver implements HypervisorDriver {
       setupTimeMs: m.setupTimeMs,
       totalTimeMs: Math.round((m.endedAt ?? performance.now()) - m.startedAt),
       errorDesc: m.errorDesc,
+      cpuThrottlePercent: 0,
     };
   }
 
@@ -590,6 +591,7 @@ const NO_MIGRATION: MigrationProgress = {
   setupTimeMs: undefined,
   totalTimeMs: undefined,
   errorDesc: undefined,
+  cpuThrottlePercent: 0,
 };
 
 /** `unix:PATH` or `tcp:HOST:PORT`; the simulation has no process to `exec:` and no fds to pass. */

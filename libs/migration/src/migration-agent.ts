@@ -16,6 +16,7 @@ import { status as GrpcStatus } from '@grpc/grpc-js';
 import type { PathEstimator } from '@novacron/bandwidth';
 import {
   type ClusterStore,
+  DEFAULT_MIGRATION_POLICY,
   DomainError,
   isTerminal,
   type MigrationPath,
@@ -241,6 +242,7 @@ export class MigrationAgent {
       onPhase: (phase, stats, reason, path) => this.record(m.id, phase, stats, reason, path),
       signal: abort.signal,
       options: {
+        ...(m.policy ?? DEFAULT_MIGRATION_POLICY),
         ...(m.maxBandwidthBytesPerSec === undefined
           ? {}
           : { maxBandwidthBytesPerSec: m.maxBandwidthBytesPerSec }),

@@ -54,6 +54,7 @@ const progress = (status: MigrationStatus, extra: Partial<MigrationProgress> = {
   setupTimeMs: undefined,
   totalTimeMs: undefined,
   errorDesc: undefined,
+  cpuThrottlePercent: 0,
   ...extra,
 });
 
@@ -98,6 +99,9 @@ class FakeHypervisor implements MigrationHypervisor, IncomingHypervisor {
   }
   async setMigrationParameters(vm: VmHandle): Promise<void> {
     this.calls.push(`setMigrationParameters ${vm.id}`);
+  }
+  async setMigrationCapabilities(vm: VmHandle, caps: { autoConverge?: boolean }): Promise<void> {
+    this.calls.push(`setMigrationCapabilities ${vm.id} autoConverge=${caps.autoConverge}`);
   }
   async migrate(vm: VmHandle, uri: string): Promise<void> {
     this.calls.push(`migrate ${vm.id} ${uri}`);
@@ -276,6 +280,7 @@ describe('MigrationRun with fake adapters', () => {
       'openSink /run/mig-1/sink.sock',
       'prepareIncoming unix:/run/mig-1/sink.sock',
       'startSource /run/mig-1/source.sock → 4242 streams=2 zstd=3',
+      'setMigrationCapabilities vm-src autoConverge=true',
       'setMigrationParameters vm-src',
       'migrate vm-src unix:/run/mig-1/source.sock',
       'source finished',
@@ -332,7 +337,7 @@ describe('MigrationRun with fake adapters', () => {
     });
     expect(outcome.phases).toEqual(['preparing', 'transferring', 'failed']);
     expect(h.reports.at(-1)?.reason).toBe(outcome.reason);
-    expect(h.calls.slice(5)).toEqual([
+    expect(h.calls.slice(6)).toEqual([
       'cancel source',
       'cancel sink',
       'destroy vm-dst',
@@ -341,6 +346,44 @@ describe('MigrationRun with fake adapters', () => {
     expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'running', running: true });
     expect(h.data.released.sort()).toEqual(['/run/mig-1/sink.sock', '/run/mig-1/source.sock']);
     expect(await h.registry.metrics()).toContain('dwcp_migration_migrations_total{result="failed"} 1');
+  });
+
+  it('past its completion timeout it fails with that reason and rolls back; the throttle it reached is recorded', async () => {
+    const h = harness(({ hv }) => {
+      // 64 MiB of RAM at 0.05 s per GiB: 1 s at least (the floor), and QEMU never completes.
+      hv.script = [
+        progress('active', {
+          totalBytes: 64 * 1024 * 1024,
+          remainingBytes: 9_000_000,
+          cpuThrottlePercent: 20,
+        }),
+        progress('active', {
+          totalBytes: 64 * 1024 * 1024,
+          remainingBytes: 9_000_000,
+          cpuThrottlePercent: 30,
+        }),
+      ];
+      return {
+        options: {
+          pollIntervalMs: 20,
+          progressIntervalMs: 0,
+          autoConverge: false,
+          completionTimeoutPerGiBSec: 1,
+          measured: { bandwidthBytesPerSec: 12_500_000, rttMs: 80 },
+        },
+      };
+    });
+    const started = performance.now();
+    const outcome = await h.run.run();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(outcome.phase).toBe('failed');
+    expect(outcome.reason).toMatch(/^ERR_MIGRATION_TIMEOUT: did not complete within 1\.0 s/);
+    expect(outcome.reason).toContain('even throttled 30 %');
+    expect(outcome.reason).toContain('the VM runs on at its source');
+    expect(outcome.stats.cpuThrottlePercent).toBe(30);
+    expect(h.calls).toContain('setMigrationCapabilities vm-src autoConverge=false');
+    expect(h.calls).toContain('cancelMigration vm-src');
+    expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'running', running: true });
   });
 
   it('an abort during transferring is cancelled with its reason, and leaves the source running', async () => {

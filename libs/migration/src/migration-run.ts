@@ -43,6 +43,17 @@ export interface MigrationRunOptions {
   progressIntervalMs?: number;
   /** How long a rollback waits for QEMU to leave a migration it was told to cancel (default 10 s). */
   settleTimeoutMs?: number;
+  /** Let QEMU throttle a guest that dirties memory faster than the path carries it (default on). */
+  autoConverge?: boolean;
+  /** Fail (and roll back) past this many seconds per GiB of guest RAM (default 150, as KubeVirt). */
+  completionTimeoutPerGiBSec?: number;
+}
+
+const GiB = 1024 ** 3;
+
+/** The migration ran past its completion timeout: it is failed, and the VM runs on at its source. */
+class CompletionTimeout extends Error {
+  readonly code = 'ERR_MIGRATION_TIMEOUT';
 }
 
 export interface MigrationRunInput {
@@ -127,6 +138,8 @@ export class MigrationRun {
   private lastSample: { atMs: number; wireBytes: number } | undefined;
   private wireBytesPerSec: number | undefined;
   private readonly steering: PathSteering;
+  /** The highest vCPU throttle auto-converge applied, percent. */
+  private throttle = 0;
 
   constructor(private readonly input: MigrationRunInput) {
     const o = input.options ?? {};
@@ -214,6 +227,11 @@ export class MigrationRun {
       zstdLevel: this.parameters.zstdLevel,
     });
     this.sourceFinished = this.watch(this.source.finished());
+    // QEMU escalates itself once the guest outruns the stream (dirtied pages past half of what a
+    // round sent), by throttling its vCPUs; the capability must be set before `migrate`.
+    await source.driver.setMigrationCapabilities(source.vm, {
+      autoConverge: this.input.options?.autoConverge ?? true,
+    });
     await source.driver.setMigrationParameters(source.vm, {
       maxBandwidthBytesPerSec: this.parameters.maxBandwidthBytesPerSec,
       downtimeLimitMs: this.parameters.downtimeLimitMs,
@@ -241,6 +259,15 @@ export class MigrationRun {
         if (next.done) throw new Error("QEMU's migration status stopped before it completed");
         const progress = next.value;
         this.progress = progress;
+        this.checkCompletionTimeout(progress);
+        if (progress.cpuThrottlePercent > this.throttle) {
+          if (this.throttle === 0) {
+            this.input.logger?.log(
+              `migration ${this.input.id}: the guest outruns the path; auto-converge throttles it ${progress.cpuThrottlePercent} %`,
+            );
+          }
+          this.throttle = progress.cpuThrottlePercent;
+        }
         if (
           performance.now() - sampled >= (options?.sampleIntervalMs ?? 500) ||
           progress.status === 'completed'
@@ -263,6 +290,21 @@ export class MigrationRun {
     } finally {
       void readings.return(undefined);
     }
+  }
+
+  /** Throws once the migration has run longer than its policy allows for this much RAM. */
+  private checkCompletionTimeout(progress: MigrationProgress): void {
+    if (progress.totalBytes <= 0) return;
+    const perGiB = this.input.options?.completionTimeoutPerGiBSec ?? 150;
+    const gib = progress.totalBytes / GiB;
+    const limitMs = Math.max(1000, perGiB * gib * 1000);
+    const ranMs = performance.now() - this.startedAt;
+    if (ranMs <= limitMs) return;
+    throw new CompletionTimeout(
+      `did not complete within ${(limitMs / 1000).toFixed(1)} s (completionTimeoutPerGiB ${perGiB} s × ` +
+        `${gib.toFixed(2)} GiB of RAM): the guest dirties memory faster than the path carries it` +
+        `${this.throttle > 0 ? `, even throttled ${this.throttle} %` : ''}; the VM runs on at its source`,
+    );
   }
 
   /** One PBA sample from the sender's counters, and QEMU's max-bandwidth re-aimed at the prediction. */
@@ -389,6 +431,7 @@ export class MigrationRun {
         stats.dedupRatio = (sent.inventoryDedupBytes + sent.streamDedupBytes) / sent.bytesFromQemu;
       }
     }
+    if (this.throttle > 0) stats.cpuThrottlePercent = this.throttle;
     if (this.wireBytesPerSec !== undefined) stats.wireBytesPerSec = this.wireBytesPerSec;
     const p = this.progress;
     if (p) {

@@ -12,6 +12,7 @@ export type MigrationHypervisor = Pick<
   | 'cont'
   | 'destroy'
   | 'setMigrationParameters'
+  | 'setMigrationCapabilities'
   | 'migrate'
   | 'queryMigrate'
   | 'cancelMigration'

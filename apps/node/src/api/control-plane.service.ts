@@ -8,6 +8,7 @@ import {
   type ClusterStateView,
   type ClusterStatus,
   type ClusterStore,
+  DEFAULT_MIGRATION_POLICY,
   DomainError,
   fields,
   type MigrationRecord,
@@ -147,6 +148,7 @@ export class ControlPlaneService {
       migrationId: this.proposals.newMigrationId(),
       vmId: req.vmId,
       targetNodeId: req.targetNodeId,
+      policy: { ...DEFAULT_MIGRATION_POLICY, ...req.policy },
       ...(req.maxBandwidthBytesPerSec !== undefined
         ? { maxBandwidthBytesPerSec: req.maxBandwidthBytesPerSec }
         : {}),

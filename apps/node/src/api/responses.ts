@@ -11,6 +11,7 @@ import {
   MIGRATION_PHASES,
   type MigrationRecord,
   migrationPathSchema,
+  migrationPolicySchema,
   migrationStatsSchema,
   type NodeRecord,
   ROLES,
@@ -120,6 +121,9 @@ export const migrationRecordSchema = exactly<MigrationRecord>()(
           'The path as the source measured it, what PBA predicts, and the parameters chosen from it.',
       }),
       maxBandwidthBytesPerSec: fields.bandwidth.optional(),
+      policy: migrationPolicySchema.optional().openapi('MigrationPolicy', {
+        description: 'How the migration handles not converging: auto-converge, and its completion timeout.',
+      }),
       createdAt: fields.timestamp,
       updatedAt: fields.timestamp,
       revision,

@@ -3,7 +3,7 @@
  * contract (*.contract.ts) validates with these very objects and the OpenAPI document is generated
  * from them; `.openapi()` only adds what zod cannot say to JSON Schema by itself.
  */
-import { fields, labelSetSchema, labelsSchema, ROLES } from '@novacron/cluster-state';
+import { fields, labelSetSchema, labelsSchema, migrationPolicySchema, ROLES } from '@novacron/cluster-state';
 import type { ZodString, ZodTypeAny } from 'zod';
 import { invalidArgument } from './errors';
 import { z } from './zod-openapi';
@@ -84,6 +84,24 @@ export const createMigrationSchema = z
     maxBandwidthBytesPerSec: fields.bandwidth
       .optional()
       .openapi({ description: "Caps QEMU's migration bandwidth (bytes/s)." }),
+    policy: z
+      .object({
+        autoConverge: z.boolean().optional().openapi({
+          description:
+            'Throttle a guest that dirties memory faster than the path carries it (QEMU auto-converge). Default true.',
+        }),
+        completionTimeoutPerGiBSec: migrationPolicySchema.shape.completionTimeoutPerGiBSec
+          .optional()
+          .openapi({
+            description:
+              'Fail, leaving the VM running on its source, once the migration has run this many seconds per GiB of guest RAM. Default 150.',
+          }),
+      })
+      .strict()
+      .optional()
+      .openapi('MigrationPolicyRequest', {
+        description: 'How a migration that does not converge is handled.',
+      }),
   })
   .strict()
   .openapi('CreateMigrationRequest');

@@ -39,6 +39,18 @@ const str = (v: unknown): string => (typeof v === 'string' ? v : '');
 const stringMap = (v: unknown): Record<string, string> =>
   v && typeof v === 'object' ? (v as Record<string, string>) : {};
 const stringList = (v: unknown): string[] => (Array.isArray(v) ? v.map(String) : []);
+const isSet = (v: unknown): boolean => v !== undefined && v !== null;
+
+/** CreateMigrationRequest's policy fields, as the REST body's `policy` (absent when neither is set). */
+function policyOf(r: Record<string, unknown>): { policy?: Record<string, unknown> } {
+  const policy = {
+    ...(isSet(r.auto_converge) ? { autoConverge: r.auto_converge } : {}),
+    ...(isSet(r.completion_timeout_per_gib_sec)
+      ? { completionTimeoutPerGiBSec: Number(r.completion_timeout_per_gib_sec) }
+      : {}),
+  };
+  return Object.keys(policy).length > 0 ? { policy } : {};
+}
 
 @Injectable()
 export class GrpcApiServer {
@@ -213,6 +225,7 @@ export class GrpcApiServer {
                 ...(r.max_bandwidth_bytes_per_sec !== undefined && r.max_bandwidth_bytes_per_sec !== null
                   ? { maxBandwidthBytesPerSec: Number(r.max_bandwidth_bytes_per_sec) }
                   : {}),
+                ...policyOf(r),
               },
               'request',
             );

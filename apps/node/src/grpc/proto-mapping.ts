@@ -67,6 +67,7 @@ export const migrationToProto = (m: MigrationRecord): Msg => ({
       : {}),
     ...(m.stats.wireBytesPerSec !== undefined ? { wire_bytes_per_sec: m.stats.wireBytesPerSec } : {}),
     ...(m.stats.etaMs !== undefined ? { eta_ms: m.stats.etaMs } : {}),
+    ...(m.stats.cpuThrottlePercent !== undefined ? { cpu_throttle_percent: m.stats.cpuThrottlePercent } : {}),
   },
   created_at: m.createdAt,
   updated_at: m.updatedAt,
@@ -75,6 +76,14 @@ export const migrationToProto = (m: MigrationRecord): Msg => ({
     ? { max_bandwidth_bytes_per_sec: m.maxBandwidthBytesPerSec }
     : {}),
   ...(m.path !== undefined ? { path: pathToProto(m.path) } : {}),
+  ...(m.policy !== undefined
+    ? {
+        policy: {
+          auto_converge: m.policy.autoConverge,
+          completion_timeout_per_gib_sec: m.policy.completionTimeoutPerGiBSec,
+        },
+      }
+    : {}),
 });
 
 const pathToProto = (p: MigrationPath): Msg => ({
