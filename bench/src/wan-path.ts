@@ -3,7 +3,7 @@
  * user-space emulator (TUN), and children started inside them. Shared by bench:wan and
  * bench:migrate. Needs root.
  */
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -59,6 +59,38 @@ export function exited(child: ChildProcess): Promise<number | null> {
   return new Promise((r) => (child.exitCode !== null ? r(child.exitCode) : child.once('exit', r)));
 }
 
+// A TCP connect from inside the namespace: "connected" or "refused" both mean a SYN crossed the
+// emulator and an answer came back; a timeout or "unreachable" means the path is not there yet.
+const PROBE = `const s = require('node:net').connect({ host: process.argv[1], port: 9, timeout: 1000 });
+s.on('connect', () => process.exit(0));
+s.on('error', (e) => { console.error(e.code); process.exit(e.code === 'ECONNREFUSED' ? 0 : 1); });
+s.on('timeout', () => { console.error('no answer in 1 s'); process.exit(1); });`;
+
+function probeOnce(ns: string, host: string): Promise<string | null> {
+  return new Promise((done) => {
+    execFile('ip', ['netns', 'exec', ns, process.execPath, '-e', PROBE, host], (err, _out, stderr) =>
+      done(err ? stderr.trim() || err.message : null),
+    );
+  });
+}
+
+/**
+ * Resolves once a TCP connection attempt from namespace `ns` to `host` gets an answer through the
+ * emulator; rejects if `emulator` exits first or the path stays silent for ~30 attempts.
+ */
+export async function waitForPath(ns: string, host: string, emulator: ChildProcess): Promise<void> {
+  let last = '';
+  for (let attempt = 0; attempt < 30; attempt++) {
+    if (emulator.exitCode !== null) throw new Error(`the emulator exited (${emulator.exitCode})`);
+    const failure = await probeOnce(ns, host);
+    if (failure === null) return;
+    last = failure;
+    // Unreachable fails at once (the TUN device is not there yet); wait before asking again.
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error(`no TCP answer from ${host} inside ${ns} (last: ${last})`);
+}
+
 export function buildEmulator(): void {
   sh('cargo', ['build', '--release', '--quiet', '--manifest-path', join(WAN, 'emulator', 'Cargo.toml')]);
 }
@@ -94,16 +126,10 @@ export async function withEmulator<T>(
   emu.stdout?.on('data', (d: Buffer) => {
     emuOut += d.toString();
   });
-  for (let i = 0; ; i++) {
-    try {
-      sh('ip', ['netns', 'exec', NS_A, 'ping', '-c', '1', '-W', '1', ADDR_B]);
-      break;
-    } catch {
-      if (i > 20 || emu.exitCode !== null) throw new Error(`emulator for ${scenario} did not come up`);
-      await new Promise((r) => setTimeout(r, 300));
-    }
-  }
   try {
+    await waitForPath(NS_A, ADDR_B, emu).catch((e: Error) => {
+      throw new Error(`emulator for ${scenario} did not come up: ${e.message}`);
+    });
     return { result: await f(), emulator: emuOut };
   } finally {
     emu.kill('SIGTERM');

@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import { syntheticBlake3 } from '@novacron/native';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writePeerIdentities } from '../../bench/src/peer-identities';
+import { waitForPath } from '../../bench/src/wan-path';
 
 const REPO = resolve(__dirname, '..', '..');
 const WAN = join(REPO, 'bench', 'wan');
@@ -59,16 +60,9 @@ describe.skipIf(skip !== null)(`AMST through the WAN emulator${skip ? ` (skipped
     emulator.stdout?.on('data', (d: Buffer) => {
       finalStats = d.toString().trim().split('\n').at(-1) ?? finalStats;
     });
-    for (let i = 0; ; i++) {
-      try {
-        execFileSync('ip', ['netns', 'exec', NS[0], 'ping', '-c', '1', '-W', '1', '10.77.0.2'], {
-          stdio: 'ignore',
-        });
-        break;
-      } catch {
-        if (i > 30) throw new Error('the emulated path never came up');
-      }
-    }
+    await waitForPath(NS[0], '10.77.0.2', emulator).catch((e: Error) => {
+      throw new Error(`the emulated path never came up: ${e.message}`);
+    });
   }, 300_000);
 
   afterAll(async () => {
