@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The system tools the tests and benches need, in one place: `npm test` and .ci/run start with it.
+# As root it installs what is missing (apt-get update first, then apt-get; rustup for clippy and
+# rustfmt) and fails if something cannot be had. As another user it installs nothing: it names
+# what is missing, and the tests that need it skip, each saying why (test/tools/with.sh, test/tools.ts).
+#
+#   install.sh [TOOL...]   TOOL is a command (see PACKAGE below); default: everything `npm test` uses
+#
+# Without arguments it also sets up test/api-fuzz's Schemathesis venv (its own installer).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+# command -> Debian package that provides it
+declare -A PACKAGE=(
+  [qemu-system-x86_64]=qemu-system-x86 # the QEMU tests (test/migration, test/demo, ...)
+  [busybox]=busybox-static             # test/guest/build.sh: the guest's userland
+  [cpio]=cpio                          # test/guest/build.sh: the initramfs
+  [xz]=xz-utils                        # test/guest/build.sh: unpacks the kernel
+  [ip]=iproute2                        # test/wan and the benches: network namespaces
+  [ss]=iproute2                        # bench:wan: waits for iperf3's listener
+  [go]=golang-go                       # test:go and test/linearizability: the checker
+  [python3]=python3                    # test/api-fuzz: Schemathesis
+  [iperf3]=iperf3                      # bench:wan's TCP baselines (not needed by npm test)
+)
+# Cargo subcommands, from rustup components (or Debian's packages when cargo is not rustup's).
+declare -A COMPONENT=([cargo-clippy]=clippy [cargo-fmt]=rustfmt)
+declare -A DEBIAN_COMPONENT=([cargo-clippy]=rust-clippy [cargo-fmt]=rustfmt)
+
+default_tools=(qemu-system-x86_64 busybox cpio xz ip ss go python3 cargo-clippy cargo-fmt)
+tools=("$@")
+((${#tools[@]})) || tools=("${default_tools[@]}")
+
+has() {
+  case $1 in
+    cargo-clippy) cargo clippy --version >/dev/null 2>&1 ;;
+    cargo-fmt) cargo fmt --version >/dev/null 2>&1 ;;
+    *) command -v "$1" >/dev/null 2>&1 ;;
+  esac
+}
+
+missing=()
+for t in "${tools[@]}"; do
+  [[ -n ${PACKAGE[$t]:-} || -n ${COMPONENT[$t]:-} ]] || { echo "install.sh: unknown tool $t" >&2; exit 2; }
+  has "$t" || missing+=("$t")
+done
+
+if ((${#missing[@]})) && [[ $(id -u) -ne 0 ]]; then
+  for t in "${missing[@]}"; do
+    echo "tools: $t is missing (as root this installs ${PACKAGE[$t]:-${COMPONENT[$t]}}); what needs it will skip" >&2
+  done
+elif ((${#missing[@]})); then
+  apt=() comps=()
+  for t in "${missing[@]}"; do
+    if [[ -n ${COMPONENT[$t]:-} ]] && command -v rustup >/dev/null; then
+      comps+=("${COMPONENT[$t]}")
+    elif [[ -n ${COMPONENT[$t]:-} ]]; then
+      apt+=("${DEBIAN_COMPONENT[$t]}")
+    else
+      apt+=("${PACKAGE[$t]}")
+    fi
+  done
+  if ((${#comps[@]})); then
+    echo "tools: rustup component add ${comps[*]}" >&2
+    rustup component add "${comps[@]}" >&2
+  fi
+  if ((${#apt[@]})); then
+    mapfile -t apt < <(printf '%s\n' "${apt[@]}" | sort -u)
+    echo "tools: apt-get install ${apt[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get -q -o APT::Sandbox::User=root update >&2
+    apt-get -q -o APT::Sandbox::User=root install -y --no-install-recommends "${apt[@]}" >&2
+  fi
+  still=()
+  for t in "${missing[@]}"; do has "$t" || still+=("$t"); done
+  if ((${#still[@]})); then
+    echo "tools: still missing after installing: ${still[*]}" >&2
+    exit 1
+  fi
+fi
+
+if (($# == 0)); then
+  # Exit 3: this machine cannot have Schemathesis (install.sh said why); the api-fuzz test skips.
+  # As root, install.sh itself brings python3-venv.
+  status=0
+  "$root/test/api-fuzz/install.sh" >/dev/null || status=$?
+  if ((status == 3)) && [[ $(id -u) -eq 0 ]]; then
+    exit 1
+  elif ((status != 0 && status != 3)); then
+    exit "$status"
+  fi
+fi
