@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { type VmEvent, type VmSpec, waitForLine } from '@novacron/hypervisor';
 import { GUEST_CMDLINE } from '../../apps/cli/src/demo/environment';
+import { missingTools } from '../tools';
 
 const guestSrc = resolve(__dirname);
 export const guestOut = join(guestSrc, 'out');
@@ -34,6 +35,20 @@ export async function ensureGuestBuilt(): Promise<void> {
   if (!built || stale) {
     await promisify(execFile)(join(guestSrc, 'build.sh'), [guestOut], { timeout: 600_000 });
   }
+}
+
+/**
+ * Why the real-QEMU tests cannot run here, or null. As root nothing skips: the global setup builds
+ * the guest (build.sh installs what it needs) and any failure there is a failure.
+ */
+export function qemuSkipReason(): string | null {
+  const missing = missingTools('qemu-system-x86_64');
+  if (missing !== null) return missing;
+  const built = existsSync(join(guestOut, 'vmlinux')) && existsSync(join(guestOut, 'initramfs.cpio.gz'));
+  if (process.getuid?.() !== 0 && !built) {
+    return 'the test guest is not built, and test/guest/build.sh needs root (run it, or npm test, once as root)';
+  }
+  return null;
 }
 
 export function isAlive(pid: number | undefined): boolean {

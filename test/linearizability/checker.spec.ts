@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { describeUnless, missingTools } from '../tools';
 import { buildChecker, checkLinearizable, type History, HistoryRecorder } from './history';
 
 const KEYS = ['vm-1', 'vm-2', 'node-1'];
@@ -171,7 +172,9 @@ describe('HistoryRecorder', () => {
   });
 });
 
-describe('checkLinearizable', () => {
+const describeGo = describeUnless(missingTools('go'));
+
+describeGo('checkLinearizable', () => {
   beforeAll(() => buildChecker(), 180_000);
 
   it('accepts a concurrent history from an atomic store with lost requests and lost responses', async () => {

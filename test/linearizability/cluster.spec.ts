@@ -10,9 +10,10 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { machineInfo, machineMarkdown } from '../../bench/src/machine';
 import { LocalCluster, type NodeProcess, until } from '../cluster/harness';
+import { describeUnless, missingTools } from '../tools';
 import {
   buildChecker,
   type CheckResult,
@@ -361,7 +362,9 @@ function reportMarkdown(summaries: RunSummary[], load: number[]): string {
   ].join('\n');
 }
 
-describe('linearizability of the replicated state under kills, pauses and minority partitions', () => {
+const describeGo = describeUnless(missingTools('go'));
+
+describeGo('linearizability of the replicated state under kills, pauses and minority partitions', () => {
   const summaries: RunSummary[] = [];
   const load = loadavg();
   beforeAll(() => buildChecker(), 180_000);

@@ -11,10 +11,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { installImage } from '../../apps/cli/src/demo/environment';
 import { LocalCluster, type NodeProcess, until } from '../cluster/harness';
-import { ensureGuestBuilt, HEARTBEAT, INTEGRITY, READY } from '../guest/guest';
+import { ensureGuestBuilt, HEARTBEAT, INTEGRITY, qemuSkipReason, READY } from '../guest/guest';
+import { describeUnless } from '../tools';
 
 const MiB = 1024 * 1024;
 
@@ -40,7 +41,9 @@ const heartbeats = (lines: string[]): number[] =>
     return m ? [Number(m[1])] : [];
   });
 
-describe('live migration between node processes (real QEMU, 3 nodes)', () => {
+const describeQemu = describeUnless(qemuSkipReason());
+
+describeQemu('live migration between node processes (real QEMU, 3 nodes)', () => {
   const imagesDir = mkdtempSync(join(tmpdir(), 'dwcp-images-'));
   const cluster = new LocalCluster([
     '--raft-min-tick-ms',

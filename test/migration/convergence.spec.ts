@@ -18,9 +18,10 @@ import {
   type NativeSinkPath,
   type NativeSourcePath,
 } from '@novacron/migration';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { GUEST_CMDLINE } from '../../apps/cli/src/demo/environment';
-import { ensureGuestBuilt, guestSpec, heartbeatSeq, isAlive, READY } from '../guest/guest';
+import { ensureGuestBuilt, guestSpec, heartbeatSeq, isAlive, qemuSkipReason, READY } from '../guest/guest';
+import { describeUnless } from '../tools';
 import { testDataPaths } from './data-paths';
 
 const MiB = 1024 * 1024;
@@ -33,7 +34,9 @@ const heavy = (name: string): VmSpec => ({
   ),
 });
 
-describe('a migration that does not converge (real QEMU)', () => {
+const describeQemu = describeUnless(qemuSkipReason());
+
+describeQemu('a migration that does not converge (real QEMU)', () => {
   const logs: string[] = [];
   const logger = { log: (m: string) => logs.push(m), warn: (m: string) => logs.push(`WARN ${m}`) };
   const driver = new QemuDriver({ logger });

@@ -21,14 +21,17 @@ import {
   type NativeSourcePath,
 } from '@novacron/migration';
 import { Registry } from 'prom-client';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureGuestBuilt, guestSpec, heartbeatSeq, isAlive, READY } from '../guest/guest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { ensureGuestBuilt, guestSpec, heartbeatSeq, isAlive, qemuSkipReason, READY } from '../guest/guest';
+import { describeUnless } from '../tools';
 import { testDataPaths } from './data-paths';
 import { CuttableLink, throughLink } from './link';
 
 const MiB = 1024 * 1024;
 
-describe('MigrationRun with real QEMU', () => {
+const describeQemu = describeUnless(qemuSkipReason());
+
+describeQemu('MigrationRun with real QEMU', () => {
   const logs: string[] = [];
   const logger = { log: (m: string) => logs.push(m), warn: (m: string) => logs.push(`WARN ${m}`) };
   const driver = new QemuDriver({ logger });

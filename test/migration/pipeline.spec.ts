@@ -26,7 +26,7 @@ import {
   type MigrationSourceReport,
   type NodeIdentity,
 } from '@novacron/native';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   CHECK_S,
   ensureGuestBuilt,
@@ -35,8 +35,10 @@ import {
   heartbeatSeq,
   INTEGRITY,
   isAlive,
+  qemuSkipReason,
   READY,
 } from '../guest/guest';
+import { describeUnless } from '../tools';
 
 const MiB = 1024 * 1024;
 
@@ -52,7 +54,9 @@ interface Migration {
   seconds: number;
 }
 
-describe('native migration data path with real QEMU', () => {
+const describeQemu = describeUnless(qemuSkipReason());
+
+describeQemu('native migration data path with real QEMU', () => {
   const logs: string[] = [];
   const driver = new QemuDriver({
     logger: { log: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) },

@@ -3,6 +3,7 @@
 # As root it installs what is missing (apt-get update first, then apt-get; rustup for clippy and
 # rustfmt) and fails if something cannot be had. As another user it installs nothing: it names
 # what is missing, and the tests that need it skip, each saying why (test/tools/with.sh, test/tools.ts).
+# bench:wan calls it for iperf3.
 #
 #   install.sh [TOOL...]   TOOL is a command (see PACKAGE below); default: everything `npm test` uses
 #
@@ -22,13 +23,16 @@ declare -A PACKAGE=(
   [ss]=iproute2                        # bench:wan: waits for iperf3's listener
   [go]=golang-go                       # test:go and test/linearizability: the checker
   [python3]=python3                    # test/api-fuzz: Schemathesis
+  [pgrep]=procps                       # test/migration/cluster-migration: finds QEMU processes
+  [sysctl]=procps                      # bench/wan/netns.sh: TCP buffer caps inside the namespaces
+  [openssl]=openssl                    # libs/transport's TLS spec: makes its test certificates
   [iperf3]=iperf3                      # bench:wan's TCP baselines (not needed by npm test)
 )
 # Cargo subcommands, from rustup components (or Debian's packages when cargo is not rustup's).
 declare -A COMPONENT=([cargo-clippy]=clippy [cargo-fmt]=rustfmt)
 declare -A DEBIAN_COMPONENT=([cargo-clippy]=rust-clippy [cargo-fmt]=rustfmt)
 
-default_tools=(qemu-system-x86_64 busybox cpio xz ip ss go python3 cargo-clippy cargo-fmt)
+default_tools=(qemu-system-x86_64 busybox cpio xz ip ss pgrep sysctl openssl go python3 cargo-clippy cargo-fmt)
 tools=("$@")
 ((${#tools[@]})) || tools=("${default_tools[@]}")
 

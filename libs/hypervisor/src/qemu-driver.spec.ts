@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
   CHECK_S,
   ensureGuestBuilt,
@@ -12,8 +12,10 @@ import {
   heartbeatSeq,
   INTEGRITY,
   isAlive,
+  qemuSkipReason,
   READY,
 } from '../../../test/guest/guest';
+import { describeUnless } from '../../../test/tools';
 import type { VmHandle } from './driver';
 import { HypervisorError, QmpError } from './errors';
 import type { VmEvent } from './events';
@@ -38,7 +40,9 @@ async function eventsUntil(
   }
 }
 
-describe('QemuDriver with real QEMU and the test guest', () => {
+const describeQemu = describeUnless(qemuSkipReason());
+
+describeQemu('QemuDriver with real QEMU and the test guest', () => {
   const logs: string[] = [];
   const driver = new QemuDriver({
     logger: { log: (m) => logs.push(m), warn: (m) => logs.push(`WARN ${m}`) },
