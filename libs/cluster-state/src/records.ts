@@ -109,6 +109,8 @@ export interface MigrationPath {
   zstdLevel: number;
   maxBandwidthBytesPerSec: number;
   downtimeLimitMs: number;
+  /** AMST's send buffer: encoded bytes taken from QEMU and not yet acknowledged. */
+  bufferBytes?: number;
   /** Why these parameters, in one line. */
   basis: string;
 }

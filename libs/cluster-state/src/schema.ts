@@ -86,6 +86,7 @@ export const migrationPathSchema = z
     zstdLevel: z.number().int(),
     maxBandwidthBytesPerSec: z.number().int().positive(),
     downtimeLimitMs: z.number().int().nonnegative(),
+    bufferBytes: z.number().int().positive().optional(),
     basis: z.string().max(1000),
   })
   .strict();

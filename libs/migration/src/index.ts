@@ -41,7 +41,9 @@ export {
   type NativeSourcePathOptions,
 } from './native-data-path';
 export {
+  bufferBytesFor,
   chooseParameters,
+  DEFAULT_BUFFER_BYTES,
   type MigrationParameterChoice,
   type PathMeasurement,
   QEMU_DEFAULT_DOWNTIME_LIMIT_MS,

@@ -49,14 +49,15 @@ function metered<S, R extends { stats: S }>(end: NativeEnd<S, R>, meter: Meter<S
 }
 
 export function meteredSource<R extends { stats: MigrationSourceStats }>(
-  end: NativeEnd<MigrationSourceStats, R>,
+  end: NativeEnd<MigrationSourceStats, R> & { setBufferBytes(bytes: number): void },
   metrics: AmstMetrics,
-): NativeEnd<MigrationSourceStats, R> {
+): NativeEnd<MigrationSourceStats, R> & { setBufferBytes(bytes: number): void } {
   const meter = new SendMeter(metrics);
-  return metered(end, {
+  const ends = metered(end, {
     update: (s: MigrationSourceStats) => meter.update(s.transfer, s.connectionsFailed),
     finish: (r) => meter.finish(r),
   });
+  return { ...ends, setBufferBytes: (bytes) => end.setBufferBytes(bytes) };
 }
 
 export function meteredSink<R extends { stats: MigrationSinkStats }>(

@@ -11,7 +11,6 @@ import type { MigrationMetrics } from './metrics';
 import { chooseParameters, type MigrationParameterChoice, type PathMeasurement } from './parameters';
 import { PathSteering } from './path-steering';
 import type {
-  DataPathEnd,
   IncomingOffer,
   IncomingResult,
   MigrationDestination,
@@ -22,6 +21,7 @@ import type {
   PhaseSink,
   SourceCounters,
   SourceDataPath,
+  SourceDataPathEnd,
 } from './ports';
 import { firstEventAt } from './vm-events';
 
@@ -126,7 +126,7 @@ export class MigrationRun {
   private readonly interrupts: Promise<never>[] = [];
   private socket: Promise<MigrationSocket> | undefined;
   private offer: Promise<IncomingOffer> | undefined;
-  private source: DataPathEnd<SourceCounters> | undefined;
+  private source: SourceDataPathEnd | undefined;
   private sourceFinished: Promise<{ stats: SourceCounters }> | undefined;
   private arrived: Promise<IncomingResult> | undefined;
   private migrateIssued = false;
@@ -149,6 +149,7 @@ export class MigrationRun {
       zstdLevel: o.zstdLevel ?? chosen.zstdLevel,
       maxBandwidthBytesPerSec: o.maxBandwidthBytesPerSec ?? chosen.maxBandwidthBytesPerSec,
       downtimeLimitMs: o.downtimeLimitMs ?? chosen.downtimeLimitMs,
+      bufferBytes: chosen.bufferBytes,
       basis: chosen.basis,
     };
     this.steering = new PathSteering(input.path, this.parameters, o.maxBandwidthBytesPerSec === undefined);
@@ -225,6 +226,7 @@ export class MigrationRun {
       offer,
       streams: this.parameters.streams,
       zstdLevel: this.parameters.zstdLevel,
+      bufferBytes: this.parameters.bufferBytes,
     });
     this.sourceFinished = this.watch(this.source.finished());
     // QEMU escalates itself once the guest outruns the stream (dirtied pages past half of what a
@@ -312,6 +314,11 @@ export class MigrationRun {
     const counters = this.source?.stats();
     if (counters === undefined) return;
     this.steering.sample(counters, Date.now());
+    const bufferBytes = this.steering.rebuffer();
+    if (bufferBytes !== undefined && this.source?.setBufferBytes) {
+      this.source.setBufferBytes(bufferBytes);
+      this.input.logger?.log(`migration ${this.input.id}: send buffer → ${bufferBytes} B (PBA)`);
+    }
     const maxBandwidthBytesPerSec = this.steering.retarget(counters);
     if (maxBandwidthBytesPerSec === undefined) return;
     const { source, id, logger } = this.input;
@@ -412,7 +419,11 @@ export class MigrationRun {
 
   /** The parameters in force now: the chosen ones, max-bandwidth as PBA last set it. */
   private parametersNow(): MigrationParameterChoice {
-    return { ...this.parameters, maxBandwidthBytesPerSec: this.steering.maxBandwidthBytesPerSec };
+    return {
+      ...this.parameters,
+      maxBandwidthBytesPerSec: this.steering.maxBandwidthBytesPerSec,
+      bufferBytes: this.steering.sendBufferBytes,
+    };
   }
 
   private async report(phase: MigrationPhase, stats = this.stats(), reason?: string): Promise<void> {

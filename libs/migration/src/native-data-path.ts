@@ -12,13 +12,12 @@ import {
 import type { AmstMetrics } from '@novacron/transport';
 import { meteredSink, meteredSource } from './metered-data-path';
 import type {
-  DataPathEnd,
   DataPathSink,
   IncomingOffer,
   MigrationSocket,
   SinkDataPath,
-  SourceCounters,
   SourceDataPath,
+  SourceDataPathEnd,
 } from './ports';
 
 /** A fresh unix socket path in a directory of its own (paths must stay under 108 bytes and not exist yet). */
@@ -101,7 +100,8 @@ export class NativeSourcePath implements SourceDataPath {
     offer: IncomingOffer;
     streams: number;
     zstdLevel: number;
-  }): DataPathEnd<SourceCounters> {
+    bufferBytes?: number;
+  }): SourceDataPathEnd {
     const { kind = 'tcp', identity, metrics } = this.options;
     const source = MigrationSource.start({
       socketPath: o.socketPath,
@@ -115,6 +115,7 @@ export class NativeSourcePath implements SourceDataPath {
       },
       codec: { codec: 'zstd', level: o.zstdLevel },
       ...(o.offer.inventory ? { inventory: o.offer.inventory } : {}),
+      ...(o.bufferBytes === undefined ? {} : { bufferBytes: Math.round(o.bufferBytes) }),
     });
     return metrics ? meteredSource(source, metrics) : source;
   }

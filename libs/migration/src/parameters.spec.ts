@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { chooseParameters, QEMU_DEFAULT_DOWNTIME_LIMIT_MS, QEMU_DEFAULT_MAX_BANDWIDTH } from './parameters';
+import {
+  bufferBytesFor,
+  chooseParameters,
+  QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
+  QEMU_DEFAULT_MAX_BANDWIDTH,
+} from './parameters';
 
 const MiB = 1024 * 1024;
 
@@ -31,7 +36,7 @@ describe('chooseParameters', () => {
       downtimeLimitMs: 300,
     });
     expect(c.basis).toBe(
-      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 300 ms',
+      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 300 ms, send buffer 31.0 MiB',
     );
   });
 
@@ -65,5 +70,17 @@ describe('chooseParameters', () => {
     const c = chooseParameters({ bandwidthBytesPerSec: 10_000 * MiB, rttMs: 10_000 });
     expect(c.streams).toBe(16);
     expect(c.downtimeLimitMs).toBe(5000);
+  });
+});
+
+describe('bufferBytesFor', () => {
+  it('is 1.5 × rate × (RTT + 20 ms), between 2 and 64 MiB, and the 8 MiB default without a rate', () => {
+    expect(bufferBytesFor(12_500_000, 100)).toBe(2_250_000);
+    expect(bufferBytesFor(1_250_000_000, 0.2)).toBe(Math.round(1_250_000_000 * 0.0202 * 1.5));
+    expect(bufferBytesFor(1_000_000, 1)).toBe(2 * 1024 * 1024);
+    expect(bufferBytesFor(10e9, 300)).toBe(64 * 1024 * 1024);
+    expect(bufferBytesFor(undefined, 100)).toBe(8 * 1024 * 1024);
+    expect(bufferBytesFor(Number.NaN, 100)).toBe(8 * 1024 * 1024);
+    expect(chooseParameters({ bandwidthBytesPerSec: 12_500_000, rttMs: 100 }).bufferBytes).toBe(2_250_000);
   });
 });

@@ -16,6 +16,8 @@ export interface MigrationParameterChoice {
   maxBandwidthBytesPerSec: number;
   /** QEMU `downtime-limit`. */
   downtimeLimitMs: number;
+  /** AMST's send buffer: encoded bytes taken from QEMU and not yet acknowledged. */
+  bufferBytes: number;
   /** Why, in one line, for the log. */
   basis: string;
 }
@@ -35,6 +37,25 @@ const ASSUMED_COMPRESSION = 2;
 const MIN_MAX_BANDWIDTH = MiB;
 /** QEMU refuses more than 2000 s; past a few seconds a migration should rather fail and be retried. */
 const MAX_DOWNTIME_LIMIT_MS = 5000;
+
+/** The pipeline's own default, when the path's rate is unknown. */
+export const DEFAULT_BUFFER_BYTES = 8 * MiB;
+const MIN_BUFFER_BYTES = 2 * MiB;
+const MAX_BUFFER_BYTES = 64 * MiB;
+/** Scheduling slack beyond the RTT that the buffer also covers, so a fast path is not starved. */
+const BUFFER_SLACK_MS = 20;
+
+/**
+ * AMST's send buffer for a path: what must be in flight to fill it (rate × RTT) plus a little
+ * slack, × 1.5. Everything in it is invisible to QEMU's downtime estimate and crosses the link
+ * after QEMU stopped the guest, so it is kept near the bandwidth-delay product.
+ */
+export function bufferBytesFor(bytesPerSec: number | undefined, rttMs: number | undefined): number {
+  if (bytesPerSec === undefined || !Number.isFinite(bytesPerSec) || bytesPerSec <= 0)
+    return DEFAULT_BUFFER_BYTES;
+  const seconds = ((rttMs ?? 0) + BUFFER_SLACK_MS) / 1000;
+  return Math.round(clamp(bytesPerSec * seconds * 1.5, MIN_BUFFER_BYTES, MAX_BUFFER_BYTES));
+}
 
 const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x));
 const usable = (x: number | undefined): x is number => x !== undefined && Number.isFinite(x) && x > 0;
@@ -68,12 +89,15 @@ export function chooseParameters(measured: PathMeasurement = {}): MigrationParam
           MAX_DOWNTIME_LIMIT_MS,
         );
 
+  const bufferBytes = bufferBytesFor(bw, rtt);
+
   const seen = [
     bw === undefined ? 'bandwidth unknown' : `bandwidth ${(bw / MiB).toFixed(1)} MiB/s`,
     rtt === undefined ? 'RTT unknown' : `RTT ${rtt.toFixed(1)} ms`,
   ].join(', ');
   const basis =
     `${seen} → ${streams} connections, zstd ${zstdLevel}, ` +
-    `QEMU max-bandwidth ${(maxBandwidthBytesPerSec / MiB).toFixed(1)} MiB/s, downtime-limit ${downtimeLimitMs} ms`;
-  return { streams, zstdLevel, maxBandwidthBytesPerSec, downtimeLimitMs, basis };
+    `QEMU max-bandwidth ${(maxBandwidthBytesPerSec / MiB).toFixed(1)} MiB/s, downtime-limit ${downtimeLimitMs} ms, ` +
+    `send buffer ${(bufferBytes / MiB).toFixed(1)} MiB`;
+  return { streams, zstdLevel, maxBandwidthBytesPerSec, downtimeLimitMs, bufferBytes, basis };
 }

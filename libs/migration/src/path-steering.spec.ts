@@ -92,6 +92,27 @@ describe('PathSteering', () => {
     expect(steer.report().basis).toContain("from PBA's prediction");
   });
 
+  it('keeps AMST’s send buffer near the predicted bandwidth-delay product, past a 20 % hysteresis', () => {
+    const path = new FakePath();
+    const chosen = chooseParameters({ rttMs: 100 });
+    expect(chosen.bufferBytes).toBe(8 * MiB);
+    const steer = new PathSteering(path, chosen, true);
+    expect(steer.rebuffer()).toBeUndefined();
+    // 12.5 MB/s over 100 ms + 20 ms slack, × 1.5: 2.25 MB.
+    path.predicted = 12_500_000;
+    expect(steer.rebuffer()).toBe(2_250_000);
+    expect(steer.sendBufferBytes).toBe(2_250_000);
+    path.predicted = 13_000_000;
+    expect(steer.rebuffer()).toBeUndefined();
+    // Never under 2 MiB, never over 64 MiB.
+    path.predicted = 1_000_000;
+    expect(steer.rebuffer()).toBeUndefined();
+    path.predicted = 10_000 * MiB;
+    expect(steer.rebuffer()).toBe(64 * MiB);
+    expect(steer.report()).toMatchObject({ bufferBytes: 64 * MiB });
+    expect(steer.report().basis).toContain('send buffer now 64.0 MiB');
+  });
+
   it('leaves a cap the operator set alone, and still measures', () => {
     const path = new FakePath();
     path.predicted = 10 * MiB;

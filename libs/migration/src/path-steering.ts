@@ -7,7 +7,7 @@
  */
 import type { PathSample, PeerPathView } from '@novacron/bandwidth';
 import type { MigrationPath } from '@novacron/cluster-state';
-import type { MigrationParameterChoice } from './parameters';
+import { bufferBytesFor, type MigrationParameterChoice } from './parameters';
 import type { SourceCounters, TransferCounters } from './ports';
 
 /** Above the prediction, so a path faster than predicted is found (samples limited by QEMU's cap do not lower PBA). */
@@ -27,6 +27,7 @@ export class PathSteering {
   private last: TransferCounters | undefined;
   private lastSample: PathSample | undefined;
   private maxBandwidth: number;
+  private bufferBytes: number;
 
   /**
    * `adjustable` is false when the operator or the caller fixed max-bandwidth: then it is only
@@ -38,10 +39,25 @@ export class PathSteering {
     private readonly adjustable: boolean,
   ) {
     this.maxBandwidth = chosen.maxBandwidthBytesPerSec;
+    this.bufferBytes = chosen.bufferBytes;
   }
 
   get maxBandwidthBytesPerSec(): number {
     return this.maxBandwidth;
+  }
+
+  get sendBufferBytes(): number {
+    return this.bufferBytes;
+  }
+
+  /** AMST's send buffer for the predicted path (near its bandwidth-delay product), when it should change by more than 20 %. */
+  rebuffer(): number | undefined {
+    const estimate = this.path?.estimate();
+    if (estimate?.bandwidthBytesPerSec === undefined) return undefined;
+    const target = bufferBytesFor(estimate.bandwidthBytesPerSec, estimate.rttMs);
+    if (Math.abs(target - this.bufferBytes) <= this.bufferBytes * 0.2) return undefined;
+    this.bufferBytes = target;
+    return target;
   }
 
   /** One interval's sample from the sender's counters, fed to PBA; undefined for the first call or an empty interval. */
@@ -114,10 +130,15 @@ export class PathSteering {
       lowerBytesPerSec: round(estimate?.lowerBandwidthBytesPerSec),
     };
     const maxBandwidthMiB = (this.maxBandwidth / 1024 / 1024).toFixed(1);
-    const basis =
+    const changes = [
       this.maxBandwidth === this.chosen.maxBandwidthBytesPerSec
-        ? this.chosen.basis
-        : `${this.chosen.basis}; QEMU max-bandwidth now ${maxBandwidthMiB} MiB/s from PBA's prediction × the reduction so far`;
+        ? undefined
+        : `QEMU max-bandwidth now ${maxBandwidthMiB} MiB/s from PBA's prediction × the reduction so far`,
+      this.bufferBytes === this.chosen.bufferBytes
+        ? undefined
+        : `send buffer now ${(this.bufferBytes / 1024 / 1024).toFixed(1)} MiB from the predicted bandwidth-delay product`,
+    ].filter((c) => c !== undefined);
+    const basis = [this.chosen.basis, ...changes].join('; ');
     return {
       ...Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== undefined && Number.isFinite(v))),
       samples: estimate?.samples ?? 0,
@@ -125,6 +146,7 @@ export class PathSteering {
       zstdLevel: this.chosen.zstdLevel,
       maxBandwidthBytesPerSec: this.maxBandwidth,
       downtimeLimitMs: this.chosen.downtimeLimitMs,
+      bufferBytes: this.bufferBytes,
       basis,
     };
   }

@@ -49,6 +49,11 @@ export interface SinkCounters {
   wireBytes: number;
 }
 
+/** The source's end: it can also be told how much it may hold that the sink has not acknowledged. */
+export interface SourceDataPathEnd extends DataPathEnd<SourceCounters> {
+  setBufferBytes?(bytes: number): void;
+}
+
 /** One end of the data path; `finished` may be called once. */
 export interface DataPathEnd<S> {
   stats(): S;
@@ -113,7 +118,9 @@ export interface SourceDataPath {
     offer: IncomingOffer;
     streams: number;
     zstdLevel: number;
-  }): DataPathEnd<SourceCounters>;
+    /** AMST's send buffer at the start (bytes taken and not yet acknowledged). */
+    bufferBytes?: number;
+  }): SourceDataPathEnd;
 }
 
 /** The stats a run reports: what the node records in Raft with each phase and progress report. */

@@ -182,6 +182,14 @@ impl BindingMigrationSource {
         self.inner.cancel();
     }
 
+    /// Bounds AMST's send buffer (bytes taken from QEMU's stream, encoded, and not yet
+    /// acknowledged) from now on, to keep it near the path's bandwidth-delay product; a value
+    /// under two frames is ignored.
+    #[napi]
+    pub fn set_buffer_bytes(&self, bytes: u32) {
+        self.inner.set_buffer_bytes(bytes as usize);
+    }
+
     /// Resolves once QEMU's stream is complete and the sink's transport has all of it.
     #[napi]
     pub async fn finished(&self) -> napi::Result<BindingMigrationSourceReport> {

@@ -84,6 +84,14 @@ export class MigrationSource {
   cancel(): void {
     this.handle.cancel();
   }
+
+  /**
+   * Bounds AMST's send buffer (encoded bytes taken and not yet acknowledged) from now on: what
+   * sits there is invisible to QEMU's downtime estimate. Under two frames is ignored.
+   */
+  setBufferBytes(bytes: number): void {
+    this.handle.setBufferBytes(Math.max(0, Math.min(0xffff_ffff, Math.round(bytes))));
+  }
 }
 
 /**

@@ -96,6 +96,7 @@ const pathToProto = (p: MigrationPath): Msg => ({
   zstd_level: p.zstdLevel,
   max_bandwidth_bytes_per_sec: p.maxBandwidthBytesPerSec,
   downtime_limit_ms: p.downtimeLimitMs,
+  ...(p.bufferBytes !== undefined ? { buffer_bytes: p.bufferBytes } : {}),
   basis: p.basis,
 });
 

@@ -196,6 +196,22 @@ impl Sender {
             .collect()
     }
 
+    /// Changes how many bytes may be taken and not yet acknowledged, e.g. as the path's measured
+    /// bandwidth-delay product changes. A limit below what is buffered takes nothing more until
+    /// acks bring the buffer under it; nothing already taken is dropped.
+    pub fn set_send_buffer(&mut self, bytes: usize) -> Result<()> {
+        if bytes < 2 * self.config.frame_size {
+            return Err(param("sendBuffer", "must hold at least two frames"));
+        }
+        self.config.send_buffer = bytes;
+        Ok(())
+    }
+
+    /// The current limit of [`Sender::set_send_buffer`].
+    pub fn send_buffer(&self) -> usize {
+        self.config.send_buffer
+    }
+
     /// Bytes `write` would accept now (backpressure: 0 means wait for acks).
     pub fn writable(&self) -> usize {
         if self.finishing {

@@ -119,6 +119,7 @@ struct Shared {
 pub struct MigrationSource {
     socket_path: PathBuf,
     cancel: watch::Sender<bool>,
+    buffer_limit: watch::Sender<usize>,
     shared: Arc<Shared>,
     task: tokio::sync::Mutex<Option<JoinHandle<Result<SourceReport>>>>,
 }
@@ -150,6 +151,9 @@ impl MigrationSource {
         let (cancel_tx, cancel_rx) = watch::channel(false);
         let (encoder_tx, encoder_rx) = watch::channel(encoder.stats());
         let (transfer_tx, transfer_rx) = watch::channel(TransferStats::default());
+        let (buffer_limit, buffer_limit_rx) = watch::channel(options.send.sender.send_buffer);
+        let mut send = options.send;
+        send.buffer_limit = Some(buffer_limit_rx);
         let shared = Arc::new(Shared {
             bytes_from_qemu: AtomicU64::new(0),
             connected: AtomicBool::new(false),
@@ -164,10 +168,11 @@ impl MigrationSource {
             cancel: cancel_rx,
             shared: Arc::clone(&shared),
         };
-        let task = tokio::spawn(run.run(encoder, encoder_tx, dialer, options.send, transfer_tx));
+        let task = tokio::spawn(run.run(encoder, encoder_tx, dialer, send, transfer_tx));
         Ok(MigrationSource {
             socket_path: path,
             cancel: cancel_tx,
+            buffer_limit,
             shared,
             task: tokio::sync::Mutex::new(Some(task)),
         })
@@ -181,6 +186,14 @@ impl MigrationSource {
     /// Progress so far.
     pub fn stats(&self) -> SourceStats {
         stats_of(&self.shared)
+    }
+
+    /// Bounds AMST's send buffer (stream bytes taken and not yet acknowledged) from now on. What
+    /// sits there is invisible to QEMU's downtime estimate and adds to the guest's pause, so the
+    /// caller keeps it near the path's bandwidth-delay product as it measures the path. A value
+    /// under two frames is ignored.
+    pub fn set_buffer_bytes(&self, bytes: usize) {
+        self.buffer_limit.send_replace(bytes);
     }
 
     /// Stops at once: QEMU's socket is closed (its migration fails and the VM keeps running on

@@ -292,6 +292,54 @@ async fn until_no_tasks(baseline: usize) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_buffer_set_while_running_bounds_what_is_unacknowledged_from_then_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::pki();
+    let store = open_store(dir.path());
+    let dst_sock = dir.path().join("dst.sock");
+    let src_sock = dir.path().join("src.sock");
+    let destination = fake_destination(&dst_sock);
+    let sink = bind_sink(&node, store.clone(), &dst_sock).await;
+    let dialer = dialer_to(&sink, &node);
+    let mut options = SourceOptions::new(&src_sock);
+    options.send.streams = StreamCount::Fixed(2);
+    // 2 MB/s: the 8 MiB default buffer fills, then is cut to 1 MiB while QEMU keeps writing.
+    options.send.sender.rate_cap = Some(2_000_000);
+    let source = MigrationSource::start(options, dialer).unwrap();
+    let data = Arc::new(random(48 << 20, 5));
+    let qemu = fake_source(src_sock.clone(), Arc::clone(&data), 64 * 1024);
+    let unacked =
+        |s: &dwcp_pipeline::SourceStats| s.transfer.bytes_written - s.transfer.bytes_acked;
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = source.stats();
+    assert!(
+        unacked(&before) > 2 << 20,
+        "the default buffer fills first: {before:?}"
+    );
+    source.set_buffer_bytes(1 << 20);
+    // What was taken drains at 2 MB/s; nothing more is taken until it is under 1 MiB.
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let after = source.stats();
+    assert!(
+        unacked(&after) <= 1 << 20,
+        "bounded by the new limit: {} bytes unacknowledged",
+        unacked(&after)
+    );
+    assert!(after.transfer.bytes_acked > before.transfer.bytes_acked);
+    // Too small a limit is ignored, not an error.
+    source.set_buffer_bytes(1);
+    source.cancel();
+    let _ = qemu.await;
+    assert!(matches!(
+        source.finished().await.unwrap_err(),
+        PipelineError::Cancelled
+    ));
+    let _ = sink.finished().await;
+    let _ = destination.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backpressure_holds_qemu_back_and_cancel_closes_its_socket_leaving_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let node = Node::pki();

@@ -38,6 +38,9 @@ pub struct SendOptions {
     pub max_dial_failures: u32,
     /// How often progress is published.
     pub stats_interval: Duration,
+    /// A new send buffer limit (bytes taken and not yet acknowledged) whenever it changes, so
+    /// the caller can keep it near the path's bandwidth-delay product; `sender.send_buffer` until then.
+    pub buffer_limit: Option<watch::Receiver<usize>>,
     /// Test-only: damages frames after their CRC was computed.
     #[cfg(feature = "fault-injection")]
     pub damage: Option<crate::FrameFault>,
@@ -50,6 +53,7 @@ impl Default for SendOptions {
             sender: SenderConfig::default(),
             max_dial_failures: 5,
             stats_interval: Duration::from_millis(250),
+            buffer_limit: None,
             #[cfg(feature = "fault-injection")]
             damage: None,
         }
@@ -153,6 +157,7 @@ async fn run_transfer(
     let mut source_done = false;
     let started = Instant::now();
     let mut next_stats = started;
+    let mut buffer_limit = options.buffer_limit.clone();
     let stats_of = |sender: &Sender, target: u32, failed: u32, opened: u32| {
         let s = sender.stats();
         TransferStats {
@@ -319,6 +324,10 @@ async fn run_transfer(
                     }
                 }
             },
+            Some(limit) = next_limit(&mut buffer_limit) => {
+                // A value the sender refuses (under two frames) keeps the limit it has.
+                let _ = sender.set_send_buffer(limit);
+            }
             data = source.recv(), if can_take => match data {
                 Some(d) => pending = Some(d),
                 None => source_done = true,
@@ -338,6 +347,20 @@ async fn run_transfer(
             }
         }
     }
+}
+
+/// The next buffer limit the caller sets; never resolves without a caller, and stops listening
+/// once the caller is gone.
+async fn next_limit(limit: &mut Option<watch::Receiver<usize>>) -> Option<usize> {
+    let Some(rx) = limit.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_err() {
+        *limit = None;
+        return std::future::pending().await;
+    }
+    let value = *rx.borrow_and_update();
+    Some(value)
 }
 
 /// Writes the frames given to one connection and reads its acks and NACKs.
