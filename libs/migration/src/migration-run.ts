@@ -152,7 +152,12 @@ export class MigrationRun {
       bufferBytes: chosen.bufferBytes,
       basis: chosen.basis,
     };
-    this.steering = new PathSteering(input.path, this.parameters, o.maxBandwidthBytesPerSec === undefined);
+    this.steering = new PathSteering(
+      input.path,
+      this.parameters,
+      o.maxBandwidthBytesPerSec === undefined,
+      o.downtimeLimitMs === undefined,
+    );
     const { signal } = input;
     if (signal) {
       const aborted = new Promise<never>((_, reject) => {
@@ -320,10 +325,19 @@ export class MigrationRun {
       this.input.logger?.log(`migration ${this.input.id}: send buffer → ${bufferBytes} B (PBA)`);
     }
     const maxBandwidthBytesPerSec = this.steering.retarget(counters);
-    if (maxBandwidthBytesPerSec === undefined) return;
+    const downtimeLimitMs = this.steering.redowntime();
+    if (maxBandwidthBytesPerSec === undefined && downtimeLimitMs === undefined) return;
     const { source, id, logger } = this.input;
-    await this.guard(source.driver.setMigrationParameters(source.vm, { maxBandwidthBytesPerSec }));
-    logger?.log(`migration ${id}: QEMU max-bandwidth → ${maxBandwidthBytesPerSec} B/s (PBA)`);
+    await this.guard(
+      source.driver.setMigrationParameters(source.vm, {
+        ...(maxBandwidthBytesPerSec === undefined ? {} : { maxBandwidthBytesPerSec }),
+        ...(downtimeLimitMs === undefined ? {} : { downtimeLimitMs }),
+      }),
+    );
+    logger?.log(
+      `migration ${id}: QEMU ${maxBandwidthBytesPerSec === undefined ? '' : `max-bandwidth → ${maxBandwidthBytesPerSec} B/s `}` +
+        `${downtimeLimitMs === undefined ? '' : `downtime-limit → ${downtimeLimitMs} ms `}(PBA)`,
+    );
   }
 
   private async switchOver(): Promise<IncomingResult> {
@@ -423,6 +437,7 @@ export class MigrationRun {
       ...this.parameters,
       maxBandwidthBytesPerSec: this.steering.maxBandwidthBytesPerSec,
       bufferBytes: this.steering.sendBufferBytes,
+      downtimeLimitMs: this.steering.downtimeLimitMs,
     };
   }
 

@@ -35,8 +35,13 @@ const WINDOW_PER_STREAM = 4 * MiB;
  */
 const ASSUMED_COMPRESSION = 2;
 const MIN_MAX_BANDWIDTH = MiB;
-/** QEMU refuses more than 2000 s; past a few seconds a migration should rather fail and be retried. */
-const MAX_DOWNTIME_LIMIT_MS = 5000;
+/**
+ * The guest's real pause DWCP aims at. QEMU stops the guest once what is left, at the rate it
+ * measured, fits in `downtime-limit`; on top of that come what the pipeline still holds and half
+ * an RTT, so the limit is what remains of this budget.
+ */
+export const PAUSE_BUDGET_MS = 150;
+const MIN_DOWNTIME_LIMIT_MS = 20;
 
 /** The pipeline's own default, when the path's rate is unknown. */
 export const DEFAULT_BUFFER_BYTES = 8 * MiB;
@@ -57,6 +62,27 @@ export function bufferBytesFor(bytesPerSec: number | undefined, rttMs: number | 
   return Math.round(clamp(bytesPerSec * seconds * 1.5, MIN_BUFFER_BYTES, MAX_BUFFER_BYTES));
 }
 
+/**
+ * QEMU's `downtime-limit` for a pause of PAUSE_BUDGET_MS: the budget less half the RTT and the
+ * time the send buffer takes to drain at the path's rate, never above QEMU's own 300 ms default
+ * nor under 20 ms. A larger limit lets QEMU stop the guest with more left to send (on a fast path,
+ * at once: the whole RAM then crosses during the pause).
+ */
+export function downtimeLimitFor(
+  rttMs: number | undefined,
+  bufferBytes: number,
+  bytesPerSec: number | undefined,
+): number {
+  const drainMs = bytesPerSec !== undefined && bytesPerSec > 0 ? (bufferBytes * 1000) / bytesPerSec : 0;
+  return Math.round(
+    clamp(
+      PAUSE_BUDGET_MS - (rttMs ?? 0) / 2 - drainMs,
+      MIN_DOWNTIME_LIMIT_MS,
+      QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
+    ),
+  );
+}
+
 const clamp = (x: number, lo: number, hi: number): number => Math.min(hi, Math.max(lo, x));
 const usable = (x: number | undefined): x is number => x !== undefined && Number.isFinite(x) && x > 0;
 
@@ -64,8 +90,8 @@ const usable = (x: number | undefined): x is number => x !== undefined && Number
  * Pure. Connections cover the bandwidth-delay product at WINDOW_PER_STREAM each; zstd spends more
  * CPU only where the link, not one encoder thread, is the bottleneck; QEMU's cap is the link rate
  * times the expected compression (so the pipeline's buffers fill no faster than the link drains
- * them, and QEMU's own rate estimate stays honest); the downtime budget grows with the RTT because
- * the last stop-and-copy crosses the path too.
+ * them, and QEMU's own rate estimate stays honest); QEMU's downtime budget is what remains of
+ * PAUSE_BUDGET_MS once the RTT and the send buffer's drain are counted (downtimeLimitFor).
  */
 export function chooseParameters(measured: PathMeasurement = {}): MigrationParameterChoice {
   const bw = usable(measured.bandwidthBytesPerSec) ? measured.bandwidthBytesPerSec : undefined;
@@ -80,16 +106,8 @@ export function chooseParameters(measured: PathMeasurement = {}): MigrationParam
     bw === undefined
       ? QEMU_DEFAULT_MAX_BANDWIDTH
       : Math.max(MIN_MAX_BANDWIDTH, Math.round(bw * ASSUMED_COMPRESSION));
-  const downtimeLimitMs =
-    rtt === undefined
-      ? QEMU_DEFAULT_DOWNTIME_LIMIT_MS
-      : clamp(
-          Math.round(QEMU_DEFAULT_DOWNTIME_LIMIT_MS + 2 * rtt),
-          QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
-          MAX_DOWNTIME_LIMIT_MS,
-        );
-
   const bufferBytes = bufferBytesFor(bw, rtt);
+  const downtimeLimitMs = downtimeLimitFor(rtt, bufferBytes, bw);
 
   const seen = [
     bw === undefined ? 'bandwidth unknown' : `bandwidth ${(bw / MiB).toFixed(1)} MiB/s`,

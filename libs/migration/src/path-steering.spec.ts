@@ -113,6 +113,23 @@ describe('PathSteering', () => {
     expect(steer.report().basis).toContain('send buffer now 64.0 MiB');
   });
 
+  it('re-aims downtime-limit at what the pause budget leaves after half the RTT and the buffer’s drain', () => {
+    const path = new FakePath();
+    const chosen = chooseParameters();
+    expect(chosen.downtimeLimitMs).toBe(150);
+    const steer = new PathSteering(path, chosen, true);
+    expect(steer.redowntime()).toBeUndefined();
+    // A fast path: 100 ms RTT (FakePath), 1 GB/s; the 8 MiB buffer drains in 8 ms → 150 − 50 − 8.
+    path.predicted = 1_000_000_000;
+    expect(steer.redowntime()).toBe(92);
+    expect(steer.redowntime()).toBeUndefined();
+    // The operator fixed it: never changed.
+    const fixed = new PathSteering(path, chosen, true, false);
+    expect(fixed.redowntime()).toBeUndefined();
+    expect(fixed.report().downtimeLimitMs).toBe(150);
+    expect(steer.report().basis).toContain('downtime-limit now 92 ms');
+  });
+
   it('leaves a cap the operator set alone, and still measures', () => {
     const path = new FakePath();
     path.predicted = 10 * MiB;

@@ -7,7 +7,12 @@
  */
 import type { PathSample, PeerPathView } from '@novacron/bandwidth';
 import type { MigrationPath } from '@novacron/cluster-state';
-import { bufferBytesFor, type MigrationParameterChoice } from './parameters';
+import {
+  bufferBytesFor,
+  downtimeLimitFor,
+  type MigrationParameterChoice,
+  PAUSE_BUDGET_MS,
+} from './parameters';
 import type { SourceCounters, TransferCounters } from './ports';
 
 /** Above the prediction, so a path faster than predicted is found (samples limited by QEMU's cap do not lower PBA). */
@@ -28,18 +33,36 @@ export class PathSteering {
   private lastSample: PathSample | undefined;
   private maxBandwidth: number;
   private bufferBytes: number;
+  private downtimeLimit: number;
 
   /**
    * `adjustable` is false when the operator or the caller fixed max-bandwidth: then it is only
-   * measured and reported, never changed.
+   * measured and reported, never changed; `adjustableDowntime` likewise for downtime-limit.
    */
   constructor(
     private readonly path: PeerPathView | undefined,
     private readonly chosen: MigrationParameterChoice,
     private readonly adjustable: boolean,
+    private readonly adjustableDowntime = true,
   ) {
     this.maxBandwidth = chosen.maxBandwidthBytesPerSec;
     this.bufferBytes = chosen.bufferBytes;
+    this.downtimeLimit = chosen.downtimeLimitMs;
+  }
+
+  get downtimeLimitMs(): number {
+    return this.downtimeLimit;
+  }
+
+  /** QEMU's downtime-limit for the measured path and the current buffer, when it should move by 10 ms or more. */
+  redowntime(): number | undefined {
+    if (!this.adjustableDowntime) return undefined;
+    const estimate = this.path?.estimate();
+    if (estimate?.bandwidthBytesPerSec === undefined) return undefined;
+    const target = downtimeLimitFor(estimate.rttMs, this.bufferBytes, estimate.bandwidthBytesPerSec);
+    if (Math.abs(target - this.downtimeLimit) < 10) return undefined;
+    this.downtimeLimit = target;
+    return target;
   }
 
   get maxBandwidthBytesPerSec(): number {
@@ -137,6 +160,9 @@ export class PathSteering {
       this.bufferBytes === this.chosen.bufferBytes
         ? undefined
         : `send buffer now ${(this.bufferBytes / 1024 / 1024).toFixed(1)} MiB from the predicted bandwidth-delay product`,
+      this.downtimeLimit === this.chosen.downtimeLimitMs
+        ? undefined
+        : `downtime-limit now ${this.downtimeLimit} ms, what a ${PAUSE_BUDGET_MS} ms pause leaves after half the RTT and the buffer's drain`,
     ].filter((c) => c !== undefined);
     const basis = [this.chosen.basis, ...changes].join('; ');
     return {
@@ -145,7 +171,7 @@ export class PathSteering {
       streams: this.chosen.streams,
       zstdLevel: this.chosen.zstdLevel,
       maxBandwidthBytesPerSec: this.maxBandwidth,
-      downtimeLimitMs: this.chosen.downtimeLimitMs,
+      downtimeLimitMs: this.downtimeLimit,
       bufferBytes: this.bufferBytes,
       basis,
     };
