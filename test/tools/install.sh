@@ -5,7 +5,8 @@
 # what is missing, and the tests that need it skip, each saying why (test/tools/with.sh, test/tools.ts).
 # bench:wan calls it for iperf3.
 #
-#   install.sh [TOOL...]   TOOL is a command (see PACKAGE below); default: everything `npm test` uses
+#   install.sh [TOOL...]            TOOL is a command (see PACKAGE below); default: all `npm test` uses
+#   install.sh --missing TOOL...    installs nothing; prints "TOOL<tab>how to install it" per missing one
 #
 # Without arguments it also sets up test/api-fuzz's Schemathesis venv (its own installer).
 set -euo pipefail
@@ -33,6 +34,11 @@ declare -A COMPONENT=([cargo-clippy]=clippy [cargo-fmt]=rustfmt)
 declare -A DEBIAN_COMPONENT=([cargo-clippy]=rust-clippy [cargo-fmt]=rustfmt)
 
 default_tools=(qemu-system-x86_64 busybox cpio xz ip ss pgrep sysctl openssl go python3 cargo-clippy cargo-fmt)
+list_only=false
+if [[ ${1:-} == --missing ]]; then
+  list_only=true
+  shift
+fi
 tools=("$@")
 ((${#tools[@]})) || tools=("${default_tools[@]}")
 
@@ -44,15 +50,28 @@ has() {
   esac
 }
 
+how() {
+  if [[ -z ${COMPONENT[$1]:-} ]]; then
+    echo "apt-get install ${PACKAGE[$1]}"
+  elif command -v rustup >/dev/null; then
+    echo "rustup component add ${COMPONENT[$1]}"
+  else
+    echo "apt-get install ${DEBIAN_COMPONENT[$1]}"
+  fi
+}
+
 missing=()
 for t in "${tools[@]}"; do
   [[ -n ${PACKAGE[$t]:-} || -n ${COMPONENT[$t]:-} ]] || { echo "install.sh: unknown tool $t" >&2; exit 2; }
   has "$t" || missing+=("$t")
 done
 
-if ((${#missing[@]})) && [[ $(id -u) -ne 0 ]]; then
+if $list_only; then
+  for t in "${missing[@]}"; do printf '%s\t%s\n' "$t" "$(how "$t")"; done
+  exit 0
+elif ((${#missing[@]})) && [[ $(id -u) -ne 0 ]]; then
   for t in "${missing[@]}"; do
-    echo "tools: $t is missing (as root this installs ${PACKAGE[$t]:-${COMPONENT[$t]}}); what needs it will skip" >&2
+    echo "tools: $t is missing (as root this runs: $(how "$t")); what needs it will skip" >&2
   done
 elif ((${#missing[@]})); then
   apt=() comps=()

@@ -7,11 +7,7 @@
 # on); as root it fails, since test/tools/install.sh should have installed it.
 set -euo pipefail
 
-declare -A HOW=(
-  [go]="apt-get install golang-go"
-  [cargo-clippy]="rustup component add clippy"
-  [cargo-fmt]="rustup component add rustfmt"
-)
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 tools=()
 while (($#)) && [[ $1 != -- ]]; do
@@ -21,23 +17,16 @@ done
 [[ ${1:-} == -- && $# -ge 2 ]] || { echo "usage: with.sh TOOL... -- COMMAND [ARG...]" >&2; exit 2; }
 shift
 
-has() {
-  case $1 in
-    cargo-clippy) cargo clippy --version >/dev/null 2>&1 ;;
-    cargo-fmt) cargo fmt --version >/dev/null 2>&1 ;;
-    *) command -v "$1" >/dev/null 2>&1 ;;
-  esac
-}
-
-for t in "${tools[@]}"; do
-  has "$t" && continue
-  how=${HOW[$t]:-apt-get install $t}
+# The first missing tool and how to install it, as install.sh knows them.
+missing=$("$here/install.sh" --missing "${tools[@]}")
+IFS=$'\t' read -r tool how <<<"$missing" || true
+if [[ -n ${tool:-} ]]; then
   if [[ $(id -u) -eq 0 ]]; then
-    echo "failed: $t is not installed, and as root test/tools/install.sh should have installed it ($how)" >&2
+    echo "failed: $tool is not installed, and as root test/tools/install.sh should have installed it ($how)" >&2
     exit 1
   fi
   # npm names the script it runs; say which step skipped.
-  echo "${npm_lifecycle_event:+$npm_lifecycle_event }skipped: $t is not installed (run as root or $how)"
+  echo "${npm_lifecycle_event:+$npm_lifecycle_event }skipped: $tool is not installed (run as root or $how)"
   exit 0
-done
+fi
 exec "$@"
