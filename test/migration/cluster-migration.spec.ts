@@ -235,7 +235,6 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
     const path = first.path as NonNullable<MigrationRecord['path']>;
     expect(path.samples).toBeGreaterThan(0);
     expect(path.measuredBytesPerSec).toBeGreaterThan(0);
-    expect(path.predictedBytesPerSec).toBeGreaterThan(0);
     expect(path.streams).toBeGreaterThan(0);
     expect(path.basis).toMatch(/connections/);
     const seen = await api<{
@@ -245,6 +244,10 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
     }>(node(1), 'GET', `/v1/nodes/${idOf(node(2))}/path`);
     expect(seen).toMatchObject({ nodeId: idOf(node(2)), fromNodeId: idOf(node(1)), samples: path.samples });
     expect(seen.measured?.goodputBytesPerSec).toBeGreaterThan(0);
+    // On loopback QEMU and the encoder, not the path, usually set the rate: such samples teach
+    // PBA nothing about the path's capacity, so it predicts only from ones the path limited.
+    if (seen.measured?.appLimited === false) expect(path.predictedBytesPerSec).toBeGreaterThan(0);
+    else expect(path.predictedBytesPerSec).toBeUndefined();
     expect(await node(1).metric('dwcp_pba_samples_total')).toBe(path.samples);
     report.push(
       `first migration (guest-a n2→n3): ${describeStats(first)}; AMST metered ${sent} bytes; path ${JSON.stringify(first.path)}`,

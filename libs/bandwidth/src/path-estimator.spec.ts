@@ -74,6 +74,15 @@ describe('PathEstimator', () => {
     expect(e.estimate('node-2').samples).toBe(3);
   });
 
+  it('never learns a path from application-limited samples alone (a capped migration)', () => {
+    const { e, predictors } = estimator();
+    e.observe('node-2', sample(9_000, 400_000, { appLimited: true }));
+    e.observe('node-2', sample(10_000, 300_000, { appLimited: true }));
+    expect(predictors[0]?.seen).toEqual([]);
+    expect(e.estimate('node-2').bandwidthBytesPerSec).toBeUndefined();
+    expect(e.estimate('node-2').samples).toBe(2);
+  });
+
   it('does not hand out a measurement older than maxAge, only the RTT Raft still measures', () => {
     let now = 10_000;
     const { e } = estimator(

@@ -137,9 +137,10 @@ export class PathEstimator {
         Math.abs(peer.expected - sample.goodputBytesPerSec) / sample.goodputBytesPerSec,
       );
     }
-    // An application-limited sample below the prediction says nothing about the path (BBR's rule).
+    // An application-limited sample says only that the path carries at least this much: it counts
+    // when it is above the prediction (BBR's rule), never as the first word on a path.
     const informative =
-      !sample.appLimited || peer.expected === undefined || sample.goodputBytesPerSec > peer.expected;
+      !sample.appLimited || (peer.expected !== undefined && sample.goodputBytesPerSec > peer.expected);
     if (informative) peer.predictor.observe(sample.atMs, sample.goodputBytesPerSec);
     peer.last = sample;
     peer.samples += 1;

@@ -123,4 +123,6 @@ export interface HypervisorDriver {
    * incoming migration does not pay for it). Failures are the caller's to log.
    */
   warmUp?(kernel: string): Promise<unknown>;
+  /** The last of what the hypervisor process wrote to stderr, for an error's reason (optional). */
+  stderrTail?(vm: VmHandle): string;
 }

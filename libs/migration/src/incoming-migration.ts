@@ -84,7 +84,10 @@ export class IncomingMigration implements MigrationDestination {
         this.checkNotAborted();
         const status = await this.input.driver.status(vm);
         if (status.running) break;
-        if (status.state === 'exited') throw new Error('the destination QEMU exited after its stream ended');
+        if (status.state === 'exited') {
+          const said = this.input.driver.stderrTail?.(vm);
+          throw new Error(`the destination QEMU exited after its stream ended${said ? `: ${said}` : ''}`);
+        }
         if (performance.now() > deadline) {
           throw new Error(`the destination did not run within the timeout (state ${status.state})`);
         }

@@ -130,6 +130,21 @@ describe('PathSteering', () => {
     expect(steer.report().basis).toContain('downtime-limit now 92 ms');
   });
 
+  it('doubles QEMU’s cap while it, not the path, limits the rate, until the send buffer fills', () => {
+    const path = new FakePath();
+    path.predicted = 1 * MiB;
+    const steer = new PathSteering(path, { ...chooseParameters(), maxBandwidthBytesPerSec: 4 * MiB }, true);
+    steer.sample(counters(1, 1 * MiB, 1 * MiB), 1000);
+    // 1 MiB/s acked with almost nothing unacknowledged: application-limited.
+    expect(steer.sample(counters(2, 2 * MiB, 2.1 * MiB), 2000)?.appLimited).toBe(true);
+    const c = counters(2, 2 * MiB, 2.1 * MiB, 2 * MiB, 2 * MiB);
+    expect(steer.retarget(c)).toBe(8 * MiB);
+    expect(steer.retarget(c)).toBe(16 * MiB);
+    // The buffer full: the path pushes back, and the cap follows the prediction again.
+    expect(steer.sample(counters(3, 3 * MiB, 8 * MiB), 3000)?.appLimited).toBe(false);
+    expect(steer.retarget(c)).toBe(Math.round(1 * MiB * 1.15));
+  });
+
   it('leaves a cap the operator set alone, and still measures', () => {
     const path = new FakePath();
     path.predicted = 10 * MiB;

@@ -20,6 +20,8 @@ const HEADROOM = 1.15;
 /** Changes smaller than this are not sent to QEMU. */
 const HYSTERESIS = 0.1;
 const MIN_MAX_BANDWIDTH = 1024 * 1024;
+/** 10 GiB/s: past any path here, and far inside what QEMU accepts. */
+const MAX_MAX_BANDWIDTH = 10 * 1024 ** 3;
 
 const median = (xs: number[]): number | undefined => {
   if (xs.length === 0) return undefined;
@@ -102,8 +104,9 @@ export class PathSteering {
       goodputBytesPerSec: goodput,
       connections: active.length,
       framesResent: Math.max(0, now.framesResent - prev.framesResent),
-      // Less in flight than the path holds: QEMU, not the path, limited this interval.
-      appLimited: now.bytesWritten - now.bytesAcked < (goodput * (rttMs ?? 0)) / 1000,
+      // The send buffer was far from full, so the sender waited for QEMU, not for acks: QEMU (its
+      // cap, or a guest with little left to send), not the path, set this interval's rate.
+      appLimited: now.bytesWritten - now.bytesAcked < this.bufferBytes / 2,
       ...(rttMs === undefined ? {} : { rttMs }),
       ...(minRtts.length > 0 ? { minRttMs: Math.min(...minRtts) } : {}),
     };
@@ -119,12 +122,22 @@ export class PathSteering {
       : 1;
   }
 
-  /** The max-bandwidth QEMU should get now, when it should change; undefined to leave it. */
+  /**
+   * The max-bandwidth QEMU should get now, when it should change; undefined to leave it. While the
+   * path is the bottleneck (the send buffer full) it is the prediction × the reduction × 1.15;
+   * while QEMU's cap is (the buffer far from full), it doubles each interval, as slow start does,
+   * until the path pushes back.
+   */
   retarget(counters: SourceCounters): number | undefined {
     if (!this.adjustable || this.path === undefined) return undefined;
     const predicted = this.path.estimate().bandwidthBytesPerSec;
-    if (predicted === undefined) return undefined;
-    const target = Math.max(MIN_MAX_BANDWIDTH, Math.round(predicted * this.reduction(counters) * HEADROOM));
+    const fromPrediction =
+      predicted === undefined ? undefined : Math.round(predicted * this.reduction(counters) * HEADROOM);
+    let target: number;
+    if (this.lastSample?.appLimited) target = Math.max(this.maxBandwidth * 2, fromPrediction ?? 0);
+    else if (fromPrediction !== undefined) target = fromPrediction;
+    else return undefined;
+    target = Math.min(MAX_MAX_BANDWIDTH, Math.max(MIN_MAX_BANDWIDTH, target));
     if (Math.abs(target - this.maxBandwidth) <= this.maxBandwidth * HYSTERESIS) return undefined;
     this.maxBandwidth = target;
     return target;

@@ -20,7 +20,8 @@ export type MigrationHypervisor = Pick<
 >;
 
 /** The driver calls the destination of a migration makes. */
-export type IncomingHypervisor = Pick<HypervisorDriver, 'prepareIncoming' | 'status' | 'destroy' | 'events'>;
+export type IncomingHypervisor = Pick<HypervisorDriver, 'prepareIncoming' | 'status' | 'destroy' | 'events'> &
+  Partial<Pick<HypervisorDriver, 'stderrTail'>>;
 
 /** The counters of `MigrationSource.stats()` a run reads. */
 export interface SourceCounters {
