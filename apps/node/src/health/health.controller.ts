@@ -1,12 +1,10 @@
 /** Liveness (the process serves requests) and readiness (this node knows a Raft leader). Public. */
 import { Controller, Get, Inject } from '@nestjs/common';
-import { ApiTags } from '@nestjs/swagger';
 import { HealthCheck, HealthCheckService, HealthIndicatorService } from '@nestjs/terminus';
 import type { ClusterStore } from '@novacron/cluster-state';
 import { Public } from '../auth/roles';
 import { CLUSTER_STORE } from '../tokens';
 
-@ApiTags('health')
 @Public()
 @Controller('health')
 export class HealthController {

@@ -4,14 +4,12 @@
  */
 import { Controller, Get, Header, Inject, Module, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost } from '@nestjs/core';
-import { ApiExcludeController } from '@nestjs/swagger';
 import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { Public } from '../auth/roles';
 import { METRICS_REGISTRY } from '../tokens';
 import { ApiMetrics } from './api-metrics';
 
-@ApiExcludeController()
 @Public()
 @Controller('metrics')
 export class MetricsController {
