@@ -49,6 +49,17 @@ describe('PathEstimator', () => {
     expect(e.estimate('node-2')).toEqual({ samples: 0, rttMs: 42 });
   });
 
+  it('prefers Raft’s lowest round trip to that peer over the p99 to the slowest one', () => {
+    const e = new PathEstimator(
+      { peerRttMs: () => 180, minRttMsTo: (raftId) => (raftId === 2 ? 1.5 : undefined) },
+      { newPredictor: () => new MeanOf() },
+    );
+    expect(e.estimate('node-2', 2).rttMs).toBe(1.5);
+    expect(e.estimate('node-3', 3).rttMs).toBe(180);
+    expect(e.estimate('node-2').rttMs).toBe(180);
+    expect(e.toward('node-2', 2).estimate().rttMs).toBe(1.5);
+  });
+
   it('predicts from the samples toward each peer separately, with the measured RTT', () => {
     const { e } = estimator(undefined, () => 5);
     e.observe('node-2', sample(9_000, 1000, { rttMs: 80 }));

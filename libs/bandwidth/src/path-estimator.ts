@@ -50,7 +50,10 @@ export interface PathEstimate {
 
 /** Where round trips come from before any transfer (the consensus module's peer port). */
 export interface RttSource {
+  /** The p99 Raft round trip to the slowest peer. */
   peerRttMs(): number | undefined;
+  /** The lowest recent Raft round trip to one peer, by Raft id (preferred when known). */
+  minRttMsTo?(raftId: number): number | undefined;
 }
 
 export interface PathEstimatorOptions {
@@ -154,10 +157,14 @@ export class PathEstimator {
     }
   }
 
-  /** The path to `peerNodeId` as far as this node has measured it. */
-  estimate(peerNodeId: string): PathEstimate {
+  /**
+   * The path to `peerNodeId` as far as this node has measured it; before any transfer its RTT is
+   * Raft's lowest recent round trip to that peer (`raftId`), else the p99 to the slowest peer.
+   */
+  estimate(peerNodeId: string, raftId?: number): PathEstimate {
     const peer = this.peers.get(peerNodeId);
-    const raftRtt = this.rtt.peerRttMs();
+    const raftRtt =
+      (raftId === undefined ? undefined : this.rtt.minRttMsTo?.(raftId)) ?? this.rtt.peerRttMs();
     const fresh =
       peer?.last !== undefined && this.now() - peer.last.atMs <= (this.options.maxAgeMs ?? 600_000);
     const estimate: PathEstimate = { samples: peer?.samples ?? 0 };
@@ -175,10 +182,10 @@ export class PathEstimator {
   }
 
   /** A view bound to one peer, for a migration toward it. */
-  toward(peerNodeId: string): PeerPathView {
+  toward(peerNodeId: string, raftId?: number): PeerPathView {
     return {
       observe: (sample) => this.observe(peerNodeId, sample),
-      estimate: () => this.estimate(peerNodeId),
+      estimate: () => this.estimate(peerNodeId, raftId),
     };
   }
 }

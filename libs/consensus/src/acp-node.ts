@@ -73,6 +73,8 @@ export interface AcpRuntime {
   addPeerService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void;
   /** The p99 round trip of Raft messages to the slowest peer, in ms; undefined before any sample. */
   peerRttMs(): number | undefined;
+  /** The lowest Raft round trip to one peer (by Raft id) in the recent window, ms. */
+  minRttMsTo(raftId: number): number | undefined;
   /** Set when this start created a new cluster: where its admin and join tokens are. */
   created?: { adminTokenFile: string; joinTokenFile: string };
   /** Admits a new member (only on a node that holds the CA key). */
@@ -329,6 +331,7 @@ export async function startAcp(
     identity,
     addPeerService: (service, implementation) => transport.addService(service, implementation),
     peerRttMs: () => ticks.p99RttMs(),
+    minRttMsTo: (raftId) => ticks.minRttMs(raftId),
     ...(created ? { created } : {}),
     admit,
     close: async () => {

@@ -26,6 +26,8 @@ export interface PeerPort {
   certNames: typeof peerCertNames;
   /** The p99 round trip of Raft batches to the slowest peer, in ms; undefined before any sample. */
   peerRttMs(): number | undefined;
+  /** The lowest recent Raft round trip to one peer (by Raft id), ms: nearer its path's RTT than the p99. */
+  minRttMsTo(raftId: number): number | undefined;
 }
 
 async function openAcp(cfg: AcpConfig, registry: Registry, logger: Logger): Promise<AcpRuntime> {
@@ -70,6 +72,7 @@ export class ConsensusModule {
             addPeerService: (service, implementation) => rt.addPeerService(service, implementation),
             certNames: peerCertNames,
             peerRttMs: () => rt.peerRttMs(),
+            minRttMsTo: (raftId) => rt.minRttMsTo(raftId),
           }),
           inject: [ACP_RUNTIME],
         },

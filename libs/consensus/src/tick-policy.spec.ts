@@ -29,6 +29,17 @@ describe('TickPolicy', () => {
     expect(p.tickMs()).toBe(800);
   });
 
+  it('gives each peer’s lowest round trip in the window, and forgets a peer that left', () => {
+    const p = new TickPolicy();
+    expect(p.minRttMs(2)).toBeUndefined();
+    for (const ms of [9, 3.5, 40, 4]) p.observe(2, ms);
+    p.observe(3, 100);
+    expect(p.minRttMs(2)).toBe(3.5);
+    expect(p.minRttMs(3)).toBe(100);
+    p.forget(2);
+    expect(p.minRttMs(2)).toBeUndefined();
+  });
+
   it('is bounded above and ignores nonsense samples', () => {
     const p = new TickPolicy();
     p.observe(2, Number.NaN);

@@ -56,6 +56,15 @@ export class TickPolicy {
     this.cachedP99 = null;
   }
 
+  /**
+   * The lowest round trip to `peer` in the window, in ms: its propagation delay plus the least
+   * processing a batch took (BBR's min_rtt), undefined before any sample.
+   */
+  minRttMs(peer: number): number | undefined {
+    const s = this.samples.get(peer);
+    return s === undefined || s.length === 0 ? undefined : Math.min(...s);
+  }
+
   /** The p99 RTT to the slowest peer, in ms, or undefined before any sample. */
   p99RttMs(): number | undefined {
     if (this.cachedP99 === null) this.cachedP99 = this.computeP99();

@@ -238,7 +238,7 @@ export class MigrationAgent {
       id: m.id,
       source: { driver: this.deps.host.driver, vm: handle, dataPath: this.deps.sourcePath },
       destination,
-      path: this.deps.path.toward(target.id),
+      path: this.deps.path.toward(target.id, target.raftId),
       onPhase: (phase, stats, reason, path) => this.record(m.id, phase, stats, reason, path),
       signal: abort.signal,
       options: {

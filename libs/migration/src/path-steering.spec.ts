@@ -13,9 +13,11 @@ class FakePath implements PeerPathView {
     this.samples.push(s);
   }
   estimate(): PathEstimate {
+    const measured = this.samples.at(-1);
     return {
       samples: this.samples.length,
       rttMs: 100,
+      ...(measured === undefined ? {} : { measured }),
       ...(this.predicted === undefined
         ? {}
         : { bandwidthBytesPerSec: this.predicted, lowerBandwidthBytesPerSec: this.predicted * 0.8 }),
@@ -121,6 +123,8 @@ describe('PathSteering', () => {
     expect(steer.redowntime()).toBeUndefined();
     // A fast path: 100 ms RTT (FakePath), 1 GB/s; the 8 MiB buffer drains in 8 ms → 150 − 50 − 8.
     path.predicted = 1_000_000_000;
+    expect(steer.redowntime(), 'nothing measured on this path yet').toBeUndefined();
+    path.observe({ atMs: 1, goodputBytesPerSec: 1_000_000_000, connections: 2, rttMs: 100 });
     expect(steer.redowntime()).toBe(92);
     expect(steer.redowntime()).toBeUndefined();
     // The operator fixed it: never changed.

@@ -60,7 +60,8 @@ export class PathSteering {
   redowntime(): number | undefined {
     if (!this.adjustableDowntime) return undefined;
     const estimate = this.path?.estimate();
-    if (estimate?.bandwidthBytesPerSec === undefined) return undefined;
+    // Only once this path was measured: before that the RTT is Raft's, which counts processing too.
+    if (estimate?.measured === undefined) return undefined;
     const target = downtimeLimitFor(estimate.rttMs, this.bufferBytes, estimate.bandwidthBytesPerSec);
     if (Math.abs(target - this.downtimeLimit) < 10) return undefined;
     this.downtimeLimit = target;

@@ -32,7 +32,7 @@ export class NodesController {
   @Operation(ops.path)
   async path(@Param(new ZodPipe(ops.path.params, 'path')) p: IdParams) {
     const node = await this.cp.getNode(p.id, 'local');
-    const e = this.pba?.estimate(node.id);
+    const e = this.pba?.estimate(node.id, node.raftId);
     const rounded = (key: string, x: number | undefined) => (x === undefined ? {} : { [key]: Math.round(x) });
     const measured = e?.measured;
     return {
