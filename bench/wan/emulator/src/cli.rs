@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -10,6 +11,7 @@ use serde::Serialize;
 
 use crate::delay_line::{DelayModel, JitterDist};
 use crate::link::LinkConfig;
+use crate::rate_schedule::RateSchedule;
 use crate::scenario;
 
 /// Parsed command line.
@@ -105,6 +107,10 @@ pub struct PathArgs {
     /// Rate cap in Mbit/s per direction; 0 means uncapped.
     #[arg(long)]
     pub rate_mbit: Option<f64>,
+    /// Change the rate cap over time: a file of `seconds Mbit/s` lines (the bench/traces format),
+    /// times from the emulator's start; each value holds until the next, the last for ever.
+    #[arg(long, conflicts_with = "rate_mbit")]
+    pub rate_trace: Option<PathBuf>,
     /// Bottleneck queue length in ms at the capped rate [default: the scenario's, else 100].
     #[arg(long)]
     pub queue_ms: Option<f64>,
@@ -150,8 +156,13 @@ pub struct PathConfig {
     pub allow_reorder: bool,
     /// Loss probability per packet and direction.
     pub loss: f64,
-    /// Rate cap in Mbit/s; `None` means uncapped.
+    /// Rate cap in Mbit/s; `None` means uncapped. With a rate trace, its first step.
     pub rate_mbit: Option<f64>,
+    /// File the rate schedule came from, if any.
+    pub rate_trace: Option<PathBuf>,
+    /// The rate schedule (`--rate-trace`), if any.
+    #[serde(skip)]
+    pub rate_schedule: Option<Arc<RateSchedule>>,
     /// Bottleneck queue in bytes.
     pub queue_bytes: u64,
     /// Token bucket depth in bytes.
@@ -260,12 +271,16 @@ fn resolve_path(
         MAX_DELAY_MS,
     )?;
     let loss = in_range("--loss", pick(path.loss, |s| s.loss, 0.0), 0.0, 1.0)?;
-    let rate_mbit = in_range(
-        "--rate-mbit",
-        pick(path.rate_mbit, |s| s.rate_mbit, 0.0),
-        0.0,
-        10_000_000.0,
-    )?;
+    let rate_schedule = path.rate_trace.as_deref().map(load_trace).transpose()?;
+    let rate_mbit = match &rate_schedule {
+        Some(s) => s.first_rate_bps() as f64 / 1e6,
+        None => in_range(
+            "--rate-mbit",
+            pick(path.rate_mbit, |s| s.rate_mbit, 0.0),
+            0.0,
+            10_000_000.0,
+        )?,
+    };
     let queue_ms = in_range(
         "--queue-ms",
         pick(path.queue_ms, |s| s.queue_ms, DEFAULT_QUEUE_MS),
@@ -313,6 +328,8 @@ fn resolve_path(
         allow_reorder: path.allow_reorder,
         loss,
         rate_mbit,
+        rate_trace: path.rate_trace.clone(),
+        rate_schedule: rate_schedule.map(Arc::new),
         queue_bytes,
         burst_bytes,
         max_packet,
@@ -320,6 +337,13 @@ fn resolve_path(
         stats_interval_s,
         stats_file: path.stats_file.clone(),
     })
+}
+
+fn load_trace(path: &std::path::Path) -> Result<RateSchedule, CliError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError(format!("--rate-trace: cannot read {}: {e}", path.display())))?;
+    RateSchedule::parse(&text)
+        .map_err(|e| CliError(format!("--rate-trace: {}: {e}", path.display())))
 }
 
 fn in_range(flag: &str, value: f64, min: f64, max: f64) -> Result<f64, CliError> {
@@ -447,5 +471,47 @@ mod tests {
             (10.0, Some(1000.0), 16_384)
         );
         assert!(parse(&["relay", "--listen", "nowhere", "--connect", "127.0.0.1:2"]).is_err());
+    }
+
+    #[test]
+    fn rate_trace_sets_the_rate_and_a_bad_line_is_named() {
+        let dir = std::env::temp_dir().join(format!("dwcp-wanem-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good");
+        std::fs::write(&good, "0 80\n10 40\n").unwrap();
+        let bad = dir.join("bad");
+        std::fs::write(&bad, "0 80\n10 forty\n").unwrap();
+        let (good, bad) = (good.to_str().unwrap(), bad.to_str().unwrap());
+
+        // The trace overrides the scenario's rate; queue and burst are sized from its first step.
+        let c = parse(&["--scenario", "internet", "--rate-trace", good]).unwrap();
+        assert_eq!(c.rate_mbit, Some(80.0));
+        assert_eq!(c.queue_bytes, 1_000_000); // 100 ms at 80 Mbit/s
+        assert_eq!(c.rate_schedule.as_ref().map(|s| s.len()), Some(2));
+        let c = parse(&[
+            "relay",
+            "--listen",
+            "127.0.0.1:1",
+            "--connect",
+            "127.0.0.1:2",
+            "--rate-trace",
+            good,
+        ])
+        .unwrap();
+        assert_eq!(c.rate_mbit, Some(80.0));
+
+        let err = parse(&["--rate-trace", bad]).unwrap_err();
+        assert!(
+            err.starts_with("--rate-trace: ") && err.contains(&format!("{bad}: line 2: ")),
+            "{err}"
+        );
+        let err = parse(&["--rate-trace", "/nonexistent/trace"]).unwrap_err();
+        assert!(
+            err.contains("--rate-trace: cannot read /nonexistent/trace"),
+            "{err}"
+        );
+        let err = parse(&["--rate-trace", good, "--rate-mbit", "5"]).unwrap_err();
+        assert!(err.contains("--rate-mbit"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::link::{Drop, Link, LinkConfig, until};
+use crate::rate_schedule::RateSchedule;
 use crate::stats::DirectionCounters;
 use crate::tun::Tun;
 
@@ -37,6 +38,8 @@ pub struct Direction {
     pub output: Arc<Tun>,
     /// Shaping of this direction.
     pub config: LinkConfig,
+    /// Rate schedule and its time zero, if the rate follows one.
+    pub schedule: Option<(Arc<RateSchedule>, Instant)>,
     /// Seed of this direction's loss and jitter.
     pub seed: u64,
     /// Largest packet (the TUN MTU).
@@ -82,6 +85,9 @@ impl Direction {
             }
         }
         let mut link: Link<Vec<u8>> = Link::new(self.config, self.seed);
+        if let Some((schedule, epoch)) = &self.schedule {
+            link = link.with_schedule(Arc::clone(schedule), *epoch);
+        }
         let mut pool: Vec<Vec<u8>> = Vec::new();
         loop {
             let released = self.release_due(&mut link, &mut pool);

@@ -6,6 +6,7 @@
 //! bottleneck queue sits in front of the long-haul wire, so queueing delay adds to propagation
 //! delay, as on a real access link.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -13,6 +14,7 @@ use rand::rngs::SmallRng;
 
 use crate::delay_line::{DelayLine, DelayModel};
 use crate::loss::LossModel;
+use crate::rate_schedule::RateSchedule;
 use crate::token_bucket::TokenBucket;
 
 /// Everything that shapes one direction.
@@ -47,6 +49,17 @@ pub struct Link<P> {
     line: DelayLine<P>,
     rng: SmallRng,
     in_flight_bytes: u64,
+    schedule: Option<Scheduled>,
+}
+
+/// A rate schedule and where this link is in it.
+#[derive(Debug)]
+struct Scheduled {
+    schedule: Arc<RateSchedule>,
+    /// The instant the schedule's time zero stands for.
+    epoch: Instant,
+    /// When the rate next changes; `None` once the last step holds.
+    next_change: Option<Instant>,
 }
 
 impl<P: AsRef<[u8]>> Link<P> {
@@ -58,7 +71,21 @@ impl<P: AsRef<[u8]>> Link<P> {
             line: DelayLine::new(config.delay),
             rng: SmallRng::seed_from_u64(seed),
             in_flight_bytes: 0,
+            schedule: None,
         }
+    }
+
+    /// The same pipeline with its bottleneck rate following `schedule` from `epoch` on (which
+    /// replaces `rate_bps`). Every link of one emulator shares the epoch, so all directions and
+    /// connections see the same step at the same time.
+    pub fn with_schedule(mut self, schedule: Arc<RateSchedule>, epoch: Instant) -> Self {
+        self.bucket.set_rate(schedule.first_rate_bps());
+        self.schedule = Some(Scheduled {
+            schedule,
+            epoch,
+            next_change: Some(epoch),
+        });
+        self
     }
 
     // --- getters ---
@@ -77,6 +104,7 @@ impl<P: AsRef<[u8]>> Link<P> {
 
     /// A packet arrives at `now`. On success returns when it will come out of the far end.
     pub fn handle_packet(&mut self, now: Instant, packet: P) -> Result<Instant, (Drop, P)> {
+        self.follow_schedule(now);
         if self.loss.should_drop(&mut self.rng) {
             return Err((Drop::Lost, packet));
         }
@@ -86,6 +114,20 @@ impl<P: AsRef<[u8]>> Link<P> {
         };
         self.in_flight_bytes += len;
         Ok(self.line.handle_packet(departure, packet, &mut self.rng))
+    }
+
+    /// Applies the schedule's step for `now`, if it changed since the last packet. The rate only
+    /// matters when a packet arrives (its departure is fixed then), so no timer is needed.
+    fn follow_schedule(&mut self, now: Instant) {
+        let Some(s) = self.schedule.as_mut() else {
+            return;
+        };
+        if s.next_change.is_none_or(|at| now < at) {
+            return;
+        }
+        let (rate, next) = s.schedule.rate_at(now.saturating_duration_since(s.epoch));
+        s.next_change = next.map(|d| s.epoch + d);
+        self.bucket.set_rate(rate);
     }
 
     // --- outputs ---
@@ -196,5 +238,35 @@ mod tests {
         }
         let mbit = out_bytes as f64 * 8.0 / 1e6;
         assert!((97.0..=101.0).contains(&mbit), "{mbit} Mbit in 1 s");
+    }
+
+    #[test]
+    fn bytes_per_interval_follow_the_rate_schedule() {
+        // 80 Mbit/s, then 40 from 1 s, then 120 from 2 s (held): offer 200 Mbit/s for 3.5 s and
+        // count what leaves the far end in each virtual second. The queue is short (3 ms at 80
+        // Mbit/s), since packets queued at a step still leave at the old rate.
+        let schedule = RateSchedule::parse("10 80\n11 40\n12 120\n").unwrap();
+        let t0 = Instant::now();
+        let mut link =
+            Link::new(config(20, 0.0, Some(100), 30_000), 5).with_schedule(Arc::new(schedule), t0);
+        let mut per_second = [0u64; 4];
+        let step = Duration::from_micros(60); // 1500 B every 60 us = 200 Mbit/s offered
+        for i in 0..(3_500_000 / 60) {
+            let now = t0 + step * i;
+            let _ = link.handle_packet(now, vec![0u8; 1500]);
+            while let Some(p) = link.poll_release(now) {
+                // Count by departure from the bottleneck: release time less the 20 ms delay.
+                let sent = (now - t0).saturating_sub(Duration::from_millis(20));
+                per_second[sent.as_secs() as usize] += p.len() as u64;
+            }
+        }
+        let mbit: Vec<f64> = per_second.iter().map(|&b| b as f64 * 8.0 / 1e6).collect();
+        for (k, want) in [80.0, 40.0, 120.0].into_iter().enumerate() {
+            assert!(
+                (mbit[k] - want).abs() <= want * 0.03,
+                "second {k}: {:.2} Mbit, schedule says {want} ({mbit:?})",
+                mbit[k]
+            );
+        }
     }
 }

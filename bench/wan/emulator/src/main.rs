@@ -8,6 +8,7 @@ mod forward;
 mod link;
 mod loss;
 mod netns;
+mod rate_schedule;
 mod relay;
 mod scenario;
 mod stats;
@@ -108,6 +109,7 @@ fn run_netns(cli: &Cli) -> Result<Running, Failure> {
     let counters = Arc::new(PathCounters::default());
     let (tun_a, tun_b) = (Arc::new(tun_a), Arc::new(tun_b));
     let link = config.link_config();
+    let schedule = config.rate_schedule.clone().map(|s| (s, Instant::now()));
     for (name, input, output, seed, counters) in [
         ("a-to-b", &tun_a, &tun_b, config.seed, &counters.a_to_b),
         (
@@ -126,6 +128,7 @@ fn run_netns(cli: &Cli) -> Result<Running, Failure> {
             input,
             output,
             config: link,
+            schedule: schedule.clone(),
             seed,
             mtu: mtu as usize,
             counters,
@@ -160,6 +163,7 @@ fn run_relay(args: &cli::RelayArgs) -> Result<Running, Failure> {
     }
     eprintln!("dwcp-wanem: each direction: {}", describe(&config));
     let counters = Arc::new(PathCounters::default());
+    let schedule = config.rate_schedule.clone().map(|s| (s, Instant::now()));
     let (link, seed, target, c) = (
         config.link_config(),
         config.seed,
@@ -169,7 +173,7 @@ fn run_relay(args: &cli::RelayArgs) -> Result<Running, Failure> {
     std::thread::Builder::new()
         .name("relay-accept".into())
         .spawn(move || {
-            if let Err(e) = relay::serve(listener, target, link, seed, c) {
+            if let Err(e) = relay::serve(listener, target, link, schedule, seed, c) {
                 eprintln!("dwcp-wanem: relay: fatal: {e}");
                 std::process::exit(1);
             }
@@ -179,9 +183,18 @@ fn run_relay(args: &cli::RelayArgs) -> Result<Running, Failure> {
 }
 
 fn describe(c: &PathConfig) -> String {
-    let rate = c
-        .rate_mbit
-        .map_or("uncapped".to_string(), |r| format!("{r} Mbit/s"));
+    let rate = match (&c.rate_schedule, &c.rate_trace) {
+        (Some(s), Some(path)) => format!(
+            "from {} ({} steps over {:.1} s, then the last holds; {} Mbit/s first)",
+            path.display(),
+            s.len(),
+            s.last_change().as_secs_f64(),
+            s.first_rate_bps() as f64 / 1e6
+        ),
+        _ => c
+            .rate_mbit
+            .map_or("uncapped".to_string(), |r| format!("{r} Mbit/s")),
+    };
     let queue = if c.rate_mbit.is_some() {
         format!("queue {} B, burst {} B", c.queue_bytes, c.burst_bytes)
     } else {

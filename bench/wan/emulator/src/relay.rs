@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::link::{Link, LinkConfig, until};
+use crate::rate_schedule::RateSchedule;
 use crate::stats::{DirectionCounters, PathCounters};
 
 /// Bytes read from a socket at a time: one "packet" of the relay's link. Small enough that the
@@ -22,16 +23,31 @@ const UNCAPPED_HOLD_BYTES: u64 = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts on `listen` forever; each connection gets a fresh connection to `target` and one thread
-/// per direction. Returns only if the listener fails.
+/// per direction. With a rate schedule, every connection follows it from the one `epoch`.
+/// Returns only if the listener fails.
 pub fn serve(
     listener: TcpListener,
     target: SocketAddr,
     config: LinkConfig,
+    schedule: Option<(Arc<RateSchedule>, Instant)>,
     seed: u64,
     counters: Arc<PathCounters>,
 ) -> io::Result<()> {
     let hold = hold_limit(&config);
     let next_seed = AtomicU64::new(seed);
+    // The queue limit is enforced by back-pressure (`hold`), never by dropping stream bytes.
+    let config = LinkConfig {
+        loss: 0.0,
+        queue_bytes: u64::MAX,
+        ..config
+    };
+    let new_link = |seed| {
+        let link = Link::new(config, seed);
+        match &schedule {
+            Some((s, epoch)) => link.with_schedule(Arc::clone(s), *epoch),
+            None => link,
+        }
+    };
     for client in listener.incoming() {
         let client = match client {
             Ok(c) => c,
@@ -59,8 +75,7 @@ pub fn serve(
                 "relay-a-to-b",
                 &client,
                 &server,
-                config,
-                seed_a,
+                new_link(seed_a),
                 hold,
                 Arc::clone(&counters.a_to_b),
             )?,
@@ -68,8 +83,7 @@ pub fn serve(
                 "relay-b-to-a",
                 &server,
                 &client,
-                config,
-                seed_a + 1,
+                new_link(seed_a + 1),
                 hold,
                 Arc::clone(&counters.b_to_a),
             )?,
@@ -110,22 +124,15 @@ impl Pump {
         name: &'static str,
         src: &TcpStream,
         dst: &TcpStream,
-        config: LinkConfig,
-        seed: u64,
+        link: Link<Vec<u8>>,
         hold: u64,
         stats: Arc<DirectionCounters>,
     ) -> io::Result<Self> {
-        // The queue limit is enforced by back-pressure (`hold`), never by dropping stream bytes.
-        let config = LinkConfig {
-            loss: 0.0,
-            queue_bytes: u64::MAX,
-            ..config
-        };
         Ok(Self {
             name,
             src: src.try_clone()?,
             dst: dst.try_clone()?,
-            link: Link::new(config, seed),
+            link,
             hold,
             stats,
         })
@@ -285,7 +292,7 @@ mod tests {
         };
         let counters = Arc::new(PathCounters::default());
         let c = Arc::clone(&counters);
-        std::thread::spawn(move || serve(relay, target, config, 1, c));
+        std::thread::spawn(move || serve(relay, target, config, None, 1, c));
 
         let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let started = Instant::now();

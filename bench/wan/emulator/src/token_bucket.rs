@@ -20,6 +20,7 @@ pub enum QueueFull {
 #[derive(Debug)]
 pub struct TokenBucket {
     rate_bps: Option<u64>,
+    burst: u64,
     /// How far ahead of real time the bucket may run: `burst / rate`.
     burst_time: Duration,
     queue_limit: u64,
@@ -39,6 +40,7 @@ impl TokenBucket {
         };
         Self {
             rate_bps,
+            burst,
             burst_time,
             queue_limit,
             tat: None,
@@ -82,6 +84,16 @@ impl TokenBucket {
             self.waiting_bytes += bytes;
         }
         Ok(departure)
+    }
+
+    // --- mutators ---
+
+    /// Changes the rate from now on (a rate schedule's step). Packets already admitted keep their
+    /// departure times, so the new rate shows after at most the queue's drain time; the bucket's
+    /// debt (how far its TAT runs ahead) carries over as time.
+    pub fn set_rate(&mut self, rate_bps: u64) {
+        self.rate_bps = Some(rate_bps);
+        self.burst_time = transmit_time(self.burst, rate_bps);
     }
 
     /// Forgets packets that have left by `now`, so the queue limit only counts those still waiting.
