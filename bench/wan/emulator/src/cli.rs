@@ -77,6 +77,10 @@ pub struct RelayArgs {
     /// Address to connect each accepted connection to (side B).
     #[arg(long)]
     pub connect: SocketAddr,
+    /// All connections share one bottleneck per direction, as flows on one path do (default: each
+    /// connection gets the whole rate to itself).
+    #[arg(long)]
+    pub shared_bottleneck: bool,
     /// Path impairment flags.
     #[command(flatten)]
     pub path: PathArgs,

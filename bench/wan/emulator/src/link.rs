@@ -6,7 +6,7 @@
 //! bottleneck queue sits in front of the long-haul wire, so queueing delay adds to propagation
 //! delay, as on a real access link.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -45,11 +45,29 @@ pub enum Drop {
 #[derive(Debug)]
 pub struct Link<P> {
     loss: LossModel,
-    bucket: TokenBucket,
+    bucket: Bottleneck,
     line: DelayLine<P>,
     rng: SmallRng,
     in_flight_bytes: u64,
     schedule: Option<Scheduled>,
+}
+
+/// The bottleneck of this link alone, or one shared by several links (the relay's connections, so
+/// that they compete for one rate as flows on one path do).
+#[derive(Debug)]
+enum Bottleneck {
+    Own(TokenBucket),
+    Shared(Arc<Mutex<TokenBucket>>),
+}
+
+impl Bottleneck {
+    fn with<R>(&mut self, f: impl FnOnce(&mut TokenBucket) -> R) -> R {
+        match self {
+            Self::Own(b) => f(b),
+            // A poisoned lock only means another relay thread panicked; the bucket is still whole.
+            Self::Shared(b) => f(&mut b.lock().unwrap_or_else(|e| e.into_inner())),
+        }
+    }
 }
 
 /// A rate schedule and where this link is in it.
@@ -67,7 +85,11 @@ impl<P: AsRef<[u8]>> Link<P> {
     pub fn new(config: LinkConfig, seed: u64) -> Self {
         Self {
             loss: LossModel::bernoulli(config.loss),
-            bucket: TokenBucket::new(config.rate_bps, config.burst_bytes, config.queue_bytes),
+            bucket: Bottleneck::Own(TokenBucket::new(
+                config.rate_bps,
+                config.burst_bytes,
+                config.queue_bytes,
+            )),
             line: DelayLine::new(config.delay),
             rng: SmallRng::seed_from_u64(seed),
             in_flight_bytes: 0,
@@ -79,12 +101,20 @@ impl<P: AsRef<[u8]>> Link<P> {
     /// replaces `rate_bps`). Every link of one emulator shares the epoch, so all directions and
     /// connections see the same step at the same time.
     pub fn with_schedule(mut self, schedule: Arc<RateSchedule>, epoch: Instant) -> Self {
-        self.bucket.set_rate(schedule.first_rate_bps());
+        let first = schedule.first_rate_bps();
+        self.bucket.with(|b| b.set_rate(first));
         self.schedule = Some(Scheduled {
             schedule,
             epoch,
             next_change: Some(epoch),
         });
+        self
+    }
+
+    /// The same pipeline with `bucket` as its bottleneck, shared with other links (make it with
+    /// [`TokenBucket::new`] from the same config). Call before [`Link::with_schedule`].
+    pub fn with_shared_bottleneck(mut self, bucket: Arc<Mutex<TokenBucket>>) -> Self {
+        self.bucket = Bottleneck::Shared(bucket);
         self
     }
 
@@ -109,7 +139,7 @@ impl<P: AsRef<[u8]>> Link<P> {
             return Err((Drop::Lost, packet));
         }
         let len = packet.as_ref().len() as u64;
-        let Ok(departure) = self.bucket.handle_packet(now, len) else {
+        let Ok(departure) = self.bucket.with(|b| b.handle_packet(now, len)) else {
             return Err((Drop::QueueFull, packet));
         };
         self.in_flight_bytes += len;
@@ -127,7 +157,7 @@ impl<P: AsRef<[u8]>> Link<P> {
         }
         let (rate, next) = s.schedule.rate_at(now.saturating_duration_since(s.epoch));
         s.next_change = next.map(|d| s.epoch + d);
-        self.bucket.set_rate(rate);
+        self.bucket.with(|b| b.set_rate(rate));
     }
 
     // --- outputs ---
@@ -268,5 +298,34 @@ mod tests {
                 mbit[k]
             );
         }
+    }
+
+    #[test]
+    fn links_sharing_a_bottleneck_split_its_rate() {
+        // Two links each offered 100 Mbit/s for one second through one shared 40 Mbit/s bucket.
+        let t0 = Instant::now();
+        let c = config(10, 0.0, Some(40), u64::MAX);
+        let shared = Arc::new(Mutex::new(TokenBucket::new(
+            c.rate_bps,
+            c.burst_bytes,
+            c.queue_bytes,
+        )));
+        let mut links: Vec<Link<Vec<u8>>> = (0..2)
+            .map(|i| Link::new(c, i).with_shared_bottleneck(Arc::clone(&shared)))
+            .collect();
+        let mut out = [0u64; 2];
+        let step = Duration::from_micros(120); // 1500 B every 120 us = 100 Mbit/s per link
+        for i in 0..(1_000_000 / 120) {
+            let now = t0 + step * i;
+            for (k, link) in links.iter_mut().enumerate() {
+                let _ = link.handle_packet(now, vec![0u8; 1500]);
+                while let Some(p) = link.poll_release(now) {
+                    out[k] += p.len() as u64;
+                }
+            }
+        }
+        let mbit = out.map(|b| b as f64 * 8.0 / 1e6);
+        assert!((38.0..=40.5).contains(&(mbit[0] + mbit[1])), "{mbit:?}");
+        assert!((mbit[0] - mbit[1]).abs() < 1.0, "{mbit:?}");
     }
 }

@@ -164,6 +164,10 @@ fn run_relay(args: &cli::RelayArgs) -> Result<Running, Failure> {
     eprintln!("dwcp-wanem: each direction: {}", describe(&config));
     let counters = Arc::new(PathCounters::default());
     let schedule = config.rate_schedule.clone().map(|s| (s, Instant::now()));
+    let shared = args.shared_bottleneck;
+    if shared {
+        eprintln!("dwcp-wanem: all connections share one bottleneck per direction");
+    }
     let (link, seed, target, c) = (
         config.link_config(),
         config.seed,
@@ -173,7 +177,7 @@ fn run_relay(args: &cli::RelayArgs) -> Result<Running, Failure> {
     std::thread::Builder::new()
         .name("relay-accept".into())
         .spawn(move || {
-            if let Err(e) = relay::serve(listener, target, link, schedule, seed, c) {
+            if let Err(e) = relay::serve(listener, target, link, schedule, shared, seed, c) {
                 eprintln!("dwcp-wanem: relay: fatal: {e}");
                 std::process::exit(1);
             }

@@ -7,13 +7,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::link::{Link, LinkConfig, until};
 use crate::rate_schedule::RateSchedule;
 use crate::stats::{DirectionCounters, PathCounters};
+use crate::token_bucket::TokenBucket;
 
 /// Bytes read from a socket at a time: one "packet" of the relay's link. Small enough that the
 /// rate cap paces smoothly, large enough to keep syscalls cheap at Gbit/s.
@@ -23,13 +24,15 @@ const UNCAPPED_HOLD_BYTES: u64 = 64 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts on `listen` forever; each connection gets a fresh connection to `target` and one thread
-/// per direction. With a rate schedule, every connection follows it from the one `epoch`.
+/// per direction. With a rate schedule, every connection follows it from the one `epoch`. With
+/// `shared`, all connections share one bottleneck per direction (else each has its own rate).
 /// Returns only if the listener fails.
 pub fn serve(
     listener: TcpListener,
     target: SocketAddr,
     config: LinkConfig,
     schedule: Option<(Arc<RateSchedule>, Instant)>,
+    shared: bool,
     seed: u64,
     counters: Arc<PathCounters>,
 ) -> io::Result<()> {
@@ -41,8 +44,19 @@ pub fn serve(
         queue_bytes: u64::MAX,
         ..config
     };
-    let new_link = |seed| {
-        let link = Link::new(config, seed);
+    let bucket = || {
+        Arc::new(Mutex::new(TokenBucket::new(
+            config.rate_bps,
+            config.burst_bytes,
+            config.queue_bytes,
+        )))
+    };
+    let buckets = shared.then(|| [bucket(), bucket()]);
+    let new_link = |seed, direction: usize| {
+        let mut link = Link::new(config, seed);
+        if let Some(b) = &buckets {
+            link = link.with_shared_bottleneck(Arc::clone(&b[direction]));
+        }
         match &schedule {
             Some((s, epoch)) => link.with_schedule(Arc::clone(s), *epoch),
             None => link,
@@ -75,7 +89,7 @@ pub fn serve(
                 "relay-a-to-b",
                 &client,
                 &server,
-                new_link(seed_a),
+                new_link(seed_a, 0),
                 hold,
                 Arc::clone(&counters.a_to_b),
             )?,
@@ -83,7 +97,7 @@ pub fn serve(
                 "relay-b-to-a",
                 &server,
                 &client,
-                new_link(seed_a + 1),
+                new_link(seed_a + 1, 1),
                 hold,
                 Arc::clone(&counters.b_to_a),
             )?,
@@ -292,7 +306,7 @@ mod tests {
         };
         let counters = Arc::new(PathCounters::default());
         let c = Arc::clone(&counters);
-        std::thread::spawn(move || serve(relay, target, config, None, 1, c));
+        std::thread::spawn(move || serve(relay, target, config, None, false, 1, c));
 
         let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let started = Instant::now();
