@@ -56,7 +56,11 @@ export function buildProgram(io: CliIo = processIo()): Command {
     .description('show HDE on a VM-memory-like sample: chunk, dedup, compress, verify')
     .option('--size-mib <n>', 'sample size in MiB', positiveInt, 128)
     .option('--input <file>', 'use this file (e.g. a captured QEMU migration stream) instead of the sample')
-    .option('--data-dir <dir>', 'where the demo chunk store lives', '.dwcp/demo')
+    .option(
+      '--data-dir <dir>',
+      "the chunk store is <dir>/chunks; a node's data dir shows dedup against what it holds",
+      '.dwcp/demo',
+    )
     .action(async (opts: { sizeMib: number; input?: string; dataDir: string }) => {
       await runHdeDemo(opts, line);
     });
