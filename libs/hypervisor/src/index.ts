@@ -33,6 +33,7 @@ export {
   type MigrationUri,
 } from './migration';
 export { followMigration } from './migration-watch';
+export { migrateWithQemuAlone, type QemuAloneOptions, type QemuAloneResult } from './qemu-alone';
 export { buildQemuArgs } from './qemu-args';
 export { QemuDriver, type QemuDriverOptions } from './qemu-driver';
 export { QmpClient, type QmpClientOptions, type QmpVersion } from './qmp-client';
