@@ -10,6 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
+import { migrateWithQemuAlone, type QemuAloneResult } from '@novacron/hypervisor';
 import { freePort, LocalCluster, type NodeProcess, until } from '@novacron/local-cluster';
 import { ApiClient } from '../api-client';
 import type { CliIo } from '../cli-io';
@@ -17,7 +18,6 @@ import { followMigration } from '../migration-follow';
 import { summaryLines } from '../migration-progress';
 import { formatBytes, formatDuration, formatFactor, table } from '../text-output';
 import { chooseHypervisor, chooseLink, IMAGE, imageSpec, installImage, REPO } from './environment';
-import { type PlainQemuResult, plainQemuMigration } from './plain-qemu';
 
 export interface ClusterDemoOptions {
   link: 'auto' | 'internet' | 'loopback';
@@ -273,7 +273,7 @@ async function runDemo(o: DemoRun, io: CliIo): Promise<number> {
     const secondVm = await boot('demo-vm-2');
     const second = await migrate(secondVm);
 
-    let plain: PlainQemuResult | undefined;
+    let plain: QemuAloneResult | undefined;
     let plainWhy = '';
     if (o.hypervisor !== 'qemu') plainWhy = 'not possible: QEMU does not run here';
     else if (!o.compare) plainWhy = 'skipped (--no-compare)';
@@ -281,11 +281,13 @@ async function runDemo(o: DemoRun, io: CliIo): Promise<number> {
       say(
         `QEMU's own migration of the same guest over one TCP connection on the same path (cap ${PLAIN_CAP_MS / 1000} s)...`,
       );
-      plain = await plainQemuMigration({
+      // The destination QEMU runs where node 3 runs; this process already runs where node 2 does.
+      plain = await migrateWithQemuAlone({
         spec: imageSpec(images, 'demo-plain', o.memoryMib),
         host: o.link === 'internet' ? ADDR_B : '127.0.0.1',
         port: await freePort(),
         ...(o.link === 'internet' ? { destinationNamespace: NS_B } : {}),
+        ready: READY,
         capMs: PLAIN_CAP_MS,
       });
     }
@@ -308,7 +310,7 @@ async function runDemo(o: DemoRun, io: CliIo): Promise<number> {
 function report(
   o: DemoRun,
   [first, second]: MigrationRecord[],
-  plain: PlainQemuResult | undefined,
+  plain: QemuAloneResult | undefined,
   plainWhy: string,
   say: (line?: string) => void,
 ): void {
@@ -320,20 +322,23 @@ function report(
       m?.phase ?? '',
       formatDuration(s.totalMs),
       formatDuration(s.downtimeMs),
+      '',
       formatBytes(s.bytesIn),
       formatBytes(s.bytesOnWire),
       formatFactor(reduction),
     ];
   };
   const rows = [row('DWCP, first VM', first), row('DWCP, second VM (same image)', second)];
+  const plainDone = plain?.status === 'completed' && plain.pauseMs !== undefined;
   if (plain) {
     rows.push([
       'QEMU, one TCP connection',
-      plain.finished ? 'done' : (plain.note ?? 'did not finish'),
+      plainDone ? 'done' : (plain.note ?? 'did not finish'),
       formatDuration(plain.totalMs),
-      formatDuration(plain.downtimeMs),
-      formatBytes(plain.transferredBytes),
-      formatBytes(plain.transferredBytes),
+      formatDuration(plain.pauseMs),
+      formatDuration(plain.final.downtimeMs),
+      formatBytes(plain.final.transferredBytes),
+      formatBytes(plain.final.transferredBytes),
       formatFactor(1),
     ]);
   }
@@ -344,7 +349,7 @@ function report(
       `hypervisor: ${o.hypervisor === 'qemu' ? 'real QEMU' : 'SIMULATED'}; VM: ${o.memoryMib} MiB of RAM`,
   );
   for (const line of table(
-    ['migration', 'result', 'time', 'downtime', 'from QEMU', 'on the wire', 'reduction'],
+    ['migration', 'result', 'time', 'real pause', "QEMU's downtime", 'from QEMU', 'on the wire', 'reduction'],
     rows,
   ))
     say(line);
@@ -355,16 +360,21 @@ function report(
       `second VM: ${((s.bytesOnWire / f.bytesOnWire) * 100).toFixed(0)} % of the first one's bytes on the wire (its chunks were already on n3)`,
     );
   }
-  if (plain?.finished && f?.totalMs && f.bytesOnWire) {
+  if (plain && plainDone && f?.totalMs && f.bytesOnWire) {
     say(
       `DWCP against QEMU alone: ${(plain.totalMs / f.totalMs).toFixed(1)}× the speed, ` +
-        `${(plain.transferredBytes / f.bytesOnWire).toFixed(1)}× fewer bytes on the wire`,
+        `${(plain.final.transferredBytes / f.bytesOnWire).toFixed(1)}× fewer bytes on the wire` +
+        (f.downtimeMs !== undefined && plain.pauseMs !== undefined
+          ? `, ${(f.downtimeMs / plain.pauseMs).toFixed(1)}× QEMU's real pause`
+          : ''),
     );
   } else {
     say(`QEMU alone: ${plain ? (plain.note ?? 'did not finish') : plainWhy}`);
   }
   say(
-    "times: DWCP's from the request to done (the destination QEMU's start included), QEMU's from `migrate` to completed; " +
+    "times: DWCP's from the request to done (the destination QEMU's start included), QEMU's from `migrate` to the destination's RESUME; " +
+      "real pause: the guest's, from the source QEMU's STOP event to the destination's RESUME event, for both; " +
+      "QEMU's downtime: QEMU's own figure from query-migrate, a different measure; " +
       "bytes: what each wrote to its connections (DWCP's after dedup and zstd), not counting TCP/TLS headers.",
   );
 }
