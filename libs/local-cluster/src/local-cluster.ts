@@ -162,6 +162,34 @@ export class NodeProcess {
     return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
   }
 
+  /**
+   * A GET where the node runs: through its command prefix (e.g. into its network namespace, whose
+   * loopback its API listens on) when it has one, else directly. Undefined unless it answers 200.
+   */
+  async getWhereItRuns<T>(path: string, token: string): Promise<T | undefined> {
+    const prefix = this.placement.prefix;
+    if (!prefix || prefix.length === 0) {
+      const r = await this.api<T>('GET', path, token).catch(() => undefined);
+      return r?.status === 200 ? r.body : undefined;
+    }
+    const script = `fetch(${JSON.stringify(`${this.apiUrl}${path}`)},{headers:{authorization:${JSON.stringify(`Bearer ${token}`)}},signal:AbortSignal.timeout(10000)}).then(async r=>{if(r.ok)process.stdout.write(await r.text())}).catch(()=>{})`;
+    const [command = process.execPath, ...rest] = [...prefix, process.execPath, '-e', script];
+    return new Promise((res) => {
+      const child = spawn(command, rest, { stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      child.stdout?.on('data', (d: Buffer) => {
+        out += d.toString();
+      });
+      child.once('exit', () => {
+        try {
+          res(out ? (JSON.parse(out) as T) : undefined);
+        } catch {
+          res(undefined);
+        }
+      });
+    });
+  }
+
   async api<T = unknown>(
     method: string,
     path: string,

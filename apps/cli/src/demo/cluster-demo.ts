@@ -109,32 +109,6 @@ interface Placed {
   get<T>(path: string, token: string): Promise<T | undefined>;
 }
 
-/** GET on a node's API from inside its network namespace (its API listens on that namespace's loopback). */
-function getInNamespace<T>(ns: string, url: string, token: string): Promise<T | undefined> {
-  const script = `fetch(${JSON.stringify(url)},{headers:{authorization:${JSON.stringify(`Bearer ${token}`)}}}).then(async r=>{if(r.ok)process.stdout.write(await r.text())}).catch(()=>{})`;
-  return new Promise((res) => {
-    const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], {
-      stdio: ['ignore', 'pipe', 'ignore'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-    });
-    child.once('exit', () => {
-      try {
-        res(out ? (JSON.parse(out) as T) : undefined);
-      } catch {
-        res(undefined);
-      }
-    });
-  });
-}
-
-async function directGet<T>(n: NodeProcess, path: string, token: string): Promise<T | undefined> {
-  const r = await n.api<T>('GET', path, token).catch(() => undefined);
-  return r?.status === 200 ? r.body : undefined;
-}
-
 async function startCluster(
   cluster: LocalCluster,
   link: Link,
@@ -159,8 +133,7 @@ async function startCluster(
   } else {
     n3.start({ url: n1.apiUrl, token: cluster.joinToken });
   }
-  const get3 = <T>(path: string, token: string) =>
-    internet ? getInNamespace<T>(NS_B, `${n3.apiUrl}${path}`, token) : directGet<T>(n3, path, token);
+  const get3 = <T>(path: string, token: string) => n3.getWhereItRuns<T>(path, token);
   const status3 = await until(
     'node 3 to join',
     async () => {
@@ -177,8 +150,8 @@ async function startCluster(
     `cluster up: n1 (leader) and n2${internet ? ` in namespace ${NS_A}` : ''}, n3${internet ? ` in ${NS_B}` : ''}`,
   );
   return [
-    { node: n1, id: await id(n1), get: (p, t) => directGet(n1, p, t) },
-    { node: n2, id: await id(n2), get: (p, t) => directGet(n2, p, t) },
+    { node: n1, id: await id(n1), get: (p, t) => n1.getWhereItRuns(p, t) },
+    { node: n2, id: await id(n2), get: (p, t) => n2.getWhereItRuns(p, t) },
     { node: n3, id: status3.nodeId, get: get3 },
   ];
 }
