@@ -6,17 +6,16 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { type QemuDriver, type VmEvent, type VmHandle, type VmSpec, waitForLine } from '@novacron/hypervisor';
+import { type VmSpec, waitForLine } from '@novacron/hypervisor';
 import { REPO } from './wan-path';
 
 const GUEST = join(REPO, 'test', 'guest');
-const GUEST_OUT = join(GUEST, 'out');
+export const GUEST_OUT = join(GUEST, 'out');
 /** Seconds between the guest's integrity checks (`dwcp.check_s` below). */
 const CHECK_S = 2;
 const FILL_MIB = 16;
 /** As the test suites boot it: 16 MiB of known data, 1 MiB/s of it dirtied. */
-const CMDLINE = `console=ttyS0 quiet panic=-1 dwcp.fill_mib=${FILL_MIB} dwcp.dirty_kib_per_s=1024 dwcp.check_s=${CHECK_S}`;
+export const CMDLINE = `console=ttyS0 quiet panic=-1 dwcp.fill_mib=${FILL_MIB} dwcp.dirty_kib_per_s=1024 dwcp.check_s=${CHECK_S}`;
 /**
  * Guest memory no other VM holds: init.sh fills a quarter of the fill with /dev/urandom and
  * rewrites another quarter with it, fresh on every boot, so no store can dedup it.
@@ -42,50 +41,6 @@ export function guestSpec(name: string, memoryMiB: number): VmSpec {
 export function ensureGuestBuilt(): void {
   if (existsSync(join(GUEST_OUT, 'vmlinux')) && existsSync(join(GUEST_OUT, 'initramfs.cpio.gz'))) return;
   execFileSync(join(GUEST, 'build.sh'), [GUEST_OUT], { stdio: ['ignore', 'inherit', 'inherit'] });
-}
-
-/** The first event `match` accepts, or undefined once `timeoutMs` passed or the VM is gone. */
-export async function nextEvent(
-  events: AsyncIterator<VmEvent>,
-  match: (e: VmEvent) => boolean,
-  timeoutMs: number,
-): Promise<VmEvent | undefined> {
-  const deadline = sleep(timeoutMs).then(() => 'timeout' as const);
-  for (;;) {
-    const next = await Promise.race([events.next(), deadline]);
-    if (next === 'timeout' || next.done) return undefined;
-    if (match(next.value)) return next.value;
-  }
-}
-
-/** A running guest: the checksum it printed when ready, and its latest heartbeat, kept up to date. */
-export class RunningGuest {
-  latestSeq = 0;
-
-  private constructor(
-    readonly vm: VmHandle,
-    readonly md5: string,
-  ) {}
-
-  static async boot(driver: QemuDriver, spec: VmSpec): Promise<RunningGuest> {
-    const vm = await driver.launch(spec);
-    const lines = driver.serialLines(vm, { replay: true });
-    const md5 = (await waitForLine(lines, READY, { timeoutMs: 90_000, what: 'DWCP-READY' }))[1] ?? '';
-    // Migrate a guest whose workload is under way and whose memory checked out once on the source.
-    const check = await waitForLine(lines, INTEGRITY, { timeoutMs: CHECK_S * 1000 + 10_000 });
-    if (check[1] !== 'ok' || check[2] !== md5) {
-      throw new Error(`the guest failed its integrity check before migrating: ${check[0]}`);
-    }
-    const guest = new RunningGuest(vm, md5);
-    guest.latestSeq = Number((await waitForLine(lines, HEARTBEAT, { timeoutMs: 10_000 }))[1]);
-    void (async () => {
-      for await (const line of lines) {
-        const m = HEARTBEAT.exec(line);
-        if (m) guest.latestSeq = Number(m[1]);
-      }
-    })();
-    return guest;
-  }
 }
 
 export interface IntactReport {

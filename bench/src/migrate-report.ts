@@ -1,14 +1,20 @@
 /** The methods bench:migrate compares, one run's measurements, and the report it writes (docs/benchmarks/migration.{md,json}). */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { MigrationStats } from '@novacron/cluster-state';
 import type { MigrationProgress } from '@novacron/hypervisor';
-import type { MigrationParameterChoice } from '@novacron/migration';
-import type { MigrationSinkReport, MigrationSourceReport } from '@novacron/native';
 import { machineInfo, machineMarkdown } from './machine';
 import type { IntactReport } from './migrate-guest';
 import { GUEST_ABOUT, UNIQUE_PER_BOOT_BYTES } from './migrate-guest';
-import type { MultifdSetting, Transport } from './migrate-rpc';
-import { REPO, type ScenarioPath } from './wan-path';
+import { NS_A, NS_B, REPO, type ScenarioPath } from './wan-path';
+
+/** `dwcp`: the node's own migration, asked over its API; `tcp`: QEMU alone (migrateWithQemuAlone). */
+export type Transport = 'dwcp' | 'tcp';
+
+export interface MultifdSetting {
+  channels: number;
+  compression: 'zstd' | 'none';
+}
 
 export type MethodId = 'dwcp' | 'qemu-bbr-default' | 'qemu-bbr' | 'qemu-cubic' | 'qemu-multifd-zstd';
 
@@ -69,21 +75,15 @@ export interface RunSample {
   intact: boolean;
   notes: string[];
   accelerator?: string;
-  qemuDefaults?: Record<string, unknown>;
-  /** Chunks the destination store held when a DWCP run began (sent to the source as its inventory). */
-  inventoryChunks?: number;
+  /** QEMU-alone runs: the source's migration parameters as it ran with them. */
   parameters?: Record<string, unknown>;
-  capabilities?: string[];
   qemu?: MigrationProgress;
-  source?: MigrationSourceReport;
-  sourceError?: string;
-  sink?: MigrationSinkReport;
-  sinkError?: string;
-  destinationFailure?: string;
+  /** DWCP runs: the node's migration record, as node 1's API gave it at the end. */
+  dwcp?: { migrationId: string; stats: MigrationStats };
   intactReport?: IntactReport;
   destinationConsole?: string[];
   seqAtStart?: number;
-  /** `migrate` sent → destination RESUME. */
+  /** QEMU alone: `migrate` sent → destination RESUME; DWCP: the record's totalMs (request → done). */
   totalS?: number;
   /** QEMU's own total-time on the source. */
   qemuTotalS?: number;
@@ -103,7 +103,6 @@ export interface RunSample {
 
 export interface ReportInput {
   samples: RunSample[];
-  choices: Record<string, MigrationParameterChoice>;
   paths: Map<string, ScenarioPath>;
   scenarios: string[];
   capS: number;
@@ -149,11 +148,10 @@ function whatWentWrong(s: RunSample): string {
 function note(s: RunSample): string {
   const parts = [...s.notes];
   if (s.status === 'completed' && !s.intact) parts.unshift(`not intact: ${whatWentWrong(s)}`);
-  const src = s.source?.stats;
-  if (src) {
+  const st = s.dwcp?.stats;
+  if (st) {
     parts.push(
-      `${s.source?.maxStreams} conns; HDE ${f(src.bytesFromQemu / 1e6, 1)} MB from QEMU → ${f(src.wireBytes / 1e6, 1)} MB ` +
-        `(${src.chunksSent}/${src.chunks} chunks sent, ${src.inventoryDedupChunks} from inventory, ${src.streamDedupChunks} repeats)`,
+      `node record: ${f((st.bytesIn ?? Number.NaN) / 1e6, 1)} MB from QEMU → ${f((st.bytesOnWire ?? Number.NaN) / 1e6, 1)} MB sent, dedup ratio ${f(st.dedupRatio, 2)}`,
     );
   } else if (s.qemu && s.status === 'completed') {
     parts.push(`QEMU counts ${f(s.qemu.transferredBytes / 1e6, 1)} MB transferred`);
@@ -165,7 +163,6 @@ function note(s: RunSample): string {
   if (typeof bw === 'number')
     parts.push(`max-bandwidth ${bw >= 2 ** 40 ? 'uncapped' : `${f(bw / 2 ** 20, 1)} MiB/s`}`);
   if (s.congestion) parts.push(s.congestion);
-  if (s.method === 'dwcp' && s.run === 'second') parts.push(`inventory ${s.inventoryChunks ?? 0} chunks`);
   return parts.join('; ');
 }
 
@@ -195,12 +192,9 @@ function survival(samples: RunSample[]): string[] {
     '|---|---|---|---:|---|---|',
   );
   for (const s of broken) {
-    const src = s.source?.stats;
-    const sink = s.sink?.stats;
-    const stream =
-      src && sink
-        ? `${src.bytesFromQemu} bytes from the source QEMU, ${sink.bytesToQemu} to the destination QEMU, every chunk BLAKE3-verified by the sink`
-        : "QEMU's own (its TCP checksums only)";
+    const stream = s.dwcp
+      ? "DWCP's (every chunk BLAKE3-verified by the node's sink)"
+      : "QEMU's own (its TCP checksums only)";
     out.push(
       `| ${s.scenario} | ${s.label} | ${s.run} | ${f(s.pauseMs, 0)} | ${whatWentWrong(s)} | ${stream} |`,
     );
@@ -262,9 +256,9 @@ function targets(samples: RunSample[], capS: number): string[] {
   if (second) {
     const r = (second.wireBytes ?? Number.NaN) / (dwcp.wireBytes ?? Number.NaN);
     const floor = UNIQUE_PER_BOOT_BYTES / (dwcp.wireBytes ?? Number.NaN);
-    const st = second.source?.stats;
+    const st = second.dwcp?.stats;
     const dedup = st
-      ? `; ${st.inventoryDedupChunks} of ${st.chunks} chunks (${f(st.inventoryDedupBytes / 1e6, 1)} MB of QEMU's stream) went as references to the destination's store. Each boot writes ${f(UNIQUE_PER_BOOT_BYTES / 1e6, 1)} MB of fresh random data (init.sh), which no store holds and zstd cannot shrink: ${f(floor * 100, 0)} % of the first run's wire bytes before anything else`
+      ? `; the node's record gives a dedup ratio of ${f(st.dedupRatio, 2)} for the second VM. Each boot writes ${f(UNIQUE_PER_BOOT_BYTES / 1e6, 1)} MB of fresh random data (init.sh), which no store holds and zstd cannot shrink: ${f(floor * 100, 0)} % of the first run's wire bytes before anything else`
       : '';
     out.push(
       `| second migration ≤ 20 % of the first's wire bytes | ${f((second.wireBytes ?? 0) / 1e6, 1)} MB / ${f((dwcp.wireBytes ?? 0) / 1e6, 1)} MB = ${f(r * 100, 0)} %${dedup} | ${verdict(done(dwcp) && done(second) ? r <= 0.2 : undefined)} |`,
@@ -299,7 +293,7 @@ function addonLines(r: ReportInput): string[] {
 export function markdown(r: ReportInput): string {
   const loads = r.samples.map((s) => s.loadavg[0] ?? Number.NaN);
   const accel = [...new Set(r.samples.map((s) => s.accelerator).filter((a) => a !== undefined))].join(', ');
-  const defaults = r.samples.find((s) => s.qemuDefaults)?.qemuDefaults ?? {};
+  const defaults = r.samples.find((s) => s.method === 'qemu-bbr-default')?.parameters ?? {};
   const defaultBw = Number(defaults['max-bandwidth']);
   const out = [
     '# Live migration over the emulated WAN: DWCP against QEMU',
@@ -309,26 +303,25 @@ export function markdown(r: ReportInput): string {
     `Command (as root): \`${command()}\``,
     '',
     machineMarkdown(machineInfo()),
-    `- load average (1 min) at the start ${f(r.startLoad[0], 2)}; at the start of each run between ${f(Math.min(...loads), 2)} and ${f(Math.max(...loads), 2)} (each run's in the JSON). The machine has 2 cores shared with other work; source QEMU, destination QEMU, the emulator and the data path all run on them`,
+    `- load average (1 min) at the start ${f(r.startLoad[0], 2)}; at the start of each run between ${f(Math.min(...loads), 2)} and ${f(Math.max(...loads), 2)} (each run's in the JSON). The machine has 2 cores, and this run ran beside other work on them (other engineers' builds and tests); source QEMU, destination QEMU, both node processes, the emulator and the data path all run on them too`,
     ...addonLines(r),
     `- QEMU: ${accel || 'n/a'} (QemuDriver's accelerator choice), guest ${r.memoryMiB} MiB: ${GUEST_ABOUT}`,
-    "- path: namespaces dwcp-a (source QEMU, MigrationSource) and dwcp-b (destination QEMU, MigrationSink, started by a child inside it) joined by bench/wan's user-space TUN emulator",
+    `- path: namespaces ${NS_A} (node 1 and its source QEMU; the QEMU-alone source) and ${NS_B} (node 2 and its destination QEMU; the QEMU-alone destination) joined by bench/wan's user-space TUN emulator. Node 1 and node 2 form one two-voter Raft cluster (@novacron/local-cluster), Raft and mutual TLS over the emulated path`,
     ...(r.hostChanges ? [`- host: ${r.hostChanges}`] : []),
     `- each run is capped at ${r.capS} s: one that has not completed by then is cancelled (migrate_cancel) and reported as not finished`,
     '',
     '## How each column is measured',
     '',
-    "- **total s**: `migrate` sent to the source QEMU → the destination QEMU's RESUME event (QEMU's event timestamps, both on this host's clock). For DWCP this includes draining the pipeline after the source QEMU is done.",
+    "- **total s**: QEMU alone: `migrate` sent to the source QEMU → the destination QEMU's RESUME event (QEMU's event timestamps, both on this host's clock). DWCP: the node's own `totalMs` in the migration record, from the request to done, so it also includes starting the destination QEMU, the data path's drain and destroying the source.",
     "- **transfer s**: dwcp-a's wan0 counters are read every 100 ms (/proc/PID/net/dev of the process in the namespace); from the last reading before the first byte to the reading that saw the last byte before the resume. So it is ±0.1 s, too coarse for the sub-second transfers of datacenter and regional, whose utilisation is only indicative.",
-    '- **downtime ms**: QEMU = `downtime` from query-migrate on the source; real pause = source STOP event → destination RESUME event.',
-    "- **wire MB**: dwcp-a's wan0 tx_bytes from before the migration to the destination's resume (10^6 bytes): every IP packet the source side put on the path, with TCP/TLS headers and retransmissions; the same counter for every method. The JSON also has what dwcp-b received and the acks. The notes give the part of it that crossed after the source's STOP (from the last reading before STOP to the resume, so also ±0.1 s): stream QEMU had already handed over but that was still in buffers when the guest paused.",
+    "- **downtime ms**: QEMU = `downtime` from query-migrate on the source (QEMU-alone runs only; a different measure, shown for reference); real pause = source STOP event → destination RESUME event, the same for every method: for QEMU alone measured by migrateWithQemuAlone (libs/hypervisor), for DWCP by the node's MigrationRun, whose record's `downtimeMs` is that pause.",
+    "- **wire MB**: dwcp-a's wan0 tx_bytes from before the migration to the destination's resume (10^6 bytes): every IP packet the source side put on the path, with TCP/TLS headers and retransmissions; the same counter for every method. The JSON also has what dwcp-b received and the acks. The notes give the part of it that crossed after the source's STOP (from the last reading before STOP to the resume, so also ±0.1 s): stream QEMU had already handed over but that was still in buffers when the guest paused. For DWCP the bench does not see the QMP events, so it takes as STOP the `updatedAt` of the record's switching-over phase (committed once the source QEMU completed, which is its STOP plus its own few-ms stop-and-copy plus a Raft commit) and as the end the record's done; so DWCP's after-STOP bytes are a slight underestimate.",
     '- **utilisation %**: wire bytes × 8 ÷ link rate ÷ transfer s.',
     "- **intact**: on the destination the heartbeat continues past the source's last one, and two DWCP-INTEGRITY readings in a row pass with the checksum the guest printed when ready (a reading straddling the switchover was once misreported, so one is not trusted; up to three are read).",
-    "- **runs**: first = a freshly booted VM into an empty destination store; second = another VM booted from the same image into the same destination, whose ChunkStore holds the first VM's chunks and is sent to the source as `inventory` (cross-VM dedup). For the QEMU methods the second run is just another run.",
-    `- **QEMU methods**: \`migrate tcp:10.77.0.2:PORT\` into a destination started with \`-incoming defer\` + \`migrate-incoming tcp:0.0.0.0:PORT\`; congestion control set with sysctl in dwcp-a (this kernel's default: ${r.kernelCc}); QEMU's default downtime-limit (${String(defaults['downtime-limit'] ?? '?')} ms). QEMU 7.2's default max-bandwidth, read from query-migrate-parameters, is ${f(defaultBw / 2 ** 20, 0)} MiB/s (${f((defaultBw * 8) / 1e6, 0)} Mbit/s), not 32 MiB/s; "uncapped" sets 2^40 B/s. The default-capped run is bbr only: cubic is the same cap on a slower sender.`,
+    "- **runs**: first = a freshly booted VM migrated to node 2, whose chunk store is empty; second = another VM booted from the same image on node 1 and migrated to the same node 2, whose store holds the first VM's chunks (cross-VM dedup). The QEMU methods run once.",
+    `- **QEMU methods**: migrateWithQemuAlone (libs/hypervisor, the helper the demo uses too): \`migrate tcp:10.77.0.2:PORT\` into a destination started with \`-incoming defer\` + \`migrate-incoming tcp:10.77.0.2:PORT\`, followed with followMigration; congestion control set with sysctl in dwcp-a (this kernel's default: ${r.kernelCc}); QEMU's default downtime-limit (${String(defaults['downtime-limit'] ?? '?')} ms). QEMU 7.2's default max-bandwidth, read from query-migrate-parameters, is ${f(defaultBw / 2 ** 20, 0)} MiB/s (${f((defaultBw * 8) / 1e6, 0)} Mbit/s), not 32 MiB/s; "uncapped" sets 2^40 B/s. The default-capped run is bbr only: cubic is the same cap on a slower sender.`,
     "- **multifd**: capability multifd, multifd-channels 8, multifd-compression zstd on both ends (Debian's QEMU 7.2 has zstd for multifd). The destination gets them from `-global migration.x-multifd=on -global migration.multifd-channels=8 -global migration.multifd-compression=zstd`, because QemuDriver sends `migrate-incoming` as soon as QEMU is up and multifd set after that makes QEMU reset the source's channels.",
-    "- **DWCP**: QEMU → unix socket → MigrationSource (HDE: FastCDC chunks, BLAKE3, zstd) → AMST over N TCP+TLS connections (kernel default congestion control) → MigrationSink → the destination QEMU's unix socket; N, the zstd level, QEMU's max-bandwidth and downtime-limit from `chooseParameters` (libs/migration) given the scenario's link rate and RTT:",
-    ...r.scenarios.filter((s) => r.choices[s]).map((s) => `  - ${s}: ${r.choices[s]?.basis}`),
+    "- **DWCP**: the product: `POST /v1/migrations {vmId, targetNodeId}` on node 1's REST API, then `GET /v1/migrations/:id` every 100 ms until done. Node 1's MigrationRun: QEMU → unix socket → MigrationSource (HDE: FastCDC chunks, BLAKE3, zstd) → AMST over TCP+TLS connections (kernel default congestion control) → node 2's sink → its QEMU. The parameters are the node's own choice (chooseParameters from what the node knows, the Raft RTT; the bench tells it nothing about the link), as in any real migration.",
     '',
   ];
   for (const scenario of r.scenarios) {
@@ -361,7 +354,6 @@ export function writeReport(name: string, r: ReportInput): void {
     kernelCongestionControl: r.kernelCc,
     hostChanges: r.hostChanges,
     scenarios: r.scenarios.map((s) => r.paths.get(s)),
-    choices: r.choices,
     emulators: r.emulators,
     addons: r.addons,
     samples: r.samples,

@@ -1,33 +1,51 @@
 /**
- * `npm run bench:migrate`: live migration of the test guest over each emulated WAN scenario, DWCP
- * (MigrationSource → AMST over N TCP+TLS connections → MigrationSink) against QEMU's own TCP
- * migration (bbr, cubic) and QEMU multifd+zstd; a first migration and a second one of another VM
- * into the same destination store. Needs root: the source runs in namespace dwcp-a, the
- * destination in dwcp-b, joined by bench/wan's user-space emulator. Writes
- * docs/benchmarks/migration.md and migration.json.
+ * `npm run bench:migrate`: live migration of the test guest over each emulated WAN scenario. DWCP
+ * is the product itself: two node processes (@novacron/local-cluster), node 1 in namespace dwcp-a
+ * and node 2 in dwcp-b, joined by bench/wan's user-space emulator; each migration is asked over
+ * node 1's REST API (POST /v1/migrations) and followed through its record, so what runs is the
+ * node's own MigrationRun. QEMU alone (one TCP connection with bbr or cubic, multifd+zstd) runs
+ * through libs/hypervisor's migrateWithQemuAlone on the same path. Every pause is the guest's real
+ * one, source STOP to destination RESUME. A second VM of the same image into the same destination
+ * node shows cross-VM dedup. Needs root. Writes docs/benchmarks/migration.md and migration.json.
+ *
+ * The bench runs itself again inside dwcp-a for each scenario (`--inner SCENARIO --out FILE`), as
+ * the demo does, so node 1's loopback API and the source QEMU are where the source host is.
  *
  * Environment: DWCP_MIGRATE_SCENARIOS (comma list, default all four), DWCP_MIGRATE_METHODS (comma
  * list of method ids, default all), DWCP_MIGRATE_CAP_S (per-run cap, default 300),
  * DWCP_MIGRATE_MEMORY_MIB (guest RAM, default 128), DWCP_MIGRATE_REPORT (name under
  * docs/benchmarks/, default migration).
  */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { loadavg } from 'node:os';
+import {
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chooseParameters, type MigrationParameterChoice } from '@novacron/migration';
-import { ensureGuestBuilt } from './migrate-guest';
+import { parseArgs } from 'node:util';
+import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
+import { migrateWithQemuAlone, waitForLine } from '@novacron/hypervisor';
+import { freePort, LocalCluster, type NodeProcess, until } from '@novacron/local-cluster';
+import { CounterSampler } from './migrate-counters';
+import {
+  CMDLINE,
+  checkIntact,
+  ensureGuestBuilt,
+  GUEST_OUT,
+  guestSpec,
+  type IntactReport,
+} from './migrate-guest';
 import { METHODS, type MigrationMethod, type RunSample, writeReport } from './migrate-report';
 import {
-  type BootReply,
-  type FinishReply,
-  type InventoryReply,
-  type MigrateReply,
-  type MigrateRequest,
-  NamespaceChild,
-} from './migrate-rpc';
-import { writePeerIdentities } from './peer-identities';
-import {
+  ADDR_A,
   ADDR_B,
   buildEmulator,
   NS_A,
@@ -35,10 +53,8 @@ import {
   namespacesDown,
   namespacesUp,
   REPO,
-  type ScenarioPath,
   scenarioPaths,
   sh,
-  WAN_IF,
   withEmulator,
 } from './wan-path';
 
@@ -50,80 +66,19 @@ const MEMORY_MIB = Number(env.DWCP_MIGRATE_MEMORY_MIB ?? 128);
 const REPORT = env.DWCP_MIGRATE_REPORT ?? 'migration';
 /** QEMU's max-bandwidth for the uncapped runs: far above any link here. */
 const UNCAPPED = 2 ** 40;
-const SOURCE = join(REPO, 'bench', 'dist', 'migrate-source.js');
-const DESTINATION = join(REPO, 'bench', 'dist', 'migrate-destination.js');
+const SELF = join(REPO, 'bench', 'dist', 'migrate.bench.js');
+const IMAGE = 'test-guest';
+const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
+const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
+const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
 
-/** What a namespace's wan0 has carried so far, read from /proc/PID/net/dev of a process inside it. */
-interface IfCounters {
-  rx: number;
-  tx: number;
-}
-
-function readCounters(pid: number): IfCounters {
-  const line = readFileSync(`/proc/${pid}/net/dev`, 'utf8')
-    .split('\n')
-    .find((l) => l.trim().startsWith(`${WAN_IF}:`));
-  if (line === undefined) throw new Error(`no ${WAN_IF} in the namespace of pid ${pid}`);
-  const f = (line.split(':')[1] ?? '').trim().split(/\s+/).map(Number);
-  return { rx: f[0] ?? Number.NaN, tx: f[8] ?? Number.NaN };
-}
-
-/** Both namespaces' counters every 100 ms, the same way for every method. */
-class CounterSampler {
-  readonly samples: { t: number; a: IfCounters; b: IfCounters }[] = [];
-  private readonly timer: NodeJS.Timeout;
-
-  constructor(
-    private readonly pidA: number,
-    private readonly pidB: number,
-  ) {
-    this.sample();
-    this.timer = setInterval(() => this.sample(), 100);
-  }
-
-  private sample(): void {
-    this.samples.push({ t: Date.now(), a: readCounters(this.pidA), b: readCounters(this.pidB) });
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-    this.sample();
-  }
-
-  /**
-   * Bytes dwcp-a sent into the path up to `untilMs` (the destination's resume), and the time
-   * from the last sample before the first byte to the sample that saw the last one.
-   */
-  measure(
-    untilMs: number,
-    stopAtMs: number | undefined,
-  ): { wire: number; acks: number; delivered: number; transferS: number; afterStop?: number } {
-    const s = this.samples;
-    const first = s[0];
-    if (first === undefined) throw new Error('no counter samples');
-    let end = s.findIndex((x) => x.t > untilMs + 200);
-    if (end < 0) end = s.length - 1;
-    const last = s[end] ?? first;
-    let begin = s.findIndex((x) => x.a.tx > first.a.tx);
-    if (begin < 0 || begin > end) begin = end;
-    let lastMove = begin;
-    for (let i = begin + 1; i <= end; i++) if ((s[i]?.a.tx ?? 0) > (s[i - 1]?.a.tx ?? 0)) lastMove = i;
-    const from = s[Math.max(0, begin - 1)]?.t ?? first.t;
-    // The last reading before the source stopped: what crossed after it was still in the pipe.
-    const atStop = stopAtMs === undefined ? undefined : [...s].reverse().find((x) => x.t <= stopAtMs);
-    return {
-      wire: last.a.tx - first.a.tx,
-      acks: last.a.rx - first.a.rx,
-      delivered: last.b.rx - first.b.rx,
-      transferS: ((s[lastMove]?.t ?? from) - from) / 1000,
-      ...(atStop === undefined ? {} : { afterStop: last.a.tx - atStop.a.tx }),
-    };
-  }
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
 }
 
 /**
- * The native addon file the children load when they start: others may rebuild it while the bench
- * runs, so each scenario records which build its children had.
+ * The native addon file the nodes load when they start: others may rebuild it while the bench
+ * runs, so each scenario records which build its nodes had.
  */
 function addonBuild(): string {
   const dir = join(REPO, 'native', 'napi');
@@ -139,210 +94,326 @@ function setCongestion(cc: string): void {
 }
 
 const ALLOWED_CC = 'net.ipv4.tcp_allowed_congestion_control';
-/** The host's allowed list as found, when the bench had to widen it. */
-let allowedBefore: string | undefined;
 
 /**
  * A namespace other than the host's may only default to an algorithm on the host's allowed list
  * (EPERM otherwise), and this kernel allows reno and bbr: add the ones the bench needs, until the
  * end of the run. Only what unprivileged sockets may choose changes; the host's default does not.
  */
-function allowCongestion(needed: string[]): string | undefined {
+function allowCongestion(needed: string[]): { before: string; note: string } | undefined {
   const allowed = sh('sysctl', ['-n', ALLOWED_CC]).trim();
   const missing = needed.filter((cc) => !allowed.split(/\s+/).includes(cc));
   if (missing.length === 0) return undefined;
-  allowedBefore = allowed;
   sh('sysctl', ['-q', '-w', `${ALLOWED_CC}=${allowed} ${missing.join(' ')}`]);
-  return `${ALLOWED_CC} widened from "${allowed}" to add ${missing.join(', ')} for the run, then restored`;
+  return {
+    before: allowed,
+    note: `${ALLOWED_CC} widened from "${allowed}" to add ${missing.join(', ')} for the run, then restored`,
+  };
 }
 
-interface ScenarioContext {
-  path: ScenarioPath;
-  source: NamespaceChild;
-  destination: NamespaceChild;
-  choice: MigrationParameterChoice;
+// ---- inside dwcp-a: one scenario against a two-node cluster ----
+
+interface Inner {
+  scenario: string;
+  rateMbit: number;
+  methods: MigrationMethod[];
   kernelCc: string;
-  nextPort: () => number;
 }
 
-async function runOne(
-  ctx: ScenarioContext,
+/** The node's image directory for the test guest, with the bench's kernel command line. */
+function installImage(imagesDir: string): void {
+  const dir = join(imagesDir, IMAGE);
+  mkdirSync(dir, { recursive: true });
+  for (const f of ['vmlinux', 'initramfs.cpio.gz']) symlinkSync(join(GUEST_OUT, f), join(dir, f));
+  writeFileSync(join(dir, 'cmdline'), `${CMDLINE}\n`);
+}
+
+async function startCluster(
+  cluster: LocalCluster,
+): Promise<{ a: NodeProcess; b: NodeProcess; aId: string; bId: string }> {
+  const a = await cluster.add({ peerHost: ADDR_A });
+  a.start();
+  await until('node 1 to lead', async () => (await cluster.statusOf(a))?.role === 'leader', 60_000);
+  const b = await cluster.add({ prefix: ['ip', 'netns', 'exec', NS_B], peerHost: ADDR_B });
+  // Node 2 cannot reach node 1's loopback API across the namespaces: it is admitted from here.
+  await cluster.provision(b, a, `${ADDR_B}:${b.peerPort}`);
+  b.start();
+  const status = await until(
+    'node 2 to join',
+    async () => {
+      const s = await b.getWhereItRuns<{ nodeId: string; voters: number[]; leaderRaftId: number | null }>(
+        '/v1/cluster/status',
+        cluster.adminToken,
+      );
+      return s && s.voters.length === 2 && s.leaderRaftId !== null ? s : undefined;
+    },
+    90_000,
+  );
+  return { a, b, aId: (await cluster.statusOf(a))?.nodeId ?? '', bId: status.nodeId };
+}
+
+async function consoleOf(n: NodeProcess, vmId: string, token: string): Promise<string[]> {
+  return (
+    (await n.getWhereItRuns<{ lines: string[] }>(`/v1/vms/${vmId}/console?tail=500`, token))?.lines ?? []
+  );
+}
+
+/** The destination guest's heartbeat and integrity readings from its console, as checkIntact reads them. */
+async function intactOnNode(n: NodeProcess, vmId: string, token: string, md5: string): Promise<IntactReport> {
+  let at = 0;
+  const lines: AsyncIterator<string> = {
+    next: async () => {
+      for (;;) {
+        const all = await consoleOf(n, vmId, token);
+        if (all.length > at) return { done: false, value: all[at++] as string };
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    },
+  };
+  return checkIntact(lines, md5);
+}
+
+/** A process that only sits in a namespace, so its /proc/PID/net/dev reads that namespace's counters. */
+function anchor(ns: string): ChildProcess {
+  return spawn('ip', ['netns', 'exec', ns, 'sleep', 'infinity'], { stdio: 'ignore' });
+}
+
+async function dwcpRun(
+  ctx: Inner,
+  cluster: LocalCluster,
+  nodes: Awaited<ReturnType<typeof startCluster>>,
+  pidB: number,
   method: MigrationMethod,
   run: 'first' | 'second',
-): Promise<RunSample> {
-  const { source, destination, path, choice } = ctx;
-  const name = `${path.name}-${method.id}-${run}`;
-  const cc = method.congestion === 'kernel-default' ? ctx.kernelCc : method.congestion;
-  const sample: RunSample = {
-    scenario: path.name,
-    method: method.id,
-    label: method.label,
-    run,
-    congestion: cc,
-    loadavg: loadavg(),
-    status: 'error',
-    intact: false,
-    notes: [],
-  };
-  try {
-    setCongestion(cc);
-    const booted = await source.request<BootReply>('boot', { name, memoryMiB: MEMORY_MIB });
-    sample.accelerator = booted.accelerator;
-    sample.qemuDefaults = {
-      'max-bandwidth': booted.defaults['max-bandwidth'],
-      'downtime-limit': booted.defaults['downtime-limit'],
-    };
-    let inventory: InventoryReply | undefined;
-    if (method.transport === 'dwcp') {
-      inventory = await destination.request<InventoryReply>('inventory');
-      sample.inventoryChunks = inventory.chunks;
-    }
-    const prepared = await destination.request<{ port: number; parameters: Record<string, unknown> }>(
-      'prepare',
-      {
-        name,
-        memoryMiB: MEMORY_MIB,
-        transport: method.transport,
-        port: ctx.nextPort(),
-        ...(method.multifd ? { multifd: method.multifd } : {}),
-      },
-    );
-    if (method.multifd) {
-      const p = prepared.parameters;
-      sample.notes.push(
-        `destination multifd ${String(p['multifd-channels'])}× ${String(p['multifd-compression'])}`,
-      );
-    }
-    const request: MigrateRequest = {
-      name,
-      transport: method.transport,
-      host: ADDR_B,
-      port: prepared.port,
-      capMs: CAP_S * 1000,
-      ...(method.bandwidth === 'uncapped' ? { maxBandwidthBytesPerSec: UNCAPPED } : {}),
-      ...(method.multifd ? { multifd: method.multifd } : {}),
-    };
-    if (method.transport === 'dwcp') {
-      request.maxBandwidthBytesPerSec = choice.maxBandwidthBytesPerSec;
-      request.downtimeLimitMs = choice.downtimeLimitMs;
-      request.dwcp = {
-        streams: choice.streams,
-        zstdLevel: choice.zstdLevel,
-        serverName: 'node-b',
-        ...(inventory?.inventoryBase64 ? { inventoryBase64: inventory.inventoryBase64 } : {}),
-      };
-    }
-    const sampler = new CounterSampler(source.pid, destination.pid);
-    const finishing = destination.request<FinishReply>('finish', {
-      name,
-      md5: booted.md5,
-      timeoutMs: (CAP_S + 60) * 1000,
-    });
-    // Awaited below, after the source is done; until then a rejection must not count as unhandled.
-    finishing.catch(() => undefined);
-    let migrated: MigrateReply;
-    try {
-      migrated = await source.request<MigrateReply>('migrate', request);
-    } catch (error) {
-      await destination.request('destroy', { name }).catch(() => undefined);
-      await finishing.catch(() => undefined);
-      sampler.stop();
-      throw error;
-    }
-    // A migration that ended without completing leaves the destination waiting: end it.
-    if (migrated.final.status !== 'completed') await destination.request('destroy', { name });
-    const finished = await finishing;
-    sampler.stop();
-    Object.assign(sample, {
-      status: migrated.didNotFinish ? 'did-not-finish' : migrated.final.status,
-      parameters: migrated.parameters,
-      capabilities: migrated.capabilities,
-      qemu: migrated.final,
-      source: migrated.source,
-      sourceError: migrated.sourceError,
-      sink: finished.sink,
-      sinkError: finished.sinkError,
-      destinationFailure: finished.failure,
-      intactReport: finished.intact,
-      seqAtStart: migrated.seqAtStart,
-      qemuTotalS: (migrated.final.totalTimeMs ?? Number.NaN) / 1000,
-      qemuDowntimeMs: migrated.final.downtimeMs,
-    });
-    const resumeAtMs = finished.resumeAtMs;
-    const m = sampler.measure(resumeAtMs ?? Date.now(), migrated.stopAtMs);
-    sample.wireBytesAfterStop = m.afterStop;
-    sample.wireBytes = m.wire;
-    sample.ackBytes = m.acks;
-    sample.deliveredBytes = m.delivered;
-    sample.transferS = m.transferS;
-    sample.utilisation = (m.wire * 8) / (path.rate_mbit * 1e6) / m.transferS;
-    sample.counters = sampler.samples.map((x) => [
-      x.t - migrated.startedAtMs,
-      x.a.tx,
-      x.a.rx,
-      x.b.rx,
-      x.b.tx,
-    ]);
-    if (resumeAtMs !== undefined) {
-      sample.totalS = (resumeAtMs - migrated.startedAtMs) / 1000;
-      if (migrated.stopAtMs !== undefined) sample.pauseMs = resumeAtMs - migrated.stopAtMs;
-      const intact = finished.intact;
-      sample.intact =
-        intact?.integrityOk === true &&
-        intact.firstSeq !== undefined &&
-        intact.firstSeq > migrated.seqAtStart;
-      if (!sample.intact) {
-        sample.destinationConsole = finished.console;
-      }
-    }
-    if (migrated.didNotFinish) sample.notes.unshift(`did not finish in ${CAP_S} s (migrate_cancel)`);
-    else if (migrated.final.status !== 'completed') {
-      sample.notes.unshift(`QEMU ${migrated.final.status}: ${migrated.final.errorDesc ?? ''}`);
-    }
-    if (migrated.sourceError && migrated.final.status === 'completed')
-      sample.notes.push(migrated.sourceError);
-    if (finished.failure && migrated.final.status === 'completed') sample.notes.push(finished.failure);
-  } catch (error) {
-    sample.status = 'error';
-    sample.notes.push(`FAILED: ${(error as Error).message.split('\n')[0]}`);
-  } finally {
-    await source.request('destroy', { name }).catch(() => undefined);
-    await destination.request('destroy', { name }).catch(() => undefined);
-    try {
-      setCongestion(ctx.kernelCc);
-    } catch (error) {
-      log(`could not restore the congestion control: ${(error as Error).message}`);
-    }
+  sample: RunSample,
+): Promise<void> {
+  const token = cluster.adminToken;
+  const { a, b } = nodes;
+  const name = `${ctx.scenario}-${method.id}-${run}`;
+  const created = await a.api<VmRecord>('POST', '/v1/vms', token, {
+    name,
+    image: IMAGE,
+    vcpus: 1,
+    memoryMiB: MEMORY_MIB,
+    nodeId: nodes.aId,
+  });
+  if (created.status !== 201 && created.status !== 200)
+    throw new Error(`POST /v1/vms: ${created.status} ${JSON.stringify(created.body)}`);
+  const vm = created.body;
+  await a.api('POST', `/v1/vms/${vm.id}/start`, token);
+  // Migrate a guest whose workload is under way and whose memory checked out once on the source.
+  const booted = await until(
+    `${name} to boot and check its memory`,
+    async () => {
+      const lines = await consoleOf(a, vm.id, token);
+      const md5 = lines.map((l) => READY.exec(l)?.[1]).find((m) => m !== undefined);
+      const check = lines.map((l) => INTEGRITY.exec(l)).find((m) => m !== null);
+      const beat = lines.flatMap((l) => HEARTBEAT.exec(l)?.[1] ?? []).at(-1);
+      return md5 && check && beat ? { md5, check, beat: Number(beat) } : undefined;
+    },
+    120_000,
+  );
+  if (booted.check[1] !== 'ok' || booted.check[2] !== booted.md5) {
+    throw new Error(`the guest failed its integrity check before migrating: ${booted.check[0]}`);
   }
-  return sample;
+  sample.seqAtStart = booted.beat;
+  const sampler = new CounterSampler(process.pid, pidB);
+  const startedAtMs = Date.now();
+  const posted = await a.api<MigrationRecord>('POST', '/v1/migrations', token, {
+    vmId: vm.id,
+    targetNodeId: nodes.bId,
+  });
+  if (posted.status !== 201 && posted.status !== 200) {
+    sampler.stop();
+    throw new Error(`POST /v1/migrations: ${posted.status} ${JSON.stringify(posted.body)}`);
+  }
+  // Follow the migration's record. Its switching-over phase is committed when the source QEMU
+  // has completed, a few ms after its STOP: the bench's STOP time for the after-STOP bytes.
+  let record = posted.body;
+  let switchingAtMs: number | undefined;
+  const deadline = Date.now() + (CAP_S + 60) * 1000;
+  while (!['done', 'failed', 'cancelled'].includes(record.phase)) {
+    if (Date.now() > deadline) {
+      await a.api('POST', `/v1/migrations/${record.id}/cancel`, token).catch(() => undefined);
+      sample.notes.unshift(`did not finish in ${CAP_S} s (cancelled)`);
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+    const r = await a
+      .api<MigrationRecord>('GET', `/v1/migrations/${record.id}`, token)
+      .catch(() => undefined);
+    if (r?.status !== 200) continue;
+    record = r.body;
+    if (record.phase === 'switching-over' && switchingAtMs === undefined)
+      switchingAtMs = Date.parse(record.updatedAt);
+  }
+  const doneAtMs = Date.parse(record.updatedAt);
+  sampler.stop();
+  const st = record.stats;
+  sample.status = record.phase === 'done' ? 'completed' : record.phase;
+  if (record.reason) sample.notes.push(record.reason);
+  sample.dwcp = { migrationId: record.id, stats: st };
+  sample.pauseMs = st.downtimeMs;
+  sample.totalS = st.totalMs === undefined ? undefined : st.totalMs / 1000;
+  const m = sampler.measure(doneAtMs, switchingAtMs);
+  Object.assign(sample, {
+    wireBytes: m.wire,
+    wireBytesAfterStop: m.afterStop,
+    ackBytes: m.acks,
+    deliveredBytes: m.delivered,
+    transferS: m.transferS,
+    utilisation: (m.wire * 8) / (ctx.rateMbit * 1e6) / m.transferS,
+    counters: sampler.samples.map((x) => [x.t - startedAtMs, x.a.tx, x.a.rx, x.b.rx, x.b.tx]),
+  });
+  if (record.phase === 'done') {
+    const intact = await intactOnNode(b, vm.id, token, booted.md5);
+    sample.intactReport = intact;
+    sample.intact = intact.integrityOk && intact.firstSeq !== undefined && intact.firstSeq > booted.beat;
+    if (!sample.intact) sample.destinationConsole = (await consoleOf(b, vm.id, token)).slice(-15);
+  }
+  // The chunks stay in node 2's store when the VM goes, which the second VM's run relies on; a
+  // deleted VM also stops taking the 2 cores' CPU from the next run.
+  await a.api('DELETE', `/v1/vms/${vm.id}`, token).catch(() => undefined);
 }
 
-function log(line: string): void {
-  process.stderr.write(`${line}\n`);
+async function qemuRun(
+  ctx: Inner,
+  pidB: number,
+  method: MigrationMethod,
+  run: 'first' | 'second',
+  sample: RunSample,
+): Promise<void> {
+  const name = `${ctx.scenario}-${method.id}-${run}`;
+  let md5 = '';
+  let sampler: CounterSampler | undefined;
+  let intact: IntactReport | undefined;
+  const r = await migrateWithQemuAlone({
+    spec: guestSpec(name, MEMORY_MIB),
+    host: ADDR_B,
+    port: await freePort(),
+    destinationNamespace: NS_B,
+    ...(method.multifd ? { multifd: method.multifd } : {}),
+    ...(method.bandwidth === 'uncapped' ? { maxBandwidthBytesPerSec: UNCAPPED } : {}),
+    ready: READY,
+    capMs: CAP_S * 1000,
+    beforeMigrate: async ({ source, sourceVm }) => {
+      const lines = source.serialLines(sourceVm, { replay: true });
+      md5 = (await waitForLine(lines, READY, { timeoutMs: 90_000 }))[1] ?? '';
+      const check = await waitForLine(lines, INTEGRITY, { timeoutMs: 20_000 });
+      if (check[1] !== 'ok' || check[2] !== md5)
+        throw new Error(`the guest failed its integrity check before migrating: ${check[0]}`);
+      sample.seqAtStart = Number((await waitForLine(lines, HEARTBEAT, { timeoutMs: 10_000 }))[1]);
+      await lines.return?.();
+      const p = await source.qmp(sourceVm).execute<Record<string, unknown>>('query-migrate-parameters');
+      sample.parameters = Object.fromEntries(
+        ['max-bandwidth', 'downtime-limit', 'multifd-channels', 'multifd-compression'].map((k) => [k, p[k]]),
+      );
+      sample.accelerator = sourceVm.accelerator;
+      sampler = new CounterSampler(process.pid, pidB);
+    },
+    afterResume: async (destination, vm) => {
+      intact = await checkIntact(destination.serialLines(vm, { replay: true }), md5);
+    },
+  });
+  sampler?.stop();
+  sample.status = r.status;
+  sample.qemu = r.final;
+  sample.qemuDowntimeMs = r.final.downtimeMs;
+  sample.qemuTotalS = (r.final.totalTimeMs ?? Number.NaN) / 1000;
+  if (r.note) sample.notes.unshift(r.note);
+  if (r.status === 'completed' && r.resumeAtMs !== undefined) {
+    sample.totalS = r.totalMs / 1000;
+    sample.pauseMs = r.pauseMs;
+  }
+  if (sampler) {
+    const m = sampler.measure(r.resumeAtMs ?? Date.now(), r.stopAtMs);
+    Object.assign(sample, {
+      wireBytes: m.wire,
+      wireBytesAfterStop: m.afterStop,
+      ackBytes: m.acks,
+      deliveredBytes: m.delivered,
+      transferS: m.transferS,
+      utilisation: (m.wire * 8) / (ctx.rateMbit * 1e6) / m.transferS,
+      counters: sampler.samples.map((x) => [x.t - r.startedAtMs, x.a.tx, x.a.rx, x.b.rx, x.b.tx]),
+    });
+  }
+  if (intact) {
+    const i: IntactReport = intact;
+    sample.intactReport = i;
+    sample.intact = i.integrityOk && i.firstSeq !== undefined && i.firstSeq > (sample.seqAtStart ?? 0);
+  }
+}
+
+async function inner(ctx: Inner, out: string): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'dwcp-migrate-bench-'));
+  const images = join(work, 'images');
+  installImage(images);
+  const cluster = new LocalCluster(
+    ['--hypervisor-driver', 'qemu', '--hypervisor-images-dir', images],
+    join(work, 'nodes'),
+  );
+  const anchorB = anchor(NS_B);
+  const samples: RunSample[] = [];
+  try {
+    const nodes = await startCluster(cluster);
+    log(`${ctx.scenario}: cluster up, node 1 in ${NS_A}, node 2 in ${NS_B}`);
+    for (const method of ctx.methods) {
+      for (const run of method.transport === 'dwcp' ? (['first', 'second'] as const) : (['first'] as const)) {
+        const cc = method.congestion === 'kernel-default' ? ctx.kernelCc : method.congestion;
+        const sample: RunSample = {
+          scenario: ctx.scenario,
+          method: method.id,
+          label: method.label,
+          run,
+          congestion: cc,
+          loadavg: loadavg(),
+          status: 'error',
+          intact: false,
+          notes: [],
+        };
+        try {
+          setCongestion(cc);
+          if (method.transport === 'dwcp')
+            await dwcpRun(ctx, cluster, nodes, anchorB.pid ?? 0, method, run, sample);
+          else await qemuRun(ctx, anchorB.pid ?? 0, method, run, sample);
+        } catch (error) {
+          sample.status = 'error';
+          sample.notes.push(`FAILED: ${(error as Error).message.split('\n')[0]}`);
+        } finally {
+          setCongestion(ctx.kernelCc);
+        }
+        log(describe(sample));
+        samples.push(sample);
+        writeFileSync(out, JSON.stringify(samples));
+      }
+    }
+  } finally {
+    for (const n of cluster.nodes) if (n.running) await n.signal('SIGTERM');
+    anchorB.kill();
+    rmSync(work, { recursive: true, force: true });
+  }
 }
 
 function describe(s: RunSample): string {
   const f = (x: number | undefined, d: number) => (x === undefined ? '-' : x.toFixed(d));
   return (
     `${s.scenario} ${s.method} ${s.run}: ${s.status}, total ${f(s.totalS, 1)} s, transfer ${f(s.transferS, 1)} s, ` +
-    `downtime ${f(s.qemuDowntimeMs, 0)}/${f(s.pauseMs, 0)} ms, wire ${f((s.wireBytes ?? 0) / 1e6, 1)} MB, ` +
-    `util ${f((s.utilisation ?? 0) * 100, 0)} %, intact ${s.intact} ${s.notes.join('; ')}`
+    `real pause ${f(s.pauseMs, 0)} ms, wire ${f((s.wireBytes ?? 0) / 1e6, 1)} MB ` +
+    `(${f((s.wireBytesAfterStop ?? 0) / 1e6, 1)} after STOP), util ${f((s.utilisation ?? 0) * 100, 0)} %, intact ${s.intact} ${s.notes.join('; ')}`
   );
 }
 
-let children: NamespaceChild[] = [];
-let ownNamespaces = false;
-let cleaning: Promise<void> | undefined;
+// ---- on the host: namespaces, emulator, congestion settings and the report ----
 
-/** Every QEMU lives under a child; the children destroy theirs, and netns.sh down ends whatever is left. */
-function cleanUp(): Promise<void> {
-  cleaning ??= (async () => {
-    await Promise.all(children.map((c) => c.close()));
-    children = [];
-    if (ownNamespaces) namespacesDown();
-    if (allowedBefore !== undefined) sh('sysctl', ['-q', '-w', `${ALLOWED_CC}=${allowedBefore}`]);
-  })();
-  return cleaning;
+function runInner(scenario: string, out: string): Promise<number | null> {
+  const child = spawn(
+    'ip',
+    ['netns', 'exec', NS_A, process.execPath, SELF, '--inner', scenario, '--out', out],
+    {
+      stdio: ['ignore', 'inherit', 'inherit'],
+    },
+  );
+  return new Promise((res) => child.once('exit', (code) => res(code)));
 }
 
 async function main(): Promise<void> {
@@ -361,22 +432,23 @@ async function main(): Promise<void> {
   const paths = scenarioPaths();
   for (const s of SCENARIOS) if (!paths.has(s)) throw new Error(`unknown scenario ${s}`);
   const methods = METHODS.filter((m) => !ONLY || ONLY.includes(m.id));
-  const ids = writePeerIdentities('migrate-bench');
   const samples: RunSample[] = [];
-  const choices: Record<string, MigrationParameterChoice> = {};
   const emulators: Record<string, string> = {};
   const addons: Record<string, string> = {};
   const startLoad = loadavg();
-  let port = 23000;
-  process.once('SIGINT', () => {
-    log('SIGINT: destroying every VM and the namespaces');
-    void cleanUp().then(() => process.exit(130));
-  });
   const widened = allowCongestion(
     [...new Set(methods.map((m) => m.congestion))].filter((c) => c !== 'kernel-default'),
   );
-  if (widened) log(widened);
-  ownNamespaces = true;
+  if (widened) log(widened.note);
+  const restore = () => {
+    namespacesDown();
+    if (widened) sh('sysctl', ['-q', '-w', `${ALLOWED_CC}=${widened.before}`]);
+  };
+  process.once('SIGINT', () => {
+    log('SIGINT: stopping the nodes and removing the namespaces');
+    restore();
+    process.exit(130);
+  });
   namespacesUp();
   try {
     const kernelCc = sh('ip', [
@@ -388,65 +460,53 @@ async function main(): Promise<void> {
       'net.ipv4.tcp_congestion_control',
     ]).trim();
     for (const scenario of SCENARIOS) {
-      const path = paths.get(scenario) as ScenarioPath;
-      const choice = chooseParameters({
-        bandwidthBytesPerSec: (path.rate_mbit * 1e6) / 8,
-        rttMs: 2 * path.delay_ms,
-      });
-      choices[scenario] = choice;
-      log(`${scenario}: DWCP parameters: ${choice.basis}`);
-      const { emulator } = await withEmulator(scenario, async () => {
-        addons[scenario] = addonBuild();
-        const source = new NamespaceChild(NS_A, SOURCE, ['--identity', join(ids, 'node-a')]);
-        const destination = new NamespaceChild(NS_B, DESTINATION, ['--identity', join(ids, 'node-b')]);
-        children = [source, destination];
-        const ctx: ScenarioContext = { path, source, destination, choice, kernelCc, nextPort: () => port++ };
-        try {
-          for (const method of methods) {
-            for (const run of ['first', 'second'] as const) {
-              const s = await runOne(ctx, method, run);
-              log(describe(s));
-              samples.push(s);
-            }
-          }
-        } finally {
-          await Promise.all([source.close(), destination.close()]);
-          const after = addonBuild();
-          if (after !== addons[scenario]) {
-            addons[scenario] +=
-              ` (replaced during the scenario by ${after}; the children kept the one they loaded)`;
-          }
-          children = [];
-        }
-      });
+      const out = join(tmpdir(), `dwcp-migrate-${NS_A}-${scenario}.json`);
+      rmSync(out, { force: true });
+      addons[scenario] = addonBuild();
+      const { emulator, result } = await withEmulator(scenario, () => runInner(scenario, out));
+      if (result !== 0) log(`${scenario}: the run inside ${NS_A} exited with ${result}`);
+      try {
+        samples.push(...(JSON.parse(readFileSync(out, 'utf8')) as RunSample[]));
+      } catch {
+        log(`${scenario}: no samples`);
+      }
+      const after = addonBuild();
+      if (after !== addons[scenario])
+        addons[scenario] += ` (replaced during the scenario by ${after}; the nodes kept the one they loaded)`;
       emulators[scenario] = emulator.trim().split('\n').at(-1) ?? '';
       writeReport(REPORT, {
         samples,
-        choices,
         paths,
         scenarios: SCENARIOS,
         capS: CAP_S,
         memoryMiB: MEMORY_MIB,
         startLoad,
         kernelCc,
-        hostChanges: widened,
+        hostChanges: widened?.note,
         emulators,
         addons,
       });
     }
   } finally {
-    await cleanUp();
+    restore();
   }
 }
 
-// Whatever goes wrong, no QEMU, namespace or host setting is left behind.
-process.once('uncaughtException', (e) => {
-  process.stderr.write(`bench:migrate: ${e.stack ?? String(e)}\n`);
-  void cleanUp().finally(() => process.exit(1));
-});
-
-main().catch(async (e: unknown) => {
+const { values } = parseArgs({ options: { inner: { type: 'string' }, out: { type: 'string' } } });
+const fail = (e: unknown) => {
   process.stderr.write(`bench:migrate failed: ${(e as Error).stack ?? String(e)}\n`);
-  await cleanUp().catch(() => undefined);
   process.exit(1);
-});
+};
+if (values.inner !== undefined && values.out !== undefined) {
+  const scenario = values.inner;
+  const path = scenarioPaths().get(scenario);
+  if (!path) throw new Error(`unknown scenario ${scenario}`);
+  const kernelCc = sh('sysctl', ['-n', 'net.ipv4.tcp_congestion_control']).trim();
+  const methods = METHODS.filter((m) => !ONLY || ONLY.includes(m.id));
+  inner({ scenario, rateMbit: path.rate_mbit, methods, kernelCc }, values.out).then(
+    () => process.exit(0),
+    fail,
+  );
+} else {
+  main().catch(fail);
+}

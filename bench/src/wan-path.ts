@@ -11,8 +11,10 @@ import { createInterface } from 'node:readline';
 export const REPO = resolve(__dirname, '..', '..');
 export const WAN = join(REPO, 'bench', 'wan');
 const EMULATOR = join(WAN, 'emulator', 'target', 'release', 'dwcp-wanem');
-export const NS_A = 'dwcp-a';
-export const NS_B = 'dwcp-b';
+/** The namespace pair; DWCP_WAN_NS_A/_B give another, so two WAN benches can run at once. */
+export const NS_A = process.env.DWCP_WAN_NS_A ?? 'dwcp-a';
+export const NS_B = process.env.DWCP_WAN_NS_B ?? 'dwcp-b';
+export const ADDR_A = '10.77.0.1';
 export const ADDR_B = '10.77.0.2';
 /** The emulator's TUN device, one in each namespace. */
 export const WAN_IF = 'wan0';
@@ -114,7 +116,7 @@ export async function withEmulator<T>(
   scenario: string,
   f: () => Promise<T>,
 ): Promise<{ result: T; emulator: string }> {
-  const statsFile = join(tmpdir(), `dwcp-wanem-${scenario}.json`);
+  const statsFile = join(tmpdir(), `dwcp-wanem-${NS_A}-${scenario}.json`);
   const emu = spawn(
     EMULATOR,
     ['--ns-a', NS_A, '--ns-b', NS_B, '--scenario', scenario, '--stats-file', statsFile],
