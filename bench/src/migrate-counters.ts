@@ -17,6 +17,12 @@ function readCounters(pid: number): IfCounters {
   return { rx: f[0] ?? Number.NaN, tx: f[8] ?? Number.NaN };
 }
 
+/**
+ * A 100 ms interval in which dwcp-a sent less than this is idle: the cluster's own Raft and gossip
+ * traffic (a few KB/s) crosses the path all the time, and must not stretch the transfer's window.
+ */
+const IDLE_BYTES = 50_000;
+
 /** Both namespaces' counters every 100 ms. */
 export class CounterSampler {
   readonly samples: { t: number; a: IfCounters; b: IfCounters }[] = [];
@@ -41,7 +47,7 @@ export class CounterSampler {
 
   /**
    * Bytes dwcp-a sent into the path up to `untilMs` (the destination's resume), and the time
-   * from the last sample before the first byte to the sample that saw the last one.
+   * from the last sample before the first busy interval to the end of the last one.
    */
   measure(
     untilMs: number,
@@ -53,10 +59,11 @@ export class CounterSampler {
     let end = s.findIndex((x) => x.t > untilMs + 200);
     if (end < 0) end = s.length - 1;
     const last = s[end] ?? first;
-    let begin = s.findIndex((x) => x.a.tx > first.a.tx);
-    if (begin < 0 || begin > end) begin = end;
+    const moved = (i: number) => (s[i]?.a.tx ?? 0) - (s[i - 1]?.a.tx ?? 0) >= IDLE_BYTES;
+    let begin = 1;
+    while (begin < end && !moved(begin)) begin++;
     let lastMove = begin;
-    for (let i = begin + 1; i <= end; i++) if ((s[i]?.a.tx ?? 0) > (s[i - 1]?.a.tx ?? 0)) lastMove = i;
+    for (let i = begin + 1; i <= end; i++) if (moved(i)) lastMove = i;
     const from = s[Math.max(0, begin - 1)]?.t ?? first.t;
     // The last reading before the source stopped: what crossed after it was still in the pipe.
     const atStop = stopAtMs === undefined ? undefined : [...s].reverse().find((x) => x.t <= stopAtMs);

@@ -178,6 +178,25 @@ function anchor(ns: string): ChildProcess {
   return spawn('ip', ['netns', 'exec', ns, 'sleep', 'infinity'], { stdio: 'ignore' });
 }
 
+/** The wire columns, from the interface counters, the same way for every method. */
+function fromCounters(
+  sample: RunSample,
+  sampler: CounterSampler,
+  rateMbit: number,
+  at: { startedAtMs: number; untilMs: number; stopAtMs: number | undefined },
+): void {
+  const m = sampler.measure(at.untilMs, at.stopAtMs);
+  Object.assign(sample, {
+    wireBytes: m.wire,
+    wireBytesAfterStop: m.afterStop,
+    ackBytes: m.acks,
+    deliveredBytes: m.delivered,
+    transferS: m.transferS,
+    utilisation: (m.wire * 8) / (rateMbit * 1e6) / m.transferS,
+    counters: sampler.samples.map((x) => [x.t - at.startedAtMs, x.a.tx, x.a.rx, x.b.rx, x.b.tx]),
+  });
+}
+
 async function dwcpRun(
   ctx: Inner,
   cluster: LocalCluster,
@@ -255,16 +274,7 @@ async function dwcpRun(
   sample.dwcp = { migrationId: record.id, stats: st };
   sample.pauseMs = st.downtimeMs;
   sample.totalS = st.totalMs === undefined ? undefined : st.totalMs / 1000;
-  const m = sampler.measure(doneAtMs, switchingAtMs);
-  Object.assign(sample, {
-    wireBytes: m.wire,
-    wireBytesAfterStop: m.afterStop,
-    ackBytes: m.acks,
-    deliveredBytes: m.delivered,
-    transferS: m.transferS,
-    utilisation: (m.wire * 8) / (ctx.rateMbit * 1e6) / m.transferS,
-    counters: sampler.samples.map((x) => [x.t - startedAtMs, x.a.tx, x.a.rx, x.b.rx, x.b.tx]),
-  });
+  fromCounters(sample, sampler, ctx.rateMbit, { startedAtMs, untilMs: doneAtMs, stopAtMs: switchingAtMs });
   if (record.phase === 'done') {
     const intact = await intactOnNode(b, vm.id, token, booted.md5);
     sample.intactReport = intact;
@@ -326,15 +336,10 @@ async function qemuRun(
     sample.pauseMs = r.pauseMs;
   }
   if (sampler) {
-    const m = sampler.measure(r.resumeAtMs ?? Date.now(), r.stopAtMs);
-    Object.assign(sample, {
-      wireBytes: m.wire,
-      wireBytesAfterStop: m.afterStop,
-      ackBytes: m.acks,
-      deliveredBytes: m.delivered,
-      transferS: m.transferS,
-      utilisation: (m.wire * 8) / (ctx.rateMbit * 1e6) / m.transferS,
-      counters: sampler.samples.map((x) => [x.t - r.startedAtMs, x.a.tx, x.a.rx, x.b.rx, x.b.tx]),
+    fromCounters(sample, sampler, ctx.rateMbit, {
+      startedAtMs: r.startedAtMs,
+      untilMs: r.resumeAtMs ?? Date.now(),
+      stopAtMs: r.stopAtMs,
     });
   }
   if (intact) {
