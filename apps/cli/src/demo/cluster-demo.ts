@@ -295,7 +295,7 @@ function report(
       m?.phase ?? '',
       formatDuration(s.totalMs),
       formatDuration(s.downtimeMs),
-      '',
+      'n/a',
       formatBytes(s.bytesIn),
       formatBytes(s.bytesOnWire),
       formatFactor(reduction),
