@@ -23,9 +23,9 @@ export const CMDLINE = `console=ttyS0 quiet panic=-1 dwcp.fill_mib=${FILL_MIB} d
 export const UNIQUE_PER_BOOT_BYTES = (FILL_MIB / 2) * 2 ** 20;
 export const GUEST_ABOUT = `test/guest (Debian kernel + busybox initramfs), \`${CMDLINE}\``;
 
-const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
-const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
-const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
+export const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
+export const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
+export const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
 
 export function guestSpec(name: string, memoryMiB: number): VmSpec {
   return {

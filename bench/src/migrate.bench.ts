@@ -41,7 +41,10 @@ import {
   ensureGuestBuilt,
   GUEST_OUT,
   guestSpec,
+  HEARTBEAT,
+  INTEGRITY,
   type IntactReport,
+  READY,
 } from './migrate-guest';
 import { METHODS, type MigrationMethod, type RunSample, writeReport } from './migrate-report';
 import {
@@ -68,9 +71,6 @@ const REPORT = env.DWCP_MIGRATE_REPORT ?? 'migration';
 const UNCAPPED = 2 ** 40;
 const SELF = join(REPO, 'bench', 'dist', 'migrate.bench.js');
 const IMAGE = 'test-guest';
-const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
-const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
-const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
 
 function log(line: string): void {
   process.stderr.write(`${line}\n`);
