@@ -1,6 +1,7 @@
 import { createServer } from 'node:net';
-import { beforeAll, describe, expect, it } from 'vitest';
-import { ensureGuestBuilt, guestSpec, HEARTBEAT, READY } from '../../../test/guest/guest';
+import { beforeAll, expect, it } from 'vitest';
+import { ensureGuestBuilt, guestSpec, HEARTBEAT, qemuSkipReason, READY } from '../../../test/guest/guest';
+import { describeUnless } from '../../../test/tools';
 import { migrateWithQemuAlone } from './qemu-alone';
 import { waitForLine } from './serial-console';
 
@@ -15,7 +16,7 @@ function freePort(): Promise<number> {
   });
 }
 
-describe('QEMU-alone migration with real QEMU and the test guest', () => {
+describeUnless(qemuSkipReason())('QEMU-alone migration with real QEMU and the test guest', () => {
   beforeAll(() => ensureGuestBuilt(), 620_000);
 
   for (const multifd of [undefined, { channels: 2, compression: 'zstd' } as const]) {
