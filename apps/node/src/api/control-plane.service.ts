@@ -86,9 +86,14 @@ export class ControlPlaneService {
     requireShape(fields.nodeId, 'node', id);
     await this.getNode(id, 'linearizable');
     await this.store.removeMember(id);
-    // A node that removed itself can no longer read linearizably; its own apply marked the record.
-    const consistency = this.store.status().role === 'removed' ? 'local' : 'linearizable';
-    return found(await this.read((s) => s.getNode(id), consistency), 'node', id);
+    if (this.store.status().role !== 'removed') {
+      return found(await this.read((s) => s.getNode(id), 'linearizable'), 'node', id);
+    }
+    // This node removed itself and can no longer read linearizably. Its own apply marked the
+    // record, unless a member told it of the committed removal first (the leader stopped sending
+    // before it saw the commit): then its copy is a step behind, and the removal is still a fact.
+    const record = found(await this.read((s) => s.getNode(id), 'local'), 'node', id);
+    return record.status === 'removed' ? record : { ...record, status: 'removed' };
   }
 
   // --- VMs ---
