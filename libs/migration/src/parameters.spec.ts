@@ -11,13 +11,13 @@ import {
 const MiB = 1024 * 1024;
 
 describe('chooseParameters', () => {
-  it("keeps QEMU's max-bandwidth and 4 connections when nothing was measured, and the pause budget as downtime-limit", () => {
+  it("keeps QEMU's defaults and 4 connections when nothing was measured", () => {
     const c = chooseParameters();
     expect(c).toMatchObject({
       streams: 4,
       zstdLevel: 1,
       maxBandwidthBytesPerSec: QEMU_DEFAULT_MAX_BANDWIDTH,
-      downtimeLimitMs: PAUSE_BUDGET_MS,
+      downtimeLimitMs: QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
     });
     expect(c.basis).toContain('bandwidth unknown, RTT unknown');
   });
@@ -35,11 +35,10 @@ describe('chooseParameters', () => {
       streams: 2,
       zstdLevel: 1,
       maxBandwidthBytesPerSec: 2048 * MiB,
-      // 150 ms less 0.1 ms and the 31 MiB buffer's 30 ms drain.
-      downtimeLimitMs: 120,
+      downtimeLimitMs: 300,
     });
     expect(c.basis).toBe(
-      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 120 ms, send buffer 31.0 MiB',
+      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 300 ms, send buffer 31.0 MiB',
     );
   });
 
@@ -50,30 +49,29 @@ describe('chooseParameters', () => {
       streams: 5,
       zstdLevel: 1,
       maxBandwidthBytesPerSec: 250_000_000,
-      // Half the RTT and the buffer's drain exceed the pause budget: QEMU gets the 20 ms floor.
-      downtimeLimitMs: 20,
+      downtimeLimitMs: 600,
     });
   });
 
-  it('slower links get more compression, and QEMU the downtime floor once RTT and drain fill the budget', () => {
+  it('slower links get more compression and a larger downtime budget', () => {
     expect(chooseParameters({ bandwidthBytesPerSec: 12_500_000, rttMs: 80 })).toMatchObject({
       streams: 2,
       zstdLevel: 3,
       maxBandwidthBytesPerSec: 25_000_000,
-      downtimeLimitMs: 20,
+      downtimeLimitMs: 460,
     });
     expect(chooseParameters({ bandwidthBytesPerSec: MiB / 4 })).toMatchObject({
       streams: 4,
       zstdLevel: 6,
       maxBandwidthBytesPerSec: MiB,
-      downtimeLimitMs: 20,
+      downtimeLimitMs: 300,
     });
   });
 
-  it('caps connections at 16', () => {
+  it('caps connections at 16 and the downtime budget at 5 s', () => {
     const c = chooseParameters({ bandwidthBytesPerSec: 10_000 * MiB, rttMs: 10_000 });
     expect(c.streams).toBe(16);
-    expect(c.downtimeLimitMs).toBe(20);
+    expect(c.downtimeLimitMs).toBe(5000);
   });
 });
 

@@ -41,6 +41,8 @@ const MIN_MAX_BANDWIDTH = MiB;
  * an RTT, so the limit is what remains of this budget.
  */
 export const PAUSE_BUDGET_MS = 150;
+/** QEMU refuses more than 2000 s; past a few seconds a migration should rather fail and be retried. */
+const MAX_DOWNTIME_LIMIT_MS = 5000;
 const MIN_DOWNTIME_LIMIT_MS = 20;
 
 /** The pipeline's own default, when the path's rate is unknown. */
@@ -90,8 +92,8 @@ const usable = (x: number | undefined): x is number => x !== undefined && Number
  * Pure. Connections cover the bandwidth-delay product at WINDOW_PER_STREAM each; zstd spends more
  * CPU only where the link, not one encoder thread, is the bottleneck; QEMU's cap is the link rate
  * times the expected compression (so the pipeline's buffers fill no faster than the link drains
- * them, and QEMU's own rate estimate stays honest); QEMU's downtime budget is what remains of
- * PAUSE_BUDGET_MS once the RTT and the send buffer's drain are counted (downtimeLimitFor).
+ * them, and QEMU's own rate estimate stays honest); the downtime budget grows with the RTT because
+ * the last stop-and-copy crosses the path too.
  */
 export function chooseParameters(measured: PathMeasurement = {}): MigrationParameterChoice {
   const bw = usable(measured.bandwidthBytesPerSec) ? measured.bandwidthBytesPerSec : undefined;
@@ -107,7 +109,17 @@ export function chooseParameters(measured: PathMeasurement = {}): MigrationParam
       ? QEMU_DEFAULT_MAX_BANDWIDTH
       : Math.max(MIN_MAX_BANDWIDTH, Math.round(bw * ASSUMED_COMPRESSION));
   const bufferBytes = bufferBytesFor(bw, rtt);
-  const downtimeLimitMs = downtimeLimitFor(rtt, bufferBytes, bw);
+  // QEMU's budget grows with the RTT, as before this session's pause-budget rule (downtimeLimitFor),
+  // which is kept but not applied: with it, a few migrations ended with the destination guest
+  // crashed, and until that is understood the proven rule stays the default.
+  const downtimeLimitMs =
+    rtt === undefined
+      ? QEMU_DEFAULT_DOWNTIME_LIMIT_MS
+      : clamp(
+          Math.round(QEMU_DEFAULT_DOWNTIME_LIMIT_MS + 2 * rtt),
+          QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
+          MAX_DOWNTIME_LIMIT_MS,
+        );
 
   const seen = [
     bw === undefined ? 'bandwidth unknown' : `bandwidth ${(bw / MiB).toFixed(1)} MiB/s`,

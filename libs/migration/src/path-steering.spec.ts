@@ -118,7 +118,7 @@ describe('PathSteering', () => {
   it('re-aims downtime-limit at what the pause budget leaves after half the RTT and the buffer’s drain', () => {
     const path = new FakePath();
     const chosen = chooseParameters();
-    expect(chosen.downtimeLimitMs).toBe(150);
+    expect(chosen.downtimeLimitMs).toBe(300);
     const steer = new PathSteering(path, chosen, true);
     expect(steer.redowntime()).toBeUndefined();
     // A fast path: 100 ms RTT (FakePath), 1 GB/s; the 8 MiB buffer drains in 8 ms → 150 − 50 − 8.
@@ -130,7 +130,7 @@ describe('PathSteering', () => {
     // The operator fixed it: never changed.
     const fixed = new PathSteering(path, chosen, true, false);
     expect(fixed.redowntime()).toBeUndefined();
-    expect(fixed.report().downtimeLimitMs).toBe(150);
+    expect(fixed.report().downtimeLimitMs).toBe(300);
     expect(steer.report().basis).toContain('downtime-limit now 92 ms');
   });
 
