@@ -8,7 +8,12 @@ import type { MigrationPhase } from '@novacron/cluster-state';
 import { followMigration, type MigrationProgress, type VmEvent, type VmHandle } from '@novacron/hypervisor';
 import { type Context, context, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { MigrationMetrics } from './metrics';
-import { chooseParameters, type MigrationParameterChoice, type PathMeasurement } from './parameters';
+import {
+  chooseParameters,
+  type MigrationParameterChoice,
+  mayCapQemu,
+  type PathMeasurement,
+} from './parameters';
 import { PathSteering } from './path-steering';
 import type {
   IncomingOffer,
@@ -143,7 +148,8 @@ export class MigrationRun {
 
   constructor(private readonly input: MigrationRunInput) {
     const o = input.options ?? {};
-    const chosen = chooseParameters(o.measured ?? measurementOf(input.path?.estimate()));
+    const conditions = { accelerator: input.source.vm.accelerator };
+    const chosen = chooseParameters(o.measured ?? measurementOf(input.path?.estimate()), conditions);
     this.parameters = {
       streams: o.streams ?? chosen.streams,
       zstdLevel: o.zstdLevel ?? chosen.zstdLevel,
@@ -152,12 +158,13 @@ export class MigrationRun {
       bufferBytes: chosen.bufferBytes,
       basis: chosen.basis,
     };
+    // Under TCG QEMU is neither capped nor given a shorter downtime-limit (parameters.ts, mayCapQemu).
+    const steerable = mayCapQemu(conditions);
     this.steering = new PathSteering(
       input.path,
       this.parameters,
-      o.maxBandwidthBytesPerSec === undefined,
-      // downtime-limit is not re-aimed for now (see parameters.ts: suspected in destination crashes).
-      false,
+      steerable && o.maxBandwidthBytesPerSec === undefined,
+      steerable && o.downtimeLimitMs === undefined,
     );
     const { signal } = input;
     if (signal) {

@@ -3,14 +3,18 @@ import {
   bufferBytesFor,
   chooseParameters,
   downtimeLimitFor,
+  mayCapQemu,
   PAUSE_BUDGET_MS,
   QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
   QEMU_DEFAULT_MAX_BANDWIDTH,
+  UNCAPPED_MAX_BANDWIDTH,
 } from './parameters';
 
 const MiB = 1024 * 1024;
 
 describe('chooseParameters', () => {
+  const tcg = { accelerator: 'tcg' } as const;
+
   it("keeps QEMU's defaults and 4 connections when nothing was measured", () => {
     const c = chooseParameters();
     expect(c).toMatchObject({
@@ -29,16 +33,18 @@ describe('chooseParameters', () => {
     );
   });
 
-  it('a fast LAN: few connections, the fastest zstd, a cap of twice the link', () => {
+  it('a fast LAN: few connections, the fastest zstd, a cap of twice the link, the pause budget', () => {
     const c = chooseParameters({ bandwidthBytesPerSec: 1024 * MiB, rttMs: 0.2 });
     expect(c).toMatchObject({
       streams: 2,
       zstdLevel: 1,
       maxBandwidthBytesPerSec: 2048 * MiB,
-      downtimeLimitMs: 300,
+      // 150 − 0.1 − 31 MiB at 1 GiB/s (30.3 ms).
+      downtimeLimitMs: 120,
+      bufferBytes: bufferBytesFor(1024 * MiB, 0.2),
     });
     expect(c.basis).toBe(
-      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 300 ms, send buffer 31.0 MiB',
+      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 120 ms, send buffer 31.0 MiB',
     );
   });
 
@@ -49,29 +55,48 @@ describe('chooseParameters', () => {
       streams: 5,
       zstdLevel: 1,
       maxBandwidthBytesPerSec: 250_000_000,
-      downtimeLimitMs: 600,
+      downtimeLimitMs: downtimeLimitFor(150, c.bufferBytes, 125_000_000),
     });
   });
 
-  it('slower links get more compression and a larger downtime budget', () => {
+  it('slower links get more compression', () => {
     expect(chooseParameters({ bandwidthBytesPerSec: 12_500_000, rttMs: 80 })).toMatchObject({
       streams: 2,
       zstdLevel: 3,
       maxBandwidthBytesPerSec: 25_000_000,
-      downtimeLimitMs: 460,
     });
     expect(chooseParameters({ bandwidthBytesPerSec: MiB / 4 })).toMatchObject({
       streams: 4,
       zstdLevel: 6,
       maxBandwidthBytesPerSec: MiB,
-      downtimeLimitMs: 300,
+      downtimeLimitMs: 20,
     });
   });
 
-  it('caps connections at 16 and the downtime budget at 5 s', () => {
-    const c = chooseParameters({ bandwidthBytesPerSec: 10_000 * MiB, rttMs: 10_000 });
-    expect(c.streams).toBe(16);
-    expect(c.downtimeLimitMs).toBe(5000);
+  it('caps connections at 16', () => {
+    expect(chooseParameters({ bandwidthBytesPerSec: 10_000 * MiB, rttMs: 10_000 }).streams).toBe(16);
+  });
+
+  it('under TCG: QEMU uncapped, and downtime-limit never under 300 ms, growing with the RTT up to 5 s', () => {
+    const lan = chooseParameters({ bandwidthBytesPerSec: 1024 * MiB, rttMs: 0.2 }, tcg);
+    expect(lan).toMatchObject({ streams: 2, zstdLevel: 1, maxBandwidthBytesPerSec: UNCAPPED_MAX_BANDWIDTH });
+    expect(lan.downtimeLimitMs).toBe(300);
+    expect(lan.basis).toContain('QEMU max-bandwidth uncapped (TCG: paced by the pipeline');
+    expect(chooseParameters({ bandwidthBytesPerSec: 125_000_000, rttMs: 150 }, tcg).downtimeLimitMs).toBe(
+      600,
+    );
+    expect(chooseParameters({ bandwidthBytesPerSec: 12_500_000, rttMs: 80 }, tcg)).toMatchObject({
+      zstdLevel: 3,
+      maxBandwidthBytesPerSec: UNCAPPED_MAX_BANDWIDTH,
+      downtimeLimitMs: 460,
+    });
+    expect(chooseParameters({}, tcg).maxBandwidthBytesPerSec).toBe(UNCAPPED_MAX_BANDWIDTH);
+    expect(chooseParameters({ bandwidthBytesPerSec: 10_000 * MiB, rttMs: 10_000 }, tcg).downtimeLimitMs).toBe(
+      5000,
+    );
+    expect(mayCapQemu(tcg)).toBe(false);
+    expect(mayCapQemu({ accelerator: 'kvm' })).toBe(true);
+    expect(mayCapQemu()).toBe(true);
   });
 });
 
