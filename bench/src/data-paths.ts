@@ -1,4 +1,4 @@
-/** Both ends of the native data path for in-process migration tests: node-a sends, node-b (with a chunk store in `workDir`) receives. */
+/** Both ends of the native data path for in-process migrations (specs and bench:tcg): node-a sends, node-b (with a chunk store in `workDir`) receives. */
 import { join } from 'node:path';
 import { NativeSinkPath, NativeSourcePath } from '@novacron/migration';
 import { ChunkStore, generateClusterCa, issueNodeCertificate, type NodeIdentity } from '@novacron/native';

@@ -1,11 +1,12 @@
 /**
- * The test guest (test/guest) as bench:migrate boots and checks it. test/guest/guest.ts says the
+ * The test guest (test/guest) as the benches boot and check it. test/guest/guest.ts says the
  * same for the vitest suites, but it lies outside this project's rootDir (bench/src), so tsc cannot
  * compile it into bench/dist; the spec and console lines below must follow it and test/guest/init.sh.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { type VmSpec, waitForLine } from '@novacron/hypervisor';
 import { REPO } from './wan-path';
 
@@ -26,6 +27,8 @@ export const GUEST_ABOUT = `test/guest (Debian kernel + busybox initramfs), \`${
 export const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
 export const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
 export const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
+/** What a guest kernel (or its init) prints when it is in trouble. */
+export const TROUBLE = /Oops|BUG:|Kernel panic|general protection|Call Trace|segfault|DWCP-INTEGRITY FAIL/;
 
 export function guestSpec(name: string, memoryMiB: number): VmSpec {
   return {
@@ -74,4 +77,41 @@ export async function checkIntact(lines: AsyncIterator<string>, md5: string): Pr
     report.note = (error as Error).message;
   }
   return report;
+}
+
+export interface ConsoleWatch {
+  /** INTEGRITY ok lines that carried the checksum the guest printed when it was ready. */
+  integrityOk: number;
+  /** The first line that matched TROUBLE. */
+  trouble?: string;
+  /** Every line read, for the log when something is wrong. */
+  seen: string[];
+}
+
+/**
+ * Reads a destination's console until two integrity checks passed with `md5`, trouble shows, or
+ * `windowMs` (two checks and some slack) runs out; every line up to then is searched for trouble.
+ */
+export async function watchConsole(
+  lines: AsyncIterator<string>,
+  md5: string,
+  windowMs = (CHECK_S * 2 + 6) * 1000,
+): Promise<ConsoleWatch> {
+  const watch: ConsoleWatch = { integrityOk: 0, seen: [] };
+  const timer = new AbortController();
+  const late = sleep(windowMs, 'late' as const, { signal: timer.signal }).catch(() => 'late' as const);
+  try {
+    while (watch.integrityOk < 2 && watch.trouble === undefined) {
+      const next = await Promise.race([lines.next(), late]);
+      if (next === 'late' || next.done) break;
+      watch.seen.push(next.value);
+      if (TROUBLE.test(next.value)) watch.trouble = next.value;
+      const m = INTEGRITY.exec(next.value);
+      if (m?.[1] === 'ok' && m[2] === md5) watch.integrityOk++;
+    }
+  } finally {
+    timer.abort();
+    await lines.return?.();
+  }
+  return watch;
 }

@@ -22,19 +22,11 @@ import { join } from 'node:path';
 import { type MigrationUri, QemuDriver, type VmHandle, type VmSpec, waitForLine } from '@novacron/hypervisor';
 import { type IncomingHypervisor, IncomingMigration, MigrationRun } from '@novacron/migration';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import {
-  CHECK_S,
-  ensureGuestBuilt,
-  firstEvent,
-  guestSpec,
-  heartbeatSeq,
-  INTEGRITY,
-  qemuSkipReason,
-  READY,
-} from '../guest/guest';
+import { testDataPaths } from '../../bench/src/data-paths';
+import { watchConsole } from '../../bench/src/migrate-guest';
+import { StreamTap, tappedSink, tappedSource } from '../../bench/src/stream-tap';
+import { ensureGuestBuilt, firstEvent, guestSpec, heartbeatSeq, qemuSkipReason, READY } from '../guest/guest';
 import { describeUnless } from '../tools';
-import { testDataPaths } from './data-paths';
-import { StreamTap, tappedSink, tappedSource } from './stream-tap';
 
 const MiB = 1024 * 1024;
 const rounds = Number(process.env.DWCP_SOAK_ROUNDS ?? 3);
@@ -44,8 +36,6 @@ const method = process.env.DWCP_SOAK_METHOD ?? 'dwcp';
 const downtimeLimitMs = process.env.DWCP_SOAK_DOWNTIME_MS
   ? Number(process.env.DWCP_SOAK_DOWNTIME_MS)
   : undefined;
-/** What a guest kernel prints when it is in trouble. */
-const TROUBLE = /Oops|BUG:|Kernel panic|general protection|Call Trace|segfault|DWCP-INTEGRITY FAIL/;
 
 const describeQemu = describeUnless(qemuSkipReason());
 
@@ -157,26 +147,10 @@ describeQemu('migration streams arrive byte for byte, and the guest lives on', (
         const sent = await taps.source?.reading();
         const fed = await taps.sink?.reading();
         const destination = method === 'qemu' ? qemuDestination : incoming.vm;
-        const lines = destination ? driver.serialLines(destination, { replay: true }) : undefined;
-        const seen: string[] = [];
-        let integrity = 0;
-        let trouble: string | undefined;
-        if (lines !== undefined) {
-          // Two integrity checks after the resume, and every line up to then searched for trouble.
-          const until = performance.now() + (CHECK_S * 2 + 6) * 1000;
-          while (integrity < 2 && trouble === undefined && performance.now() < until) {
-            const next = await Promise.race([
-              lines.next(),
-              new Promise<'late'>((r) => setTimeout(() => r('late'), until - performance.now())),
-            ]);
-            if (next === 'late' || next.done) break;
-            seen.push(next.value);
-            if (TROUBLE.test(next.value)) trouble = next.value;
-            const m = INTEGRITY.exec(next.value);
-            if (m?.[1] === 'ok' && m[2] === reference) integrity++;
-          }
-          await lines.return?.();
-        }
+        const watch = destination
+          ? await watchConsole(driver.serialLines(destination, { replay: true }), reference)
+          : { integrityOk: 0, trouble: undefined, seen: [] };
+        const { integrityOk: integrity, trouble, seen } = watch;
         results.push(
           `round ${round}: ${outcome.phase}${outcome.reason ? ` (${outcome.reason})` : ''}, pause ${outcome.stats.downtimeMs} ms, ` +
             `source wrote ${sent?.bytes} B ${sent?.sha256.slice(0, 12)}, destination fed ${fed?.bytes} B ${fed?.sha256.slice(0, 12)}, ` +

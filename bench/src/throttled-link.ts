@@ -1,0 +1,86 @@
+/**
+ * A TCP proxy with one rate for all its connections together, as one slow link carries every AMST
+ * connection: towards the target, each chunk waits for its turn on a shared clock.
+ */
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { IncomingOffer, IncomingResult, MigrationDestination } from '@novacron/migration';
+
+/** How far the link may run ahead of its rate after an idle moment. */
+const BURST_MS = 5;
+
+export class ThrottledLink {
+  private readonly server: Server;
+  private readonly sockets = new Set<Socket>();
+  /** When the link is free again (performance.now() ms): every connection books its bytes here. */
+  private freeAtMs = 0;
+  /** Where connections go: the destination sink's port, set when it is known. */
+  target = 0;
+  /** Connections accepted, and bytes carried towards the target. */
+  connections = 0;
+  bytes = 0;
+
+  constructor(readonly bytesPerSec: number) {
+    this.server = createServer((client) => this.carry(client));
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    const address = this.server.address();
+    if (address === null || typeof address === 'string') throw new Error('no port');
+    return address.port;
+  }
+
+  /** Books `n` bytes on the link; how long the sender must wait before they are on it, ms. */
+  private book(n: number): number {
+    const now = performance.now();
+    this.freeAtMs = Math.max(this.freeAtMs, now - BURST_MS) + (n / this.bytesPerSec) * 1000;
+    return Math.max(0, this.freeAtMs - now - BURST_MS);
+  }
+
+  private carry(client: Socket): void {
+    if (this.target === 0) {
+      client.destroy();
+      return;
+    }
+    this.connections++;
+    const upstream = connect(this.target, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    client.on('data', (d: Buffer) => {
+      this.bytes += d.length;
+      const waitMs = this.book(d.length);
+      const full = !upstream.write(d);
+      if (waitMs > 0 || full) {
+        client.pause();
+        const resume = () => setTimeout(() => client.resume(), waitMs);
+        if (full) upstream.once('drain', resume);
+        else resume();
+      }
+    });
+    client.on('end', () => upstream.end());
+    client.on('close', () => upstream.end());
+    upstream.on('close', () => client.destroy());
+    upstream.pipe(client);
+  }
+
+  /** `inner`, with the data path's connections sent through this link (the RPC-free in-process case). */
+  carrying(inner: MigrationDestination, port: number): MigrationDestination {
+    return {
+      prepare: async (): Promise<IncomingOffer> => {
+        const offer = await inner.prepare();
+        this.target = offer.port;
+        return { ...offer, host: '127.0.0.1', port };
+      },
+      completion: (): Promise<IncomingResult> => inner.completion(),
+      abort: (reason) => inner.abort(reason),
+    };
+  }
+
+  close(): Promise<void> {
+    for (const s of this.sockets) s.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
