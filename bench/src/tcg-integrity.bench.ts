@@ -130,6 +130,8 @@ interface RoundResult {
   differingPages?: string[];
   integrityOk: number;
   trouble?: string;
+  /** The destination QEMU's run state once its console was watched (`exited` when it is gone). */
+  destinationAfter?: string;
   /** The taps at both ends of DWCP's data path; `equal` when the destination QEMU got what the source wrote. */
   stream?: { source: TapReading; sink: TapReading; equal: boolean };
   /** Connections and bytes the 12 MB/s link carried. */
@@ -267,6 +269,7 @@ async function qemuAloneRound(
     const lines = drivers.paused.serialLines(destination, { replay: true });
     await drivers.paused.cont(destination);
     judge(result, await watchConsole(lines, md5));
+    result.destinationAfter = await stateOf(drivers.paused, destination);
     return result;
   } finally {
     await link?.close();
@@ -372,6 +375,7 @@ async function dwcpRound(
     result.link = { connections: link.connections, bytes: link.bytes };
     if (outcome.phase !== 'done' || incoming.vm === undefined) return result;
     judge(result, await watchConsole(driver.serialLines(incoming.vm, { replay: true }), md5));
+    result.destinationAfter = await stateOf(driver, incoming.vm);
     if (result.stream?.equal !== true) result.broken = true;
     return result;
   } finally {
@@ -379,6 +383,10 @@ async function dwcpRound(
     if (incoming.vm) await driver.destroy(incoming.vm);
     await driver.destroy(vm);
   }
+}
+
+async function stateOf(driver: QemuDriver, vm: VmHandle): Promise<string> {
+  return (await driver.status(vm).catch(() => ({ state: 'gone' }))).state;
 }
 
 /** The guest's verdict from its console; the last lines are kept when it is not well. */
@@ -425,8 +433,12 @@ function markdown(r: Report): string {
     "`-S`, so no RAM comparison). Every destination's console is then watched ~10 s for two",
     '`DWCP-INTEGRITY ok` lines with the checksum the guest printed when ready, and for',
     '`Oops|BUG:|Kernel panic|general protection|Call Trace|segfault|DWCP-INTEGRITY FAIL`.',
-    "Auto-converge is on in every case. Rounds is QEMU's `dirty-sync-count` from the source's last",
-    'query-migrate.',
+    'Integrity ok 0 with no trouble means the console went quiet within the window; "destination',
+    'after" says whether that QEMU still ran. The guest boots with `panic=-1` and QEMU with',
+    '`-no-reboot`, so a guest that panics at once ends its QEMU: for DWCP that is the failure',
+    '"the destination QEMU exited after its stream ended". Auto-converge is on in every case.',
+    "Dirty syncs is QEMU's `dirty-sync-count` from the source's last query-migrate (3 when no",
+    'precopy pass ran after the first full one).',
     '',
     '## Summary',
     '',
@@ -448,20 +460,20 @@ function markdown(r: Report): string {
       out.push(
         '',
         `QEMU max-bandwidth ${first.maxBandwidthBytesPerSec} B/s, downtime-limit ${first.downtimeLimitMs} ms` +
-          `${first.basis ? ` (MigrationRun: ${first.basis})` : ''}.`,
+          `${first.basis ? ` (MigrationRun's own choice, before any override: ${first.basis})` : ''}.`,
       );
     }
     out.push(
       '',
-      '| round | load 1 min | result | dirty syncs | pause (ms) | total (s) | pages differing | integrity ok | trouble | stream equal |',
-      '|---|---|---|---|---|---|---|---|---|---|',
+      '| round | load 1 min | result | dirty syncs | pause (ms) | total (s) | pages differing | integrity ok | trouble | destination after | stream equal |',
+      '|---|---|---|---|---|---|---|---|---|---|---|',
     );
     for (const x of rs) {
       out.push(
         `| ${x.round} | ${fmt(x.loadavg[0], 2)} | ${x.status}${x.reason ? ` (${x.reason})` : ''}${x.broken ? ', **broken**' : ''} | ` +
           `${fmt(x.dirtySyncCount)} | ${fmt(x.pauseMs)} (${x.pauseIs}) | ${fmt(x.totalMs / 1000, 1)} | ` +
           `${x.pagesDiffering === undefined ? '–' : `${x.pagesDiffering}${x.pagesDiffering > 0 ? ` (${x.differingPages?.join(' ')})` : ''}`} | ` +
-          `${x.integrityOk} | ${x.trouble ? `\`${x.trouble.replaceAll('|', '\\|')}\`` : '–'} | ` +
+          `${x.integrityOk} | ${x.trouble ? `\`${x.trouble.replaceAll('|', '\\|')}\`` : '–'} | ${x.destinationAfter ?? '–'} | ` +
           `${x.stream ? `${x.stream.equal ? 'yes' : 'NO'}, ${x.stream.source.bytes} B, ${x.stream.source.sha256.slice(0, 12)}` : '–'} |`,
       );
     }
