@@ -44,13 +44,10 @@ export {
   bufferBytesFor,
   chooseParameters,
   DEFAULT_BUFFER_BYTES,
-  type GuestConditions,
   type MigrationParameterChoice,
-  mayCapQemu,
   type PathMeasurement,
   QEMU_DEFAULT_DOWNTIME_LIMIT_MS,
   QEMU_DEFAULT_MAX_BANDWIDTH,
-  UNCAPPED_MAX_BANDWIDTH,
 } from './parameters';
 export type {
   DataPathEnd,

@@ -8,12 +8,7 @@ import type { MigrationPhase } from '@novacron/cluster-state';
 import { followMigration, type MigrationProgress, type VmEvent, type VmHandle } from '@novacron/hypervisor';
 import { type Context, context, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { MigrationMetrics } from './metrics';
-import {
-  chooseParameters,
-  type MigrationParameterChoice,
-  mayCapQemu,
-  type PathMeasurement,
-} from './parameters';
+import { chooseParameters, type MigrationParameterChoice, type PathMeasurement } from './parameters';
 import { PathSteering } from './path-steering';
 import type {
   IncomingOffer,
@@ -148,8 +143,7 @@ export class MigrationRun {
 
   constructor(private readonly input: MigrationRunInput) {
     const o = input.options ?? {};
-    const conditions = { accelerator: input.source.vm.accelerator };
-    const chosen = chooseParameters(o.measured ?? measurementOf(input.path?.estimate()), conditions);
+    const chosen = chooseParameters(o.measured ?? measurementOf(input.path?.estimate()));
     this.parameters = {
       streams: o.streams ?? chosen.streams,
       zstdLevel: o.zstdLevel ?? chosen.zstdLevel,
@@ -158,13 +152,11 @@ export class MigrationRun {
       bufferBytes: chosen.bufferBytes,
       basis: chosen.basis,
     };
-    // Under TCG QEMU is neither capped nor given a shorter downtime-limit (parameters.ts, mayCapQemu).
-    const steerable = mayCapQemu(conditions);
     this.steering = new PathSteering(
       input.path,
       this.parameters,
-      steerable && o.maxBandwidthBytesPerSec === undefined,
-      steerable && o.downtimeLimitMs === undefined,
+      o.maxBandwidthBytesPerSec === undefined,
+      o.downtimeLimitMs === undefined,
     );
     const { signal } = input;
     if (signal) {

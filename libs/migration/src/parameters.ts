@@ -8,28 +8,6 @@ export interface PathMeasurement {
   rttMs?: number;
 }
 
-/** What runs the guest, as far as the choice depends on it. */
-export interface GuestConditions {
-  /** The source VM's accelerator (`VmHandle.accelerator`). */
-  accelerator?: 'kvm' | 'tcg' | 'simulated';
-}
-
-/**
- * QEMU's max-bandwidth when DWCP leaves QEMU uncapped: 10 GiB/s, past any path here and far inside
- * what QEMU accepts. The pipeline's backpressure (AMST's send buffer, sized from the path) paces
- * QEMU instead.
- */
-export const UNCAPPED_MAX_BANDWIDTH = 10 * 1024 ** 3;
-
-/**
- * Whether DWCP may cap QEMU's rate for this guest. Not under TCG: QEMU 7.2's TCG misses guest
- * writes in precopy, more often the more rounds run while the guest runs, and a cap below what the
- * path carries adds rounds (docs/migration.md, "QEMU under TCG loses guest writes"; bench:tcg).
- */
-export function mayCapQemu(conditions: GuestConditions = {}): boolean {
-  return conditions.accelerator !== 'tcg';
-}
-
 export interface MigrationParameterChoice {
   /** AMST connections. */
   streams: number;
@@ -117,10 +95,7 @@ const usable = (x: number | undefined): x is number => x !== undefined && Number
  * them, and QEMU's own rate estimate stays honest); the downtime budget grows with the RTT because
  * the last stop-and-copy crosses the path too.
  */
-export function chooseParameters(
-  measured: PathMeasurement = {},
-  conditions: GuestConditions = {},
-): MigrationParameterChoice {
+export function chooseParameters(measured: PathMeasurement = {}): MigrationParameterChoice {
   const bw = usable(measured.bandwidthBytesPerSec) ? measured.bandwidthBytesPerSec : undefined;
   const rtt = usable(measured.rttMs) ? measured.rttMs : undefined;
 
@@ -129,19 +104,17 @@ export function chooseParameters(
       ? clamp(Math.ceil((bw * rtt) / 1000 / WINDOW_PER_STREAM), 2, MAX_STREAMS)
       : DEFAULT_STREAMS;
   const zstdLevel = bw === undefined || bw >= 100 * MiB ? 1 : bw >= 10 * MiB ? 3 : 6;
-  const capped = mayCapQemu(conditions);
-  const maxBandwidthBytesPerSec = !capped
-    ? UNCAPPED_MAX_BANDWIDTH
-    : bw === undefined
+  const maxBandwidthBytesPerSec =
+    bw === undefined
       ? QEMU_DEFAULT_MAX_BANDWIDTH
       : Math.max(MIN_MAX_BANDWIDTH, Math.round(bw * ASSUMED_COMPRESSION));
   const bufferBytes = bufferBytesFor(bw, rtt);
-  // Where QEMU may iterate freely (KVM) and the rate is known, the pause budget sets downtime-limit
-  // (without a rate it cannot be sized, and QEMU's default stays). Under TCG a limit
-  // below QEMU's default adds precopy rounds, each a chance for QEMU to lose guest writes, so there
-  // it never goes under 300 ms and grows with the RTT (the last stop-and-copy crosses the path).
+  // Once the rate is known, the pause budget sets downtime-limit (downtimeLimitFor); without it the
+  // budget cannot be sized, and QEMU's default stays, grown with the RTT since the last
+  // stop-and-copy crosses the path too. (This rule was off for a while: destination guests crashed,
+  // and the cause turned out to be QEMU 7.2's TCG losing guest writes, docs/migration.md.)
   const downtimeLimitMs =
-    capped && bw !== undefined
+    bw !== undefined
       ? downtimeLimitFor(rtt, bufferBytes, bw)
       : rtt === undefined
         ? QEMU_DEFAULT_DOWNTIME_LIMIT_MS
@@ -157,7 +130,7 @@ export function chooseParameters(
   ].join(', ');
   const basis =
     `${seen} → ${streams} connections, zstd ${zstdLevel}, ` +
-    `QEMU max-bandwidth ${capped ? `${(maxBandwidthBytesPerSec / MiB).toFixed(1)} MiB/s` : 'uncapped (TCG: paced by the pipeline, docs/migration.md)'}, ` +
-    `downtime-limit ${downtimeLimitMs} ms, send buffer ${(bufferBytes / MiB).toFixed(1)} MiB`;
+    `QEMU max-bandwidth ${(maxBandwidthBytesPerSec / MiB).toFixed(1)} MiB/s, downtime-limit ${downtimeLimitMs} ms, ` +
+    `send buffer ${(bufferBytes / MiB).toFixed(1)} MiB`;
   return { streams, zstdLevel, maxBandwidthBytesPerSec, downtimeLimitMs, bufferBytes, basis };
 }
