@@ -1,11 +1,11 @@
 /**
  * `npm run bench:tcg`: does the destination guest get every write the source guest made, when
- * QEMU 7.2 runs it under TCG? QEMU alone is paced four ways (no DWCP in the path); DWCP's native
+ * QEMU (the one on PATH: 7.2 lost writes, 10.0 does not) runs it under TCG? QEMU alone is paced four ways (no DWCP in the path); DWCP's native
  * data path runs twice, with QEMU capped as DWCP used to cap it and with the node's own choice.
  * Each round is a freshly booted test guest. QEMU alone migrates into a destination started with
  * `-S`, so both RAMs can be saved (`pmemsave`) and compared page by page before the destination
  * runs; then every destination's console is watched for two good integrity checks and for trouble.
- * Writes docs/benchmarks/tcg-integrity.md and tcg-integrity.json.
+ * Writes docs/benchmarks/tcg-integrity-qemu-<major.minor>.md and .json, one report per QEMU version.
  *
  * Environment: DWCP_TCG_ROUNDS (rounds per case, default 6), DWCP_TCG_CASES (comma list of case
  * ids, default all).
@@ -481,12 +481,19 @@ function markdown(r: Report): string {
   return `${out.join('\n')}\n`;
 }
 
+/** `tcg-integrity-qemu-10.0`: one report per QEMU version, so the versions can be set side by side. */
+function reportName(qemu: string): string {
+  const version = /version (\d+\.\d+)/.exec(qemu)?.[1] ?? 'unknown';
+  return `tcg-integrity-qemu-${version}`;
+}
+
 function writeReport(r: Report): void {
   const dir = join(REPO, 'docs', 'benchmarks');
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'tcg-integrity.md'), markdown(r));
+  const name = reportName(r.qemu);
+  writeFileSync(join(dir, `${name}.md`), markdown(r));
   writeFileSync(
-    join(dir, 'tcg-integrity.json'),
+    join(dir, `${name}.json`),
     `${JSON.stringify({ ...r, guest: GUEST_ABOUT, memoryMiB: MEMORY_MIB })}\n`,
   );
 }

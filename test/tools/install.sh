@@ -33,6 +33,20 @@ declare -A PACKAGE=(
 declare -A COMPONENT=([cargo-clippy]=clippy [cargo-fmt]=rustfmt)
 declare -A DEBIAN_COMPONENT=([cargo-clippy]=rust-clippy [cargo-fmt]=rustfmt)
 
+# QEMU 7.2 (Debian 12's own) loses guest writes in live migration under TCG: docs/migration.md,
+# docs/benchmarks/tcg-integrity-*.md. 10.0 (Debian 13, and bookworm-backports) does not. Older
+# ones count as missing, so the QEMU tests install a good one as root and skip otherwise.
+QEMU_MIN_MAJOR=10
+
+qemu_major() {
+  qemu-system-x86_64 --version 2>/dev/null | sed -n 's/^QEMU emulator version \([0-9]*\)\..*/\1/p'
+}
+
+# Debian 12 has QEMU 10 only in bookworm-backports.
+on_bookworm() {
+  [[ -r /etc/os-release ]] && grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release
+}
+
 default_tools=(qemu-system-x86_64 busybox cpio xz ip ss pgrep sysctl openssl go python3 cargo-clippy cargo-fmt)
 list_only=false
 if [[ ${1:-} == --missing ]]; then
@@ -46,12 +60,15 @@ has() {
   case $1 in
     cargo-clippy) cargo clippy --version >/dev/null 2>&1 ;;
     cargo-fmt) cargo fmt --version >/dev/null 2>&1 ;;
+    qemu-system-x86_64) local v; v=$(qemu_major); [[ -n $v ]] && ((v >= QEMU_MIN_MAJOR)) ;;
     *) command -v "$1" >/dev/null 2>&1 ;;
   esac
 }
 
 how() {
-  if [[ -z ${COMPONENT[$1]:-} ]]; then
+  if [[ $1 == qemu-system-x86_64 ]] && on_bookworm; then
+    echo "apt-get install -t bookworm-backports ${PACKAGE[$1]} (QEMU >= $QEMU_MIN_MAJOR; found: $(qemu_major || true))"
+  elif [[ -z ${COMPONENT[$1]:-} ]]; then
     echo "apt-get install ${PACKAGE[$1]}"
   elif command -v rustup >/dev/null; then
     echo "rustup component add ${COMPONENT[$1]}"
@@ -92,8 +109,20 @@ elif ((${#missing[@]})); then
     mapfile -t apt < <(printf '%s\n' "${apt[@]}" | sort -u)
     echo "tools: apt-get install ${apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    backports=()
+    if printf '%s\n' "${apt[@]}" | grep -qx "${PACKAGE[qemu-system-x86_64]}" && on_bookworm; then
+      echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/dwcp-bookworm-backports.list
+      mapfile -t apt < <(printf '%s\n' "${apt[@]}" | grep -vx "${PACKAGE[qemu-system-x86_64]}")
+      backports=("${PACKAGE[qemu-system-x86_64]}")
+    fi
     apt-get -q -o APT::Sandbox::User=root update >&2
-    apt-get -q -o APT::Sandbox::User=root install -y --no-install-recommends "${apt[@]}" >&2
+    if ((${#apt[@]})); then
+      apt-get -q -o APT::Sandbox::User=root install -y --no-install-recommends "${apt[@]}" >&2
+    fi
+    if ((${#backports[@]})); then
+      echo "tools: apt-get install -t bookworm-backports ${backports[*]}" >&2
+      apt-get -q -o APT::Sandbox::User=root install -y --no-install-recommends -t bookworm-backports "${backports[@]}" >&2
+    fi
   fi
   still=()
   for t in "${missing[@]}"; do has "$t" || still+=("$t"); done
