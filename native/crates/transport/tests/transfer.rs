@@ -222,6 +222,70 @@ async fn a_connection_cut_mid_transfer_loses_and_duplicates_nothing() {
     assert!(report.failed_connections >= 1, "{report:?}");
 }
 
+/// A front for the listener at `target` that plays the receiver on the first connection: it
+/// completes TLS as `identity`, reads the hello, then resets the connection (RST, no TLS
+/// close), before anything on it could be acknowledged. It relays every later connection.
+/// Resolves to the hello it read.
+async fn reset_first_after_hello(
+    target: SocketAddr,
+    identity: &NodeIdentity,
+) -> (SocketAddr, tokio::task::JoinHandle<Hello>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let first = tokio::spawn(async move {
+        let (sock, _) = front.accept().await.unwrap();
+        let mut tls = acceptor.accept(sock).await.unwrap();
+        let mut hello = [0u8; dwcp_transport::hello::HELLO_LEN];
+        tls.read_exact(&mut hello).await.unwrap();
+        tls.get_ref().0.set_zero_linger().unwrap();
+        drop(tls);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = front.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let mut client = client;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Hello::decode(&hello).unwrap()
+    });
+    (addr, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_connection_reset_right_after_its_hello_is_redialed_and_nothing_is_lost() {
+    let pki = Pki::new();
+    let server = pki.identity("node-b");
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &server)
+        .await
+        .unwrap();
+    let (front, first) = reset_first_after_hello(listener.local_addr(), &server).await;
+    let data = Arc::new(random(8 << 20, 9));
+    let (got, report) = transfer(
+        LinkKind::Tcp,
+        Arc::clone(&data),
+        StreamCount::Fixed(1),
+        Some(front),
+        &listener,
+        &pki.identity("node-a"),
+    )
+    .await;
+    assert_eq!(
+        first.await.unwrap().conn,
+        0,
+        "the first connection was reset"
+    );
+    assert_eq!(got.len(), data.len());
+    assert_eq!(blake3::hash(&got), blake3::hash(&data));
+    assert_eq!(report.stats.bytes_acked, data.len() as u64);
+    assert_eq!(report.failed_connections, 1, "{report:?}");
+    assert_eq!(report.stats.connections_opened, 2, "{report:?}");
+}
+
 async fn refused(kind: LinkKind, client: NodeIdentity, server_name: &str) -> TransportError {
     let pki = Pki::new();
     let listener = Listener::bind(listener_config(kind), &pki.identity("node-b"))
