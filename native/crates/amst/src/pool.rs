@@ -617,6 +617,54 @@ mod tests {
     }
 
     #[test]
+    fn the_fins_ack_counts_after_the_fins_connection_closed() {
+        // The FIN goes out on connection 0 while the last frame is still on connection 1. The
+        // finished receiver acks the FIN again on 1 and closes 0; the sender may learn of that
+        // close before it reads 1's acks.
+        let (mut pool, mut sender) = start(StreamCount::Fixed(2));
+        let now = Instant::now();
+        dial_all(&mut pool, &mut sender, now);
+        sender.write(&[7; 128 * 1024]);
+        sender.finish();
+        let sent: Vec<Transmit> = std::iter::from_fn(|| sender.poll_transmit(now)).collect();
+        let route: Vec<(Option<u64>, ConnId)> = sent.iter().map(|t| (t.seq, t.conn)).collect();
+        assert_eq!(
+            route,
+            [
+                (Some(0), ConnId(0)),
+                (Some(1), ConnId(1)),
+                (None, ConnId(0))
+            ]
+        );
+        let mut rx = Receiver::new(ReceiverConfig::default()).expect("receiver");
+        for i in [0, 2, 1] {
+            deliver(&sent[i], &mut rx);
+        }
+        while rx.read().is_some() {}
+        assert!(rx.is_complete());
+        let (on_0, on_1): (Vec<_>, Vec<_>) = acks_on(&mut rx)
+            .into_iter()
+            .partition(|(c, _)| *c == ConnId(0));
+        for (conn, ack) in on_0 {
+            pool.handle_ack(&mut sender, conn, ack, now);
+        }
+        pool.handle_closed(&mut sender, ConnId(0), None);
+        for (conn, ack) in on_1 {
+            pool.handle_ack(&mut sender, conn, ack, now);
+        }
+        assert!(sender.is_finished());
+        assert_eq!(
+            actions(&mut pool, &mut sender),
+            [PoolAction::Close(ConnId(0)), PoolAction::Done]
+        );
+        assert_eq!(
+            pool.connections_failed(),
+            0,
+            "a clean close that lost nothing"
+        );
+    }
+
+    #[test]
     fn with_every_data_frame_acked_a_lost_connection_is_not_replaced_while_one_is_left() {
         let (mut pool, mut sender) = start(StreamCount::Fixed(2));
         let now = Instant::now();
