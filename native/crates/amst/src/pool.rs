@@ -4,8 +4,8 @@
 //! What it decides:
 //! - **Dialing.** It dials up to the target (fixed, or the [`StreamCountController`]'s), one at a
 //!   time while dials are failing, and none once every data frame is acknowledged while a
-//!   connection is left to carry the FIN: the receiver may then close the others, and it refuses
-//!   new connections to a finished session.
+//!   connection is left to carry the FIN: the receiver closes the others once it has the whole
+//!   stream, and a replacement would only be told the transfer is over.
 //! - **Proof.** A connection is proven by its first ACK or NACK: it works end to end. One that
 //!   merely connected may still be refused (TLS 1.3 reports a bad client certificate late).
 //! - **The dial-failure budget.** A failed dial and a connection that ends unproven (reset,
@@ -119,8 +119,8 @@ impl fmt::Display for PoolFailure {
         }
         if self.all_data_acked {
             f.write_str(
-                "; every data frame was acknowledged, not the end of the stream: the receiver \
-                 likely has it all and refuses a finished session",
+                "; every data frame was acknowledged but not the end of the stream, so the \
+                 receiver may have it all",
             )?;
         }
         Ok(())
@@ -682,7 +682,7 @@ mod tests {
         assert_eq!(
             actions(&mut pool, &mut sender),
             [PoolAction::Close(ConnId(1))],
-            "the receiver may close the others and refuses a finished session"
+            "the receiver closes the others once it has everything"
         );
     }
 }

@@ -286,6 +286,84 @@ async fn the_only_connection_reset_right_after_its_hello_is_redialed_and_nothing
     assert_eq!(report.stats.connections_opened, 2, "{report:?}");
 }
 
+/// A TLS connection to `listener` that has sent the hello of `session`.
+async fn dial_raw(
+    listener: &Listener,
+    id: &NodeIdentity,
+    session: [u8; 16],
+    conn: u32,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tls = tokio_rustls::TlsConnector::from(id.client_config().unwrap());
+    let sock = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("node-b").unwrap();
+    let mut stream = tls.connect(name, sock).await.unwrap();
+    let hello = Hello {
+        session,
+        conn,
+        version: Version::LATEST,
+    };
+    stream.write_all(&hello.encode()).await.unwrap();
+    stream
+}
+
+/// Reads acks until the FIN's; returns its cumulative count.
+async fn read_fin_ack(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) -> u64 {
+    let mut buf = Vec::new();
+    loop {
+        while let Some((f, len)) = frame::parse(&buf, Version::LATEST, 0).unwrap() {
+            let fin = match f {
+                frame::Frame::Ack(ack) if ack.seq == dwcp_amst::FIN_SEQ => Some(ack.cumulative),
+                _ => None,
+            };
+            buf.drain(..len);
+            if let Some(cumulative) = fin {
+                return cumulative;
+            }
+        }
+        let mut more = [0u8; 256];
+        let n = stream.read(&mut more).await.unwrap();
+        assert!(n > 0, "closed before the FIN's ack");
+        buf.extend_from_slice(&more[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_back_after_the_end_gets_the_final_ack_not_a_reset() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let id = pki.identity("node-a");
+    let session = [7; 16];
+    let payload = b"the whole stream";
+    let mut first = dial_raw(&listener, &id, session, 0).await;
+    let (header, n) = frame::data_header(Version::LATEST, 0, payload.len(), frame::crc(0, payload));
+    first.write_all(&header[..n]).await.unwrap();
+    first.write_all(payload).await.unwrap();
+    first
+        .write_all(&frame::encode_fin(1, payload.len() as u64))
+        .await
+        .unwrap();
+    let mut incoming = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(piece) = incoming.read().await.unwrap() {
+        got.extend_from_slice(&piece);
+    }
+    assert_eq!(got, payload);
+    // The sender lost that connection before it read the FIN's ack, and dials again.
+    drop(first);
+    let mut again = dial_raw(&listener, &id, session, 1).await;
+    again
+        .write_all(&frame::encode_fin(1, payload.len() as u64))
+        .await
+        .unwrap();
+    assert_eq!(read_fin_ack(&mut again).await, 1);
+    let mut rest = Vec::new();
+    again.read_to_end(&mut rest).await.expect("a clean close");
+    assert!(rest.is_empty());
+    assert_eq!(listener.refused(), 0);
+}
+
 async fn refused(kind: LinkKind, client: NodeIdentity, server_name: &str) -> TransportError {
     let pki = Pki::new();
     let listener = Listener::bind(listener_config(kind), &pki.identity("node-b"))
