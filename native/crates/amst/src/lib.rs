@@ -13,12 +13,15 @@
 //! - [`StreamCountController`] adds connections while aggregate goodput grows and drops them
 //!   when it does not.
 //! - [`Pacer`] holds the sender to an optional rate cap.
+//! - [`ConnectionPool`] is the sender's connection policy: what to dial, drain and close, what a
+//!   lost connection costs, and when the transfer is lost for want of one.
 
 mod adapt;
 mod conn;
 mod error;
 pub mod frame;
 mod pacer;
+mod pool;
 mod receiver;
 mod sender;
 
@@ -26,6 +29,7 @@ pub use adapt::{AdaptConfig, StreamCountController};
 pub use conn::{ConnId, ConnStats};
 pub use error::{AmstError, Result};
 pub use pacer::Pacer;
+pub use pool::{ConnectionPool, Failure, Loss, PoolAction, PoolConfig, PoolFailure, StreamCount};
 pub use receiver::{Receiver, ReceiverConfig};
 pub use receiver::{ReceiverStats, WINDOW_UPDATE_SEQ};
 pub use sender::{Sender, SenderConfig, SenderEvent, SenderStats, Transmit, FIN_SEQ};

@@ -96,6 +96,16 @@ impl Receiver {
         self.stats
     }
 
+    /// Once the whole stream has arrived, the FIN's ack: the answer for a sender that lost it
+    /// and comes back.
+    pub fn final_ack(&self) -> Option<Ack> {
+        self.is_complete().then_some(Ack {
+            seq: FIN_SEQ,
+            cumulative: self.next,
+            window: self.advertised,
+        })
+    }
+
     /// The largest payload this receiver accepts (for the frame parser).
     pub fn max_frame(&self) -> usize {
         self.config.max_frame

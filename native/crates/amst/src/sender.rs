@@ -145,6 +145,10 @@ pub struct Sender {
     buffered: usize,
     finishing: bool,
     fin_conn: Option<ConnId>,
+    /// A FIN went out at least once. A FIN ack covering every frame counts whichever
+    /// connection it comes on, even one already written off: it says the receiver holds the
+    /// whole stream, and the receiver may have closed the FIN's connection after sending it.
+    fin_sent: bool,
     fin_acked: bool,
     pacer: Pacer,
     pace_until: Option<Instant>,
@@ -171,6 +175,7 @@ impl Sender {
             buffered: 0,
             finishing: false,
             fin_conn: None,
+            fin_sent: false,
             fin_acked: false,
             pace_until: None,
             events: VecDeque::new(),
@@ -276,7 +281,7 @@ impl Sender {
         }
         self.peer_window = u64::from(ack.window);
         if ack.seq == FIN_SEQ {
-            if self.fin_conn.is_some() && ack.cumulative == self.next_seq {
+            if self.fin_sent && ack.cumulative == self.next_seq {
                 self.fin_acked = true;
             }
         } else {
@@ -513,6 +518,7 @@ impl Sender {
             .or_else(|| self.conns.values().next())?
             .id;
         self.fin_conn = Some(conn);
+        self.fin_sent = true;
         Some(Transmit {
             conn,
             seq: None,

@@ -1,7 +1,8 @@
 //! A sender and a receiver over a simulated network on a virtual clock: per-connection rate,
 //! delay and TCP-like loss (a lost segment holds the connection's in-order delivery back by
-//! a retransmission), an optional shared bottleneck, connections that die, and frames damaged
-//! after the sender computed their CRC. No sleeps.
+//! a retransmission), an optional shared bottleneck, connections that die or cannot be dialed,
+//! and frames damaged after the sender computed their CRC. The [`ConnectionPool`] decides what to
+//! dial and close, as in the runtime. No sleeps.
 #![allow(missing_docs, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 
 use std::cmp::Reverse;
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use dwcp_amst::frame::{self, Frame, Version, CORRUPT_LIMIT};
 use dwcp_amst::{
-    AdaptConfig, AmstError, ConnId, Receiver, ReceiverConfig, Sender, SenderConfig, SenderEvent,
-    StreamCountController,
+    AdaptConfig, AmstError, ConnId, ConnectionPool, Failure, Loss, PoolAction, PoolConfig,
+    PoolFailure, Receiver, ReceiverConfig, Sender, SenderConfig, StreamCount,
 };
 
 struct Rng(u64);
@@ -174,7 +175,7 @@ impl Net {
 
 /// A fault injected at a time.
 enum Fault {
-    /// The runtime sees the connection close.
+    /// The connection is reset, and the runtime sees it.
     Kill(ConnId),
     /// Packets vanish and nobody says so.
     BlackHole(ConnId),
@@ -190,7 +191,9 @@ struct Run {
     elapsed: Duration,
     sender: Sender,
     receiver: Receiver,
-    failed: Vec<ConnId>,
+    pool: ConnectionPool,
+    /// Why the pool gave up, if it did.
+    pool_failure: Option<PoolFailure>,
     targets: Vec<u32>,
     /// DATA copies damaged on the way.
     damaged: u64,
@@ -206,6 +209,8 @@ struct Scenario {
     bottleneck: Option<f64>,
     bytes: usize,
     faults: Vec<(Duration, Fault)>,
+    /// Which dials fail; all succeed without it.
+    dial_fails: Option<fn(ConnId) -> bool>,
     sender: SenderConfig,
     receiver: ReceiverConfig,
     /// The consumer stops reading between these times.
@@ -223,6 +228,7 @@ impl Default for Scenario {
             bottleneck: None,
             bytes: 16 << 20,
             faults: vec![],
+            dial_fails: None,
             sender: SenderConfig::default(),
             receiver: ReceiverConfig::default(),
             reader_pause: None,
@@ -239,37 +245,31 @@ fn run(s: Scenario) -> Run {
     let mut net = Net::new(t0, s.bottleneck);
     let mut sender = Sender::new(s.sender.clone()).expect("sender config");
     let mut receiver = Receiver::new(s.receiver.clone()).expect("receiver config");
-    let mut controller = s
-        .adapt
-        .clone()
-        .map(|c| StreamCountController::new(c).expect("adapt config"));
-    let mut next_id = 0u32;
-    let mut open = |net: &mut Net, sender: &mut Sender, spec: LinkSpec| {
-        let id = ConnId(next_id);
-        next_id += 1;
-        net.add(id, spec);
-        sender.handle_connected(id, Version::V2, net.now);
+    let streams = match s.adapt.clone() {
+        Some(c) => StreamCount::Adaptive(c),
+        None => StreamCount::Fixed(s.links.len() as u32),
     };
-    let initial = controller
-        .as_ref()
-        .map_or(s.links.len() as u32, |c| c.target());
-    for i in 0..initial as usize {
-        open(&mut net, &mut sender, s.links[i.min(s.links.len() - 1)]);
-    }
+    let mut pool = ConnectionPool::new(PoolConfig {
+        streams,
+        max_dial_failures: 5,
+    })
+    .expect("pool config");
     let mut faults = s.faults;
     faults.sort_by_key(|(t, _)| *t);
     let mut faults = faults.into_iter().peekable();
     let mut written = 0usize;
     let mut output = Vec::with_capacity(input.len());
-    let mut failed = Vec::new();
+    let mut pool_failure = None;
     let mut targets = Vec::new();
-    let mut active: Vec<ConnId> = sender.connections();
     let mut copies: HashMap<u64, u32> = HashMap::new();
     let mut damaged = 0u64;
     let mut sender_error = None;
     let mut receiver_error = None;
 
-    while !(sender.is_finished() && receiver.is_complete()) && sender_error.is_none() {
+    while !(sender.is_finished() && receiver.is_complete())
+        && sender_error.is_none()
+        && pool_failure.is_none()
+    {
         let now = net.now;
         assert!(
             now - t0 < s.limit,
@@ -283,8 +283,7 @@ fn run(s: Scenario) -> Run {
                     if let Some(l) = net.links.get_mut(&id) {
                         l.dead = true;
                     }
-                    sender.handle_disconnected(id);
-                    active.retain(|c| *c != id);
+                    pool.handle_closed(&mut sender, id, Some(Failure::Transient));
                 }
                 Fault::BlackHole(id) => {
                     if let Some(l) = net.links.get_mut(&id) {
@@ -300,55 +299,31 @@ fn run(s: Scenario) -> Run {
                 sender.finish();
             }
         }
-        sender.handle_timeout(now);
-        while let Some(ev) = sender.poll_event() {
-            match ev {
-                SenderEvent::ConnectionFailed(id) => {
-                    // The runtime closes it.
+        let before = pool.target();
+        pool.handle_timeout(&mut sender, now);
+        if pool.target() != before {
+            targets.push(pool.target());
+            if std::env::var_os("SIM_TRACE").is_some() {
+                eprintln!("t={:?} target={}", now - t0, pool.target());
+            }
+        }
+        while let Some(action) = pool.poll_action(&mut sender) {
+            match action {
+                PoolAction::Dial(id) => {
+                    if s.dial_fails.is_some_and(|fails| fails(id)) {
+                        pool.handle_dial_failed(id, Failure::Transient);
+                    } else {
+                        net.add(id, s.links[id.0 as usize % s.links.len()]);
+                        pool.handle_dialed(&mut sender, id, Version::V2, now);
+                    }
+                }
+                PoolAction::Close(id) => {
                     if let Some(l) = net.links.get_mut(&id) {
                         l.dead = true;
                     }
-                    failed.push(id);
-                    active.retain(|c| *c != id);
                 }
-                SenderEvent::ConnectionRetired(id) => {
-                    net.links.remove(&id);
-                }
-            }
-        }
-        if let Some(c) = controller.as_mut() {
-            let delivered = sender.stats().bytes_acked;
-            let changed = c.handle_progress(delivered, now);
-            if std::env::var_os("SIM_TRACE").is_some() && changed.is_some() {
-                eprintln!(
-                    "t={:?} goodput={:.0} target={:?} conns={:?}",
-                    now - t0,
-                    c.last_goodput(),
-                    changed,
-                    sender
-                        .conn_stats()
-                        .iter()
-                        .map(|s| (
-                            s.delivery_rate as u64,
-                            s.inflight_bytes,
-                            s.window_bytes,
-                            s.min_rtt
-                        ))
-                        .collect::<Vec<_>>()
-                );
-            }
-            if let Some(target) = changed {
-                targets.push(target);
-                while (active.len() as u32) < target {
-                    let spec = s.links[0];
-                    open(&mut net, &mut sender, spec);
-                    active = sender.connections();
-                }
-                while (active.len() as u32) > target {
-                    if let Some(id) = active.pop() {
-                        sender.retire(id);
-                    }
-                }
+                PoolAction::Fail(f) => pool_failure = Some(f),
+                PoolAction::Done => {}
             }
         }
         while let Some(hop) = net.pop_due() {
@@ -376,8 +351,13 @@ fn run(s: Scenario) -> Run {
                         .expect("parse")
                         .expect("whole frame");
                     let handled = match f {
-                        Frame::Ack(ack) => sender.handle_ack(conn, ack, net.now),
-                        Frame::Nack { seq, crc } => sender.handle_nack(conn, seq, crc, net.now),
+                        Frame::Ack(ack) => {
+                            pool.handle_ack(&mut sender, conn, ack, net.now);
+                            Ok(())
+                        }
+                        Frame::Nack { seq, crc } => {
+                            pool.handle_nack(&mut sender, conn, seq, crc, net.now)
+                        }
                         other => panic!("sender got {other:?}"),
                     };
                     if let Err(e) = handled {
@@ -413,7 +393,7 @@ fn run(s: Scenario) -> Run {
         let mut next = [
             net.next_time(),
             sender.poll_timeout(),
-            controller.as_ref().and_then(|c| c.poll_timeout()),
+            pool.poll_timeout(),
             faults.peek().map(|(t, _)| t0 + *t),
             s.reader_pause.map(|(_, b)| t0 + b).filter(|t| *t > now),
         ]
@@ -431,7 +411,8 @@ fn run(s: Scenario) -> Run {
         elapsed: net.now - t0,
         sender,
         receiver,
-        failed,
+        pool,
+        pool_failure,
         targets,
         damaged,
         sender_error,
@@ -498,7 +479,85 @@ fn a_killed_connection_loses_nothing_and_duplicates_nothing() {
     // Acks in flight on the dead link are lost too, so some resent frames had arrived: the
     // receiver drops those copies, and the delivered stream (checked above) has none.
     assert!(r.receiver.stats().duplicates <= r.sender.stats().frames_resent);
-    assert_eq!(r.sender.stats().connections, 2);
+    assert_eq!(r.pool.last_lost(), Some((ConnId(1), Loss::Broken)));
+    // The pool replaced it.
+    assert_eq!(r.sender.stats().connections, 3);
+    assert_eq!(r.pool.connections_opened(), 4);
+}
+
+#[test]
+fn the_only_connection_reset_before_any_ack_is_redialed_and_its_frames_resent() {
+    let r = run(Scenario {
+        links: vec![link(40.0, 20, 0.0)],
+        faults: vec![(Duration::from_millis(1), Fault::Kill(ConnId(0)))],
+        ..Scenario::default()
+    });
+    assert_exact(&r);
+    assert_eq!(r.pool.last_lost(), Some((ConnId(0), Loss::Unproven)));
+    assert_eq!(r.pool.connections_opened(), 2);
+    assert!(r.sender.stats().frames_resent > 0, "{:?}", r.sender.stats());
+    assert_eq!(
+        r.pool.dial_failures(),
+        0,
+        "the replacement's acks restored the budget"
+    );
+}
+
+#[test]
+fn the_first_connection_reset_before_any_ack_moves_its_frames_to_the_others() {
+    let r = run(Scenario {
+        links: vec![link(40.0, 20, 0.0); 3],
+        faults: vec![(Duration::from_millis(1), Fault::Kill(ConnId(0)))],
+        ..Scenario::default()
+    });
+    assert_exact(&r);
+    assert_eq!(
+        r.receiver.stats().duplicates,
+        0,
+        "nothing of it had arrived"
+    );
+    assert_eq!(r.pool.last_lost(), Some((ConnId(0), Loss::Unproven)));
+    assert_eq!(r.sender.stats().connections, 3, "replaced");
+}
+
+#[test]
+fn connections_lost_together_at_the_start_cost_one_attempt_of_the_budget() {
+    // All four first connections go at once, then three re-dials fail: four of the five
+    // attempts. The next one works and the transfer completes.
+    let r = run(Scenario {
+        links: vec![link(40.0, 20, 0.0); 4],
+        faults: (0..4)
+            .map(|i| (Duration::from_millis(1), Fault::Kill(ConnId(i))))
+            .collect(),
+        dial_fails: Some(|id| (4..7).contains(&id.0)),
+        ..Scenario::default()
+    });
+    assert_exact(&r);
+    assert_eq!(r.pool.connections_opened(), 8, "4, then 7, then 3 more");
+}
+
+#[test]
+fn with_every_connection_reset_and_redials_failing_the_transfer_fails_saying_so() {
+    let r = run(Scenario {
+        links: vec![link(40.0, 20, 0.0); 2],
+        faults: vec![
+            (Duration::from_millis(1), Fault::Kill(ConnId(0))),
+            (Duration::from_millis(2), Fault::Kill(ConnId(1))),
+        ],
+        dial_fails: Some(|id| id.0 >= 2),
+        ..Scenario::default()
+    });
+    let failure = r.pool_failure.expect("the transfer must fail");
+    assert_eq!(failure.last_lost, Some((ConnId(1), Loss::Unproven)));
+    assert_eq!(failure.dial_failures, 5);
+    assert!(!failure.refused && !failure.all_data_acked);
+    let message = failure.to_string();
+    assert!(
+        message.contains("connection 1") && message.contains("5 attempts in a row failed"),
+        "{message}"
+    );
+    assert!(r.elapsed < Duration::from_secs(1), "{:?}", r.elapsed);
+    assert!(r.output.is_empty());
 }
 
 #[test]
@@ -509,7 +568,8 @@ fn a_black_hole_is_detected_as_a_stall_and_routed_around() {
         ..Scenario::default()
     });
     assert_exact(&r);
-    assert_eq!(r.failed, vec![ConnId(2)]);
+    assert_eq!(r.pool.connections_failed(), 1);
+    assert_eq!(r.pool.last_lost(), Some((ConnId(2), Loss::Stalled)));
     assert!(r.sender.stats().frames_resent > 0);
 }
 
@@ -687,7 +747,11 @@ fn a_corrupt_frame_is_dropped_nacked_resent_and_the_stream_stays_exact() {
     assert_eq!(r.sender.stats().frames_nacked, r.damaged);
     assert_eq!(r.sender.stats().frames_resent, r.damaged);
     assert_eq!(r.receiver.stats().duplicates, 0);
-    assert!(r.failed.is_empty(), "payload damage fails no connection");
+    assert_eq!(
+        r.pool.connections_failed(),
+        0,
+        "payload damage fails no connection"
+    );
     // A NACK costs about a round trip, not a stall timeout (3 s).
     assert!(
         r.elapsed < clean.elapsed + Duration::from_millis(500),
@@ -743,7 +807,11 @@ fn a_damaged_header_fails_that_connection_and_its_frames_move() {
     });
     assert_exact(&r);
     assert_eq!(r.receiver.stats().corrupt_frames, 1);
-    assert_eq!(r.failed.len(), 1, "the connection that carried it");
+    assert_eq!(
+        r.pool.connections_failed(),
+        1,
+        "the connection that carried it"
+    );
     assert!(r.sender.stats().frames_resent >= 1);
 }
 

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, Mutex};
 
 use crate::hello::{Hello, HELLO_LEN};
-use crate::receive::{IncomingStream, ReceiveOptions};
+use crate::receive::{answer_finished, FinalAcks, IncomingStream, ReceiveOptions};
 use crate::{quic, tcp, NodeIdentity, Result, TransportError};
 
 /// Which protocol carries the connections.
@@ -226,8 +226,10 @@ async fn route(
 ) {
     let mut sessions: HashMap<[u8; 16], mpsc::Sender<(u32, Link)>> = HashMap::new();
     // Sessions already handed out: a late connection (a resent FIN after the end) must not
-    // start the same transfer again. Bounded, oldest forgotten first.
+    // start the same transfer again; if that transfer completed, it is answered with its final
+    // ack. Bounded, oldest forgotten first.
     let mut seen: std::collections::VecDeque<[u8; 16]> = std::collections::VecDeque::new();
+    let final_acks = FinalAcks::default();
     let (hellos_tx, mut hellos_rx) = mpsc::channel::<(Hello, Link)>(64);
     loop {
         tokio::select! {
@@ -258,14 +260,22 @@ async fn route(
                     continue;
                 }
                 if seen.contains(&hello.session) {
-                    refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    // A sender that lost the final ack of a completed transfer gets it again.
+                    if let Some(ack) = final_acks.get(&hello.session) {
+                        tokio::spawn(answer_finished(link, ack));
+                    } else {
+                        refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     continue;
                 }
                 if seen.len() >= SEEN_SESSIONS {
-                    seen.pop_front();
+                    if let Some(old) = seen.pop_front() {
+                        final_acks.forget(&old);
+                    }
                 }
                 seen.push_back(hello.session);
-                let (tx, stream) = IncomingStream::start(hello.session, options.clone());
+                let (tx, stream) =
+                    IncomingStream::start(hello.session, options.clone(), final_acks.clone());
                 let _ = tx.send((hello.conn, link)).await;
                 sessions.insert(hello.session, tx);
                 if incoming.send(stream).await.is_err() {

@@ -2,10 +2,11 @@
 //! sans-IO [`Receiver`]; acks and NACKs go back on the connection each frame came in on.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dwcp_amst::frame::{self, encode_ack, encode_nack, Version, ACK_LEN, NACK_LEN};
+use dwcp_amst::frame::{self, encode_ack, encode_nack, Ack, Version, ACK_LEN, NACK_LEN};
 use dwcp_amst::{AmstError, ConnId, Receiver, ReceiverConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -92,6 +93,46 @@ fn send_replies(rx: &mut Receiver, replies: &Replies) {
     }
 }
 
+/// The final ack of each transfer a listener completed, by session. A sender whose FIN's ack
+/// was lost with its connection dials again; it is answered with this ack rather than refused,
+/// so it learns the transfer is complete.
+#[derive(Clone, Default)]
+pub(crate) struct FinalAcks(Arc<Mutex<HashMap<[u8; 16], [u8; ACK_LEN]>>>);
+
+impl FinalAcks {
+    fn record(&self, session: [u8; 16], ack: &Ack) {
+        if let Ok(mut acks) = self.0.lock() {
+            acks.insert(session, encode_ack(ack));
+        }
+    }
+
+    pub(crate) fn get(&self, session: &[u8; 16]) -> Option<[u8; ACK_LEN]> {
+        self.0.lock().ok()?.get(session).copied()
+    }
+
+    pub(crate) fn forget(&self, session: &[u8; 16]) {
+        if let Ok(mut acks) = self.0.lock() {
+            acks.remove(session);
+        }
+    }
+}
+
+/// Answers a connection to a transfer that already completed with its final ack, then closes it
+/// cleanly: what the sender writes (its FIN again) is read and dropped, so the close is no reset.
+pub(crate) async fn answer_finished(link: Link, ack: [u8; ACK_LEN]) {
+    let Link {
+        mut reader,
+        mut writer,
+        ..
+    } = link;
+    if writer.write_all(&ack).await.is_ok() {
+        let _ = writer.shutdown().await;
+    }
+    let mut sink = [0u8; 4096];
+    let drain = async { while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+}
+
 /// One transfer arriving at a listener. Read it to the end; `Ok(None)` means complete.
 pub struct IncomingStream {
     session: [u8; 16],
@@ -118,13 +159,19 @@ impl IncomingStream {
     pub(crate) fn start(
         session: [u8; 16],
         options: ReceiveOptions,
+        final_acks: FinalAcks,
     ) -> (mpsc::Sender<(u32, Link)>, Self) {
         let (links_tx, links_rx) = mpsc::channel(16);
         let (data_tx, data_rx) = mpsc::channel(options.consumer_buffer.max(1));
         let (stats_tx, stats_rx) = watch::channel(ReceiveStats::default());
         let task = tokio::spawn(async move {
-            if let Err(e) = run(links_rx, data_tx.clone(), &stats_tx, options).await {
-                let _ = data_tx.send(Err(e)).await;
+            // The final ack is recorded before the consumer sees the end of the stream.
+            match run(links_rx, data_tx.clone(), &stats_tx, options).await {
+                Ok(Some(ack)) => final_acks.record(session, &ack),
+                Ok(None) => {}
+                Err(e) => {
+                    let _ = data_tx.send(Err(e)).await;
+                }
             }
         });
         let stream = IncomingStream {
@@ -152,12 +199,13 @@ impl IncomingStream {
     }
 }
 
+/// Receives one transfer; its final ack once complete, `None` if the consumer went away.
 async fn run(
     mut links: mpsc::Receiver<(u32, Link)>,
     data: mpsc::Sender<Result<Bytes>>,
     stats_tx: &watch::Sender<ReceiveStats>,
     options: ReceiveOptions,
-) -> Result<()> {
+) -> Result<Option<Ack>> {
     let mut rx = Receiver::new(options.receiver.clone())?;
     let max_frame = rx.max_frame();
     let (events_tx, mut events) = mpsc::channel::<(ConnId, LinkEvent)>(256);
@@ -180,7 +228,7 @@ async fn run(
                     pending = Some(piece);
                     break;
                 }
-                Err(_) => return Ok(()), // the consumer is gone
+                Err(_) => return Ok(None), // the consumer is gone
             }
         }
         send_replies(&mut rx, &acks);
@@ -190,8 +238,8 @@ async fn run(
         stats.duplicates = s.duplicates;
         stats.corrupt_frames = s.corrupt_frames;
         stats_tx.send_replace(stats);
-        if rx.is_complete() && pending.is_none() {
-            return Ok(());
+        if let Some(ack) = rx.final_ack().filter(|_| pending.is_none()) {
+            return Ok(Some(ack));
         }
         tokio::select! {
             link = links.recv() => {
@@ -246,7 +294,7 @@ async fn run(
                 }
             },
             permit = data.reserve(), if pending.is_some() => {
-                let Ok(permit) = permit else { return Ok(()) };
+                let Ok(permit) = permit else { return Ok(None) };
                 if let Some(piece) = pending.take() {
                     permit.send(Ok(piece));
                 }

@@ -1,5 +1,7 @@
-//! The sending side of one transfer: keeps the chosen number of connections open, drives the
-//! sans-IO [`Sender`] with the producer's bytes, acks and timers, and reports progress.
+//! The sending side of one transfer: a mechanical driver around the sans-IO [`Sender`] and
+//! [`ConnectionPool`]. It dials and closes the connections the pool asks for, moves the
+//! producer's bytes, acks and timers between them and the sockets, and reports progress; every
+//! decision about connections is the pool's.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -7,8 +9,8 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use dwcp_amst::frame::{self, Frame};
 use dwcp_amst::{
-    AdaptConfig, AmstError, ConnId, ConnStats, Sender, SenderConfig, SenderEvent,
-    StreamCountController, Transmit,
+    AmstError, ConnId, ConnStats, ConnectionPool, Failure, PoolAction, PoolConfig, PoolFailure,
+    Sender, SenderConfig, Transmit,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -17,14 +19,7 @@ use crate::fault::Hook;
 use crate::hello::new_session_id;
 use crate::{Dialer, Link, Result, TransportError};
 
-/// How many connections a transfer uses.
-#[derive(Debug, Clone)]
-pub enum StreamCount {
-    /// Exactly this many.
-    Fixed(u32),
-    /// As many as keep adding goodput (see [`StreamCountController`]).
-    Adaptive(AdaptConfig),
-}
+pub use dwcp_amst::StreamCount;
 
 /// Sending settings.
 #[derive(Debug, Clone)]
@@ -33,8 +28,9 @@ pub struct SendOptions {
     pub streams: StreamCount,
     /// Framing, windows, stall timeout and rate cap.
     pub sender: SenderConfig,
-    /// Dial attempts in a row that may fail before the sender stops dialing; it goes on with
-    /// the connections it has, and gives up only when none is left.
+    /// Dial attempts in a row that may fail before the sender stops dialing (a connection that
+    /// ends before its first ack counts as one; see [`dwcp_amst::ConnectionPool`]); it goes on
+    /// with the connections it has, and gives up only when none is left.
     pub max_dial_failures: u32,
     /// How often progress is published.
     pub stats_interval: Duration,
@@ -49,7 +45,7 @@ pub struct SendOptions {
 impl Default for SendOptions {
     fn default() -> Self {
         SendOptions {
-            streams: StreamCount::Adaptive(AdaptConfig::default()),
+            streams: StreamCount::Adaptive(dwcp_amst::AdaptConfig::default()),
             sender: SenderConfig::default(),
             max_dial_failures: 5,
             stats_interval: Duration::from_millis(250),
@@ -128,132 +124,56 @@ async fn run_transfer(
 ) -> Result<SendReport> {
     let session = new_session_id()?;
     let mut sender = Sender::new(options.sender.clone())?;
-    let mut controller = match &options.streams {
-        StreamCount::Adaptive(c) => Some(StreamCountController::new(c.clone())?),
-        StreamCount::Fixed(n) if (1..=256).contains(n) => None,
-        StreamCount::Fixed(_) => {
-            return Err(TransportError::InvalidParam {
-                field: "streams",
-                reason: "must be between 1 and 256".into(),
-            })
-        }
-    };
-    let fixed = match options.streams {
-        StreamCount::Fixed(n) => n,
-        StreamCount::Adaptive(_) => 0,
-    };
+    let mut pool = ConnectionPool::new(PoolConfig {
+        streams: options.streams.clone(),
+        max_dial_failures: options.max_dial_failures,
+    })?;
     let (events_tx, mut events) = mpsc::channel::<(ConnId, ConnEvent)>(1024);
     let mut writers: HashMap<ConnId, mpsc::UnboundedSender<Transmit>> = HashMap::new();
-    let mut dialing = 0u32;
-    let mut next_conn = 0u32;
-    let mut dial_failures = 0u32;
-    let mut proven: std::collections::HashSet<ConnId> = std::collections::HashSet::new();
-    let mut failed_connections = 0u32;
-    let mut opened_connections = 0u32;
-    let mut max_streams = 0u32;
     let damage = Hook::of(&options);
+    // Only for the message when the pool gives up; it decides nothing.
     let mut last_error: Option<TransportError> = None;
-    let mut pending: Option<Bytes> = None;
-    let mut source_done = false;
+    let mut input = Input::default();
     let started = Instant::now();
     let mut next_stats = started;
     let mut buffer_limit = options.buffer_limit.clone();
-    let stats_of = |sender: &Sender, target: u32, failed: u32, opened: u32| {
-        let s = sender.stats();
-        TransferStats {
-            bytes_written: s.bytes_written,
-            bytes_acked: s.bytes_acked,
-            frames_resent: s.frames_resent,
-            frames_nacked: s.frames_nacked,
-            connections_failed: failed,
-            connections_opened: opened,
-            elapsed: started.elapsed().as_secs_f64(),
-            target_streams: target,
-            connections: sender.conn_stats(),
-        }
-    };
 
     loop {
         let now = Instant::now();
-        let target = controller
-            .as_ref()
-            .map_or(fixed, StreamCountController::target);
-        let live = u32::try_from(writers.len()).unwrap_or(u32::MAX);
-        // Once the receiver has every byte it may close its side of the other connections; do
-        // not replace them (it refuses a finished session), unless none is left to carry the FIN.
-        let draining = sender.all_data_acked() && !writers.is_empty();
-        while !draining && live + dialing < target {
-            if dial_failures >= options.max_dial_failures {
-                // Stop dialing, but go on with the connections that still work: the next ack
-                // resets the count. Only with none left is the transfer lost.
-                if !writers.is_empty() {
-                    break;
+        input.feed(&mut sender);
+        while let Some(action) = pool.poll_action(&mut sender) {
+            match action {
+                PoolAction::Dial(id) => spawn_dial(&dialer, session, id, &events_tx),
+                PoolAction::Close(id) => {
+                    // Dropping its channel makes the link close our direction and stop.
+                    writers.remove(&id);
                 }
-                return Err(last_error.unwrap_or_else(|| {
-                    TransportError::NoConnection("dialing keeps failing".into())
-                }));
+                PoolAction::Done => {
+                    let stats = stats_of(&sender, &pool, started);
+                    if let Some(p) = &progress {
+                        p.send_replace(stats.clone());
+                    }
+                    return Ok(SendReport {
+                        stats,
+                        max_streams: pool.max_connections_up(),
+                        failed_connections: pool.connections_failed(),
+                    });
+                }
+                PoolAction::Fail(failure) => return Err(pool_error(&failure, last_error)),
             }
-            let id = ConnId(next_conn);
-            next_conn += 1;
-            dialing += 1;
-            let (dialer, tx) = (dialer.clone(), events_tx.clone());
-            tokio::spawn(async move {
-                let event = match dialer.dial(session, id.0).await {
-                    Ok(link) => ConnEvent::Up(link),
-                    Err(e) => ConnEvent::DialFailed(e),
-                };
-                let _ = tx.send((id, event)).await;
-            });
-        }
-        if let Some(data) = pending.take() {
-            let n = sender.write(&data);
-            if n < data.len() {
-                pending = Some(data.slice(n..));
-            }
-        }
-        if source_done && pending.is_none() && sender.writable() > 0 {
-            sender.finish();
         }
         while let Some(tx) = sender.poll_transmit(now) {
             if let Some(w) = writers.get(&tx.conn) {
                 let _ = w.send(tx);
             }
         }
-        while let Some(event) = sender.poll_event() {
-            match event {
-                SenderEvent::ConnectionFailed(id) => {
-                    failed_connections += 1;
-                    writers.remove(&id);
-                }
-                SenderEvent::ConnectionRetired(id) => {
-                    writers.remove(&id);
-                }
-            }
-        }
-        max_streams = max_streams.max(u32::try_from(writers.len()).unwrap_or(u32::MAX));
-        if let Some(p) = &progress {
-            if now >= next_stats || sender.is_finished() {
-                p.send_replace(stats_of(
-                    &sender,
-                    target,
-                    failed_connections,
-                    opened_connections,
-                ));
-                next_stats = now + options.stats_interval;
-            }
-        }
-        if sender.is_finished() {
-            return Ok(SendReport {
-                stats: stats_of(&sender, target, failed_connections, opened_connections),
-                max_streams,
-                failed_connections,
-            });
+        if let Some(p) = progress.as_ref().filter(|_| now >= next_stats) {
+            p.send_replace(stats_of(&sender, &pool, started));
+            next_stats = now + options.stats_interval;
         }
         let wake = [
             sender.poll_timeout(),
-            controller
-                .as_ref()
-                .and_then(StreamCountController::poll_timeout),
+            pool.poll_timeout(),
             progress.as_ref().map(|_| next_stats),
             Some(now + Duration::from_millis(100)),
         ]
@@ -261,7 +181,7 @@ async fn run_transfer(
         .flatten()
         .min()
         .unwrap_or(now);
-        let can_take = pending.is_none() && !source_done && sender.writable() > 0;
+        let can_take = input.can_take(&sender);
         tokio::select! {
             biased;
             changed = cancel.changed() => {
@@ -271,81 +191,117 @@ async fn run_transfer(
             }
             Some((id, event)) = events.recv() => match event {
                 ConnEvent::Up(link) => {
-                    dialing -= 1;
-                    opened_connections += 1;
                     let (tx, rx) = mpsc::unbounded_channel();
                     let version = link.version;
                     tokio::spawn(run_link(id, link, rx, events_tx.clone(), damage.clone()));
                     writers.insert(id, tx);
-                    sender.handle_connected(id, version, Instant::now());
+                    pool.handle_dialed(&mut sender, id, version, Instant::now());
                 }
                 ConnEvent::DialFailed(e) => {
-                    dialing -= 1;
-                    dial_failures += 1;
-                    // A refused certificate will be refused again: fail now.
-                    if matches!(e, TransportError::Tls { .. }) && writers.is_empty() {
-                        return Err(e);
-                    }
+                    pool.handle_dial_failed(id, failure_of(&e));
                     last_error = Some(e);
                 }
-                ConnEvent::Ack(ack) => {
-                    // A connection that got an ack works end to end; one that merely connected
-                    // may still be refused (TLS 1.3 reports a bad client certificate late).
-                    dial_failures = 0;
-                    proven.insert(id);
-                    if let Err(e) = sender.handle_ack(id, ack, Instant::now()) {
-                        last_error = Some(e.into());
-                        writers.remove(&id);
-                        sender.handle_disconnected(id);
-                    }
-                }
+                ConnEvent::Ack(ack) => pool.handle_ack(&mut sender, id, ack, Instant::now()),
                 ConnEvent::Nack { seq, crc } => {
-                    dial_failures = 0;
-                    proven.insert(id);
-                    // Only a frame damaged past the limit is an error, and it ends the transfer.
-                    sender.handle_nack(id, seq, crc, Instant::now())?;
+                    pool.handle_nack(&mut sender, id, seq, crc, Instant::now())?;
                 }
                 ConnEvent::Closed(e) => {
-                    // A receiver that has every byte closes the other connections cleanly, after
-                    // the acks it wrote on them: a clean close that lost nothing is no failure.
-                    let lost = e.is_some() || sender.inflight_frames(id) > 0;
-                    if writers.remove(&id).is_some() && lost {
-                        failed_connections += 1;
-                    }
-                    if !proven.contains(&id) {
-                        dial_failures += 1;
-                        if matches!(e, Some(TransportError::Tls { .. })) && writers.is_empty() {
-                            return Err(e.unwrap_or(TransportError::Cancelled));
-                        }
-                    }
-                    sender.handle_disconnected(id);
-                    if let Some(e) = e {
-                        last_error = Some(e);
-                    }
+                    pool.handle_closed(&mut sender, id, e.as_ref().map(failure_of));
+                    last_error = e.or(last_error);
                 }
             },
             Some(limit) = next_limit(&mut buffer_limit) => {
                 // A value the sender refuses (under two frames) keeps the limit it has.
                 let _ = sender.set_send_buffer(limit);
             }
-            data = source.recv(), if can_take => match data {
-                Some(d) => pending = Some(d),
-                None => source_done = true,
-            },
+            data = source.recv(), if can_take => input.take(data),
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
-                let now = Instant::now();
-                sender.handle_timeout(now);
-                if let Some(c) = controller.as_mut() {
-                    if let Some(target) = c.handle_progress(sender.stats().bytes_acked, now) {
-                        let mut live: Vec<ConnId> = writers.keys().copied().collect();
-                        live.sort();
-                        for id in live.into_iter().rev().take(writers.len().saturating_sub(target as usize)) {
-                            sender.retire(id);
-                        }
-                    }
-                }
+                pool.handle_timeout(&mut sender, Instant::now());
             }
         }
+    }
+}
+
+/// The producer's side: a piece taken from the source and not yet all written, and whether the
+/// source has ended.
+#[derive(Default)]
+struct Input {
+    pending: Option<Bytes>,
+    done: bool,
+}
+
+impl Input {
+    /// Writes what the sender accepts, and ends the stream once the source has ended.
+    fn feed(&mut self, sender: &mut Sender) {
+        if let Some(data) = self.pending.take() {
+            let n = sender.write(&data);
+            if n < data.len() {
+                self.pending = Some(data.slice(n..));
+            }
+        }
+        if self.done && self.pending.is_none() && sender.writable() > 0 {
+            sender.finish();
+        }
+    }
+
+    fn can_take(&self, sender: &Sender) -> bool {
+        self.pending.is_none() && !self.done && sender.writable() > 0
+    }
+
+    fn take(&mut self, data: Option<Bytes>) {
+        match data {
+            Some(d) => self.pending = Some(d),
+            None => self.done = true,
+        }
+    }
+}
+
+fn spawn_dial(
+    dialer: &Dialer,
+    session: [u8; 16],
+    id: ConnId,
+    events: &mpsc::Sender<(ConnId, ConnEvent)>,
+) {
+    let (dialer, tx) = (dialer.clone(), events.clone());
+    tokio::spawn(async move {
+        let event = match dialer.dial(session, id.0).await {
+            Ok(link) => ConnEvent::Up(link),
+            Err(e) => ConnEvent::DialFailed(e),
+        };
+        let _ = tx.send((id, event)).await;
+    });
+}
+
+/// A refused certificate or name will be refused again; anything else may work next time.
+fn failure_of(e: &TransportError) -> Failure {
+    match e {
+        TransportError::Tls { .. } => Failure::Refused,
+        _ => Failure::Transient,
+    }
+}
+
+/// The error a lost transfer ends with: a refusal as the peer gave it, anything else as what the
+/// pool saw (which connection went, how many dials failed) with the last error seen.
+fn pool_error(failure: &PoolFailure, last_error: Option<TransportError>) -> TransportError {
+    match last_error {
+        Some(e @ TransportError::Tls { .. }) if failure.refused => e,
+        Some(e) => TransportError::NoConnection(format!("{failure}; the last error: {e}")),
+        None => TransportError::NoConnection(failure.to_string()),
+    }
+}
+
+fn stats_of(sender: &Sender, pool: &ConnectionPool, started: Instant) -> TransferStats {
+    let s = sender.stats();
+    TransferStats {
+        bytes_written: s.bytes_written,
+        bytes_acked: s.bytes_acked,
+        frames_resent: s.frames_resent,
+        frames_nacked: s.frames_nacked,
+        connections_failed: pool.connections_failed(),
+        connections_opened: pool.connections_opened(),
+        elapsed: started.elapsed().as_secs_f64(),
+        target_streams: pool.target(),
+        connections: sender.conn_stats(),
     }
 }
 

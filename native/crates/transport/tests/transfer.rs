@@ -222,6 +222,148 @@ async fn a_connection_cut_mid_transfer_loses_and_duplicates_nothing() {
     assert!(report.failed_connections >= 1, "{report:?}");
 }
 
+/// A front for the listener at `target` that plays the receiver on the first connection: it
+/// completes TLS as `identity`, reads the hello, then resets the connection (RST, no TLS
+/// close), before anything on it could be acknowledged. It relays every later connection.
+/// Resolves to the hello it read.
+async fn reset_first_after_hello(
+    target: SocketAddr,
+    identity: &NodeIdentity,
+) -> (SocketAddr, tokio::task::JoinHandle<Hello>) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config().unwrap());
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    let first = tokio::spawn(async move {
+        let (sock, _) = front.accept().await.unwrap();
+        let mut tls = acceptor.accept(sock).await.unwrap();
+        let mut hello = [0u8; dwcp_transport::hello::HELLO_LEN];
+        tls.read_exact(&mut hello).await.unwrap();
+        tls.get_ref().0.set_zero_linger().unwrap();
+        drop(tls);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = front.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let mut client = client;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                });
+            }
+        });
+        Hello::decode(&hello).unwrap()
+    });
+    (addr, first)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_connection_reset_right_after_its_hello_is_redialed_and_nothing_is_lost() {
+    let pki = Pki::new();
+    let server = pki.identity("node-b");
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &server)
+        .await
+        .unwrap();
+    let (front, first) = reset_first_after_hello(listener.local_addr(), &server).await;
+    let data = Arc::new(random(8 << 20, 9));
+    let (got, report) = transfer(
+        LinkKind::Tcp,
+        Arc::clone(&data),
+        StreamCount::Fixed(1),
+        Some(front),
+        &listener,
+        &pki.identity("node-a"),
+    )
+    .await;
+    assert_eq!(
+        first.await.unwrap().conn,
+        0,
+        "the first connection was reset"
+    );
+    assert_eq!(got.len(), data.len());
+    assert_eq!(blake3::hash(&got), blake3::hash(&data));
+    assert_eq!(report.stats.bytes_acked, data.len() as u64);
+    assert_eq!(report.failed_connections, 1, "{report:?}");
+    assert_eq!(report.stats.connections_opened, 2, "{report:?}");
+}
+
+/// A TLS connection to `listener` that has sent the hello of `session`.
+async fn dial_raw(
+    listener: &Listener,
+    id: &NodeIdentity,
+    session: [u8; 16],
+    conn: u32,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tls = tokio_rustls::TlsConnector::from(id.client_config().unwrap());
+    let sock = TcpStream::connect(listener.local_addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("node-b").unwrap();
+    let mut stream = tls.connect(name, sock).await.unwrap();
+    let hello = Hello {
+        session,
+        conn,
+        version: Version::LATEST,
+    };
+    stream.write_all(&hello.encode()).await.unwrap();
+    stream
+}
+
+/// Reads acks until the FIN's; returns its cumulative count.
+async fn read_fin_ack(stream: &mut tokio_rustls::client::TlsStream<TcpStream>) -> u64 {
+    let mut buf = Vec::new();
+    loop {
+        while let Some((f, len)) = frame::parse(&buf, Version::LATEST, 0).unwrap() {
+            let fin = match f {
+                frame::Frame::Ack(ack) if ack.seq == dwcp_amst::FIN_SEQ => Some(ack.cumulative),
+                _ => None,
+            };
+            buf.drain(..len);
+            if let Some(cumulative) = fin {
+                return cumulative;
+            }
+        }
+        let mut more = [0u8; 256];
+        let n = stream.read(&mut more).await.unwrap();
+        assert!(n > 0, "closed before the FIN's ack");
+        buf.extend_from_slice(&more[..n]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_back_after_the_end_gets_the_final_ack_not_a_reset() {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(LinkKind::Tcp), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let id = pki.identity("node-a");
+    let session = [7; 16];
+    let payload = b"the whole stream";
+    let mut first = dial_raw(&listener, &id, session, 0).await;
+    let (header, n) = frame::data_header(Version::LATEST, 0, payload.len(), frame::crc(0, payload));
+    first.write_all(&header[..n]).await.unwrap();
+    first.write_all(payload).await.unwrap();
+    first
+        .write_all(&frame::encode_fin(1, payload.len() as u64))
+        .await
+        .unwrap();
+    let mut incoming = listener.accept().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(piece) = incoming.read().await.unwrap() {
+        got.extend_from_slice(&piece);
+    }
+    assert_eq!(got, payload);
+    // The sender lost that connection before it read the FIN's ack, and dials again.
+    drop(first);
+    let mut again = dial_raw(&listener, &id, session, 1).await;
+    again
+        .write_all(&frame::encode_fin(1, payload.len() as u64))
+        .await
+        .unwrap();
+    assert_eq!(read_fin_ack(&mut again).await, 1);
+    let mut rest = Vec::new();
+    again.read_to_end(&mut rest).await.expect("a clean close");
+    assert!(rest.is_empty());
+    assert_eq!(listener.refused(), 0);
+}
+
 async fn refused(kind: LinkKind, client: NodeIdentity, server_name: &str) -> TransportError {
     let pki = Pki::new();
     let listener = Listener::bind(listener_config(kind), &pki.identity("node-b"))
