@@ -237,6 +237,9 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
     expect(path.measuredBytesPerSec).toBeGreaterThan(0);
     expect(path.streams).toBeGreaterThan(0);
     expect(path.basis).toMatch(/connections/);
+    // The codec HDE encoded with at the end: zstd at the chosen level, or cheaper if the encoder was the bottleneck.
+    expect(path.codec).toMatch(/^(zstd -?\d+|lz4|none)$/);
+    if (path.codec !== `zstd ${path.zstdLevel}`) expect(path.basis).toMatch(/codec now /);
     const seen = await api<{
       samples: number;
       fromNodeId: string;

@@ -111,6 +111,11 @@ export interface MigrationPath {
   downtimeLimitMs: number;
   /** AMST's send buffer: encoded bytes taken from QEMU and not yet acknowledged. */
   bufferBytes?: number;
+  /**
+   * The codec HDE encodes with now (`zstd 1`, `lz4`, `none`): it steps down from `zstdLevel` while
+   * its encoder, not the link, is the bottleneck, and back up when the link pushes back.
+   */
+  codec?: string;
   /** Why these parameters, in one line. */
   basis: string;
 }

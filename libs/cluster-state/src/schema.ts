@@ -87,6 +87,7 @@ export const migrationPathSchema = z
     maxBandwidthBytesPerSec: z.number().int().positive(),
     downtimeLimitMs: z.number().int().nonnegative(),
     bufferBytes: z.number().int().positive().optional(),
+    codec: z.string().max(32).optional(),
     basis: z.string().max(1000),
   })
   .strict();

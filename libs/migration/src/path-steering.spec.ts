@@ -168,4 +168,16 @@ describe('PathSteering', () => {
     // (40 MiB / 2 + 2 MiB backlog) / 2 MiB/s = 11 s.
     expect(steer.etaMs(c, 40 * MiB)).toBe(11_000);
   });
+
+  it('shows the codec the encoder uses, and why it changed, in the record', () => {
+    const steer = new PathSteering(new FakePath(), chooseParameters(), true);
+    steer.sample({ ...counters(1, 0, 0), codec: 'zstd 1', codecChanges: 0 }, 1000);
+    expect(steer.report()).toMatchObject({ codec: 'zstd 1', zstdLevel: 1 });
+    expect(steer.report().basis).not.toContain('codec now');
+    steer.sample({ ...counters(2, MiB, MiB), codec: 'lz4', codecChanges: 2 }, 2000);
+    expect(steer.report().codec).toBe('lz4');
+    expect(steer.report().basis).toContain(
+      'codec now lz4 after 2 changes: HDE steps down while its encoder, not the link, is the bottleneck',
+    );
+  });
 });

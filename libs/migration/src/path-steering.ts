@@ -36,6 +36,9 @@ export class PathSteering {
   private maxBandwidth: number;
   private bufferBytes: number;
   private downtimeLimit: number;
+  /** The encoder's codec as last seen, and how often its governor changed it. */
+  private codec: string | undefined;
+  private codecChanges = 0;
 
   /**
    * `adjustable` is false when the operator or the caller fixed max-bandwidth: then it is only
@@ -88,6 +91,8 @@ export class PathSteering {
 
   /** One interval's sample from the sender's counters, fed to PBA; undefined for the first call or an empty interval. */
   sample(counters: SourceCounters, atMs: number): PathSample | undefined {
+    if (typeof counters.codec === 'string') this.codec = counters.codec;
+    this.codecChanges = counters.codecChanges ?? this.codecChanges;
     const now = counters.transfer;
     if (now === undefined) return undefined;
     const prev = this.last;
@@ -177,6 +182,9 @@ export class PathSteering {
       this.downtimeLimit === this.chosen.downtimeLimitMs
         ? undefined
         : `downtime-limit now ${this.downtimeLimit} ms, what a ${PAUSE_BUDGET_MS} ms pause leaves after half the RTT and the buffer's drain`,
+      this.codecChanges === 0 || this.codec === undefined
+        ? undefined
+        : `codec now ${this.codec} after ${this.codecChanges} change${this.codecChanges === 1 ? '' : 's'}: HDE steps down while its encoder, not the link, is the bottleneck`,
     ].filter((c) => c !== undefined);
     const basis = [this.chosen.basis, ...changes].join('; ');
     return {
@@ -187,6 +195,7 @@ export class PathSteering {
       maxBandwidthBytesPerSec: this.maxBandwidth,
       downtimeLimitMs: this.downtimeLimit,
       bufferBytes: this.bufferBytes,
+      ...(this.codec === undefined ? {} : { codec: this.codec }),
       basis,
     };
   }

@@ -30,6 +30,10 @@ export interface SourceCounters {
   compressionRatio: number;
   inventoryDedupBytes: number;
   streamDedupBytes: number;
+  /** The codec the encoder uses now (`zstd 1`, `lz4`, `none`); null or absent before QEMU connected. */
+  codec?: string | null;
+  /** How often the encoder's governor changed it. */
+  codecChanges?: number;
   /** AMST's own counters of the transfer, the path samples' source; absent in some test doubles. */
   transfer?: TransferCounters;
 }

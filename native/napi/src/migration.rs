@@ -37,6 +37,9 @@ pub struct BindingMigrationSourceOptions {
     pub inventory: Option<Buffer>,
     /// Bytes asked of QEMU's socket per read (default 262144).
     pub read_size: Option<u32>,
+    /// Step down to cheaper codecs while the encoder, not the link, is the bottleneck, and back
+    /// up to `codec` when the link pushes back (default true).
+    pub adaptive_codec: Option<bool>,
     /// Bytes taken from QEMU and not yet acknowledged by the sink (default 8 MiB). QEMU cannot
     /// see what sits here, so it adds to the real downtime: keep it near bandwidth × RTT.
     pub buffer_bytes: Option<u32>,
@@ -71,6 +74,11 @@ pub struct BindingMigrationSourceStats {
     pub connections_failed: u32,
     /// AMST connections opened: the first ones and every replacement or addition.
     pub connections_opened: u32,
+    /// The codec the encoder uses now, e.g. `zstd 1`, `lz4`, `none`; null before QEMU connected.
+    pub codec: Option<String>,
+    /// How often it changed: the encoder steps down to cheaper codecs while it, not the link, is
+    /// the bottleneck, and back up when the link pushes back.
+    pub codec_changes: u32,
     pub transfer: BindingTransferStats,
 }
 
@@ -94,8 +102,20 @@ impl From<&SourceStats> for BindingMigrationSourceStats {
             frames_rejected: s.transfer.frames_nacked as f64,
             connections_failed: s.transfer.connections_failed,
             connections_opened: s.transfer.connections_opened,
+            codec: s.codec.map(codec_label),
+            codec_changes: s.codec_changes,
             transfer: (&s.transfer).into(),
         }
+    }
+}
+
+/// `zstd 3`, `lz4`, `none`: how the stats name a codec level.
+fn codec_label(level: dwcp_hde::CodecLevel) -> String {
+    match level.codec() {
+        dwcp_hde::Codec::Zstd | dwcp_hde::Codec::Deflate => {
+            format!("{} {}", level.codec().name(), level.level())
+        }
+        other => other.name().to_string(),
     }
 }
 
@@ -135,6 +155,9 @@ fn source_options(o: &BindingMigrationSourceOptions) -> Result<SourceOptions, Pi
     }
     if let Some(n) = o.read_size {
         options.read_size = n as usize;
+    }
+    if let Some(adaptive) = o.adaptive_codec {
+        options.adaptive_codec = adaptive;
     }
     if let Some(n) = o.buffer_bytes {
         options.send.sender.send_buffer = n as usize;

@@ -97,6 +97,7 @@ const pathToProto = (p: MigrationPath): Msg => ({
   max_bandwidth_bytes_per_sec: p.maxBandwidthBytesPerSec,
   downtime_limit_ms: p.downtimeLimitMs,
   ...(p.bufferBytes !== undefined ? { buffer_bytes: p.bufferBytes } : {}),
+  ...(p.codec !== undefined ? { codec: p.codec } : {}),
   basis: p.basis,
 });
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use dwcp_hde::{ChunkId, ChunkerParams, CodecLevel, Encoder, EncoderStats};
+use dwcp_hde::{ChunkId, ChunkerParams, CodecGovernor, CodecLevel, Encoder, EncoderStats};
 use dwcp_transport::{send_stream, Dialer, SendOptions, SendReport, TransferStats};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
@@ -36,6 +36,9 @@ pub struct SourceOptions {
     pub send: SendOptions,
     /// Bytes asked of the socket per read.
     pub read_size: usize,
+    /// Let a [`CodecGovernor`] step down to cheaper codecs while the encoder, not the link, is
+    /// the bottleneck (and back up to `level` when the link pushes back). Default on.
+    pub adaptive_codec: bool,
 }
 
 /// AMST's send buffer for a migration: bytes taken from QEMU and not yet acknowledged.
@@ -59,6 +62,7 @@ impl SourceOptions {
             present: Vec::new(),
             send,
             read_size: 256 * 1024,
+            adaptive_codec: true,
         }
     }
 }
@@ -78,6 +82,10 @@ pub struct SourceStats {
     pub encoder: EncoderStats,
     /// AMST's counters.
     pub transfer: TransferStats,
+    /// The codec level the encoder uses now (None before QEMU connected).
+    pub codec: Option<CodecLevel>,
+    /// How often the governor changed it.
+    pub codec_changes: u32,
 }
 
 impl SourceStats {
@@ -112,6 +120,7 @@ struct Shared {
     connected: AtomicBool,
     eof: AtomicBool,
     encoder: watch::Receiver<EncoderStats>,
+    codec: watch::Receiver<(CodecLevel, u32)>,
     transfer: watch::Receiver<TransferStats>,
 }
 
@@ -144,6 +153,12 @@ impl MigrationSource {
         }
         let mut encoder = Encoder::new(options.chunker, options.level)?;
         encoder.mark_present(options.present);
+        let governor = if options.adaptive_codec {
+            CodecGovernor::new(options.level)
+        } else {
+            CodecGovernor::fixed(options.level)
+        };
+        let (codec_tx, codec_rx) = watch::channel((options.level, 0));
         let path = options.socket_path;
         let listener = UnixListener::bind(&path)
             .map_err(|e| PipelineError::io(format!("bind {}", path.display()), e))?;
@@ -159,6 +174,7 @@ impl MigrationSource {
             connected: AtomicBool::new(false),
             eof: AtomicBool::new(false),
             encoder: encoder_rx,
+            codec: codec_rx,
             transfer: transfer_rx,
         });
         let run = Run {
@@ -168,7 +184,13 @@ impl MigrationSource {
             cancel: cancel_rx,
             shared: Arc::clone(&shared),
         };
-        let task = tokio::spawn(run.run(encoder, encoder_tx, dialer, send, transfer_tx));
+        let encoding = Encoding {
+            encoder,
+            governor,
+            stats: encoder_tx,
+            codec: codec_tx,
+        };
+        let task = tokio::spawn(run.run(encoding, dialer, send, transfer_tx));
         Ok(MigrationSource {
             socket_path: path,
             cancel: cancel_tx,
@@ -211,9 +233,13 @@ impl MigrationSource {
 }
 
 fn stats_of(shared: &Shared) -> SourceStats {
+    let connected = shared.connected.load(Ordering::Relaxed);
+    let (codec, codec_changes) = *shared.codec.borrow();
     SourceStats {
+        codec: connected.then_some(codec),
+        codec_changes,
         bytes_from_qemu: shared.bytes_from_qemu.load(Ordering::Relaxed),
-        qemu_connected: shared.connected.load(Ordering::Relaxed),
+        qemu_connected: connected,
         qemu_finished: shared.eof.load(Ordering::Relaxed),
         encoder: *shared.encoder.borrow(),
         transfer: shared.transfer.borrow().clone(),
@@ -240,8 +266,7 @@ struct Run {
 impl Run {
     async fn run(
         mut self,
-        encoder: Encoder,
-        encoder_stats: watch::Sender<EncoderStats>,
+        encoding: Encoding,
         dialer: Dialer,
         send: SendOptions,
         transfer: watch::Sender<TransferStats>,
@@ -261,7 +286,7 @@ impl Run {
         let (raw_tx, raw_rx) = mpsc::channel(QUEUE);
         let stop_sender = Arc::clone(&send_cancel);
         let mut encoding = Some(tokio::task::spawn_blocking(move || {
-            encode(encoder, raw_rx, wire_tx, encoder_stats, &stop_sender)
+            encode(encoding, raw_rx, wire_tx, &stop_sender)
         }));
         let mut cancel = self.cancel.clone();
         let outcome = async {
@@ -378,49 +403,72 @@ async fn take<T>(
     }
 }
 
+/// The encoder stage's state: the encoder, the governor of its codec level, and where both report.
+struct Encoding {
+    encoder: Encoder,
+    governor: CodecGovernor,
+    stats: watch::Sender<EncoderStats>,
+    codec: watch::Sender<(CodecLevel, u32)>,
+}
+
 /// The encoder stage, on a blocking thread: raw pieces in, HDE stream pieces out.
 ///
 /// Closing `wire` is how AMST learns that the stream is complete (it then sends its FIN), so on
 /// any other way out the sender is cancelled first, before `wire` drops.
 fn encode(
-    mut encoder: Encoder,
+    mut encoding: Encoding,
     mut raw: mpsc::Receiver<Piece>,
     wire: mpsc::Sender<Bytes>,
-    stats: watch::Sender<EncoderStats>,
     stop_sender: &watch::Sender<bool>,
 ) -> std::result::Result<(), Stop> {
-    let result = encode_all(&mut encoder, &mut raw, &wire, &stats);
+    let result = encoding.encode_all(&mut raw, &wire);
     if result.is_err() {
         stop_sender.send_replace(true);
     }
     result
 }
 
-fn encode_all(
-    encoder: &mut Encoder,
-    raw: &mut mpsc::Receiver<Piece>,
-    wire: &mpsc::Sender<Bytes>,
-    stats: &watch::Sender<EncoderStats>,
-) -> std::result::Result<(), Stop> {
-    let mut out = Vec::new();
-    loop {
-        let end = match raw.blocking_recv().ok_or(Stop::Upstream)? {
-            Piece::Data(data) => {
-                encoder.push(&data, &mut out).map_err(PipelineError::from)?;
-                false
+impl Encoding {
+    /// Encodes until the stream's end, timing the encoder (busy) and the hand-over to AMST
+    /// (blocked) for the governor.
+    fn encode_all(
+        &mut self,
+        raw: &mut mpsc::Receiver<Piece>,
+        wire: &mpsc::Sender<Bytes>,
+    ) -> std::result::Result<(), Stop> {
+        let mut out = Vec::new();
+        loop {
+            let piece = raw.blocking_recv().ok_or(Stop::Upstream)?;
+            let started = Instant::now();
+            let end = match piece {
+                Piece::Data(data) => {
+                    self.encoder
+                        .push(&data, &mut out)
+                        .map_err(PipelineError::from)?;
+                    false
+                }
+                Piece::End => {
+                    self.encoder.finish(&mut out).map_err(PipelineError::from)?;
+                    true
+                }
+            };
+            let encoded = Instant::now();
+            self.stats.send_replace(self.encoder.stats());
+            if !out.is_empty() {
+                let piece = Bytes::from(std::mem::take(&mut out));
+                wire.blocking_send(piece).map_err(|_| Stop::Downstream)?;
             }
-            Piece::End => {
-                encoder.finish(&mut out).map_err(PipelineError::from)?;
-                true
+            if end {
+                return Ok(());
             }
-        };
-        stats.send_replace(encoder.stats());
-        if !out.is_empty() {
-            let piece = Bytes::from(std::mem::take(&mut out));
-            wire.blocking_send(piece).map_err(|_| Stop::Downstream)?;
-        }
-        if end {
-            return Ok(());
+            let handed = Instant::now();
+            if let Some(level) = self
+                .governor
+                .record(encoded - started, handed - encoded, handed)
+            {
+                self.encoder.set_level(level);
+                self.codec.send_replace((level, self.governor.changes()));
+            }
         }
     }
 }

@@ -604,3 +604,44 @@ async fn a_frame_damaged_at_every_send_fails_both_ends_typed_and_qemu_gets_only_
         "only an exact prefix reached QEMU"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_encoder_bound_source_steps_down_to_cheaper_codecs_and_the_stream_stays_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::pki();
+    let store = open_store(dir.path());
+    let data = Arc::new(guest_like(16 << 20, 11));
+    // zstd 19 on a loopback link: the encoder, not the link, is the bottleneck from the start.
+    let run = migrate_with(dir.path(), &node, &store, Arc::clone(&data), &[], |o| {
+        o.level = CodecLevel::new(Codec::Zstd, 19).unwrap();
+    })
+    .await;
+    assert!(
+        run.out == *data,
+        "the stream arrives exact across codec changes"
+    );
+    let codec = run.source.codec.unwrap();
+    assert!(run.source.codec_changes >= 1, "the governor stepped down");
+    assert_ne!(codec, CodecLevel::new(Codec::Zstd, 19).unwrap());
+    println!(
+        "zstd 19 → {} {} after {} changes; {} raw bytes, {} on the wire",
+        codec.codec().name(),
+        codec.level(),
+        run.source.codec_changes,
+        data.len(),
+        run.wire_bytes
+    );
+
+    // With the governor off the level stays what was asked (zstd 3: quick enough to finish).
+    let fixed = migrate_with(dir.path(), &node, &store, Arc::clone(&data), &[], |o| {
+        o.level = CodecLevel::new(Codec::Zstd, 3).unwrap();
+        o.adaptive_codec = false;
+    })
+    .await;
+    assert!(fixed.out == *data);
+    assert_eq!(fixed.source.codec_changes, 0);
+    assert_eq!(
+        fixed.source.codec,
+        Some(CodecLevel::new(Codec::Zstd, 3).unwrap())
+    );
+}
