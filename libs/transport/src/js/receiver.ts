@@ -92,6 +92,15 @@ export class JsReceiver {
     return this.fin !== null && this.next === this.fin.frames;
   }
 
+  /**
+   * The ack of the FIN once the whole stream arrived, `null` before. A listener answers a sender
+   * that comes back after the end (its FIN's ack was lost) with it.
+   */
+  finalAck(): Ack | null {
+    if (!this.isAllReceived()) return null;
+    return { seq: FIN_SEQ, cumulative: this.next, window: this.openWindow() };
+  }
+
   /** Pieces delivered in order and not yet read. */
   unread(): number {
     return this.ready.length;

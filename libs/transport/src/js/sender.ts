@@ -126,6 +126,12 @@ export class JsSender {
   private buffered = 0;
   private finishing = false;
   private finConn: ConnId | null = null;
+  /**
+   * A FIN went out at least once. A FIN's ack covering every frame counts whichever connection
+   * it comes on, even after the FIN's own connection closed: it says the receiver holds the whole
+   * stream, and the receiver may have closed the FIN's connection after acking on another.
+   */
+  private finSent = false;
   private finAcked = false;
   private readonly pacer: JsPacer;
   private paceUntil: number | null = null;
@@ -169,6 +175,11 @@ export class JsSender {
     return this.finAcked;
   }
 
+  /** Whether the stream is ended and every data frame acknowledged: only the FIN's ack may be missing. */
+  allDataAcked(): boolean {
+    return this.finishing && this.cumulative === this.nextSeq;
+  }
+
   /** Live connection ids, in order. */
   connections(): ConnId[] {
     return this.ordered.map((c) => c.id);
@@ -209,7 +220,7 @@ export class JsSender {
     }
     this.peerWindow = ack.window;
     if (ack.seq === FIN_SEQ) {
-      if (this.finConn !== null && ack.cumulative === this.nextSeq) this.finAcked = true;
+      if (this.finSent && ack.cumulative === this.nextSeq) this.finAcked = true;
     } else {
       this.ackOne(id, ack.seq, now);
     }
@@ -375,6 +386,7 @@ export class JsSender {
     const conn = this.ordered.find((c) => !c.retiring) ?? this.ordered[0];
     if (conn === undefined) return null;
     this.finConn = conn.id;
+    this.finSent = true;
     return { conn: conn.id, header: encodeFin(this.nextSeq, this.counters.bytesWritten), payload: EMPTY };
   }
 

@@ -9,7 +9,7 @@ import { createServer, type Server, type TLSSocket } from 'node:tls';
 import { ByteQueue } from './byte-queue';
 import type { ConnId } from './conn';
 import { AmstError } from './error';
-import { ACK_LEN, type Ack, DATA_HEADER_LEN, frameLength, parseFrame, writeAck } from './frame';
+import { ACK_LEN, type Ack, DATA_HEADER_LEN, encodeAck, frameLength, parseFrame, writeAck } from './frame';
 import { HELLO_LEN, type Hello, parseHello } from './hello';
 import { JsReceiver, type JsReceiverConfig, type JsReceiverStats } from './receiver';
 import { serverTlsOptions, type TlsIdentity } from './tls-identity';
@@ -79,16 +79,24 @@ export async function listenJs(options: JsListenOptions): Promise<JsListener> {
   return new TlsListener(options).listen();
 }
 
-/** Finished session ids remembered, so a late connection of an old transfer is refused. */
+/**
+ * Finished session ids remembered, so a late connection of an old transfer does not start it
+ * again: it is answered with the transfer's final ack if the transfer completed, else refused.
+ */
 const CLOSED_SESSIONS_KEPT = 4096;
+/** How long a late connection answered with its final ack may take to close after it. */
+const ANSWER_CLOSE_MS = 5000;
 /** After the whole stream arrived, connections the sender leaves open are closed after this. */
 const LINGER_MS = 10_000;
 
 class TlsListener implements JsListener {
   private readonly server: Server;
   private readonly sessions = new Map<string, JsIncomingStream>();
-  private readonly closedSessions = new Set<string>();
+  /** Ended sessions, oldest first, with the final ack and the sender's fingerprint of a completed one. */
+  private readonly closedSessions = new Map<string, { ack: Buffer; fingerprint: string } | null>();
   private readonly handshaking = new Set<TLSSocket>();
+  /** Late connections of completed transfers, answered and closing. */
+  private readonly answering = new Set<TLSSocket>();
   private readonly ready: JsIncomingStream[] = [];
   private readonly waiters: { resolve: (s: JsIncomingStream) => void; reject: (e: Error) => void }[] = [];
   private readonly handshakeTimeoutMs: number;
@@ -132,6 +140,7 @@ class TlsListener implements JsListener {
     this.closed = true;
     const done = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const socket of this.handshaking) socket.destroy();
+    for (const socket of this.answering) socket.destroy();
     for (const stream of [...this.sessions.values()])
       stream.destroy(AmstError.noConnection('the listener closed'));
     for (const w of this.waiters.splice(0)) w.reject(AmstError.noConnection('the listener closed'));
@@ -184,7 +193,12 @@ class TlsListener implements JsListener {
     const fingerprint = socket.getPeerCertificate().fingerprint256;
     let stream = this.sessions.get(id);
     let refusal: string | null = null;
-    if (this.closedSessions.has(id)) refusal = 'the transfer has ended';
+    const ended = this.closedSessions.get(id);
+    if (ended !== undefined && ended !== null && ended.fingerprint === fingerprint) {
+      this.answerFinished(socket, ended.ack);
+      return;
+    }
+    if (ended !== undefined) refusal = 'the transfer has ended';
     else if (stream === undefined && this.ready.length >= (this.options.maxPendingStreams ?? 16))
       refusal = 'too many transfers wait to be accepted';
     else if (stream !== undefined && stream.peerFingerprint !== fingerprint)
@@ -212,11 +226,29 @@ class TlsListener implements JsListener {
     stream.attach(socket, queue);
   }
 
+  /**
+   * A sender whose FIN's ack was lost with its connection dials again after the end: it gets the
+   * final ack, then a clean close. What it writes (its FIN again) is read and dropped, so the
+   * close is no reset.
+   */
+  private answerFinished(socket: TLSSocket, ack: Buffer): void {
+    this.answering.add(socket);
+    const timer = setTimeout(() => socket.destroy(), ANSWER_CLOSE_MS);
+    socket.on('data', () => {});
+    socket.once('close', () => {
+      clearTimeout(timer);
+      this.answering.delete(socket);
+    });
+    socket.end(ack);
+  }
+
   private onStreamEnded(stream: JsIncomingStream): void {
     this.sessions.delete(stream.sessionId);
-    this.closedSessions.add(stream.sessionId);
+    const ack = stream.finalAck();
+    const done = ack === null ? null : { ack: encodeAck(ack), fingerprint: stream.peerFingerprint };
+    this.closedSessions.set(stream.sessionId, done);
     if (this.closedSessions.size > CLOSED_SESSIONS_KEPT) {
-      const oldest = this.closedSessions.values().next();
+      const oldest = this.closedSessions.keys().next();
       if (oldest.done !== true) this.closedSessions.delete(oldest.value);
     }
   }
@@ -269,6 +301,8 @@ export class JsIncomingStream implements AsyncIterable<Buffer> {
   private orphanTimer: NodeJS.Timeout | null = null;
   private idleTimer: NodeJS.Timeout | null = null;
   private lingerTimer: NodeJS.Timeout | null = null;
+  /** The final ack, recorded when the whole stream arrived (before the consumer reads the end). */
+  private completion: Ack | null = null;
 
   /** @internal Made by the listener. */
   constructor(
@@ -320,6 +354,11 @@ export class JsIncomingStream implements AsyncIterable<Buffer> {
     if (!this.receiver.isAllReceived()) this.setError(err);
     for (const c of this.conns.values()) c.socket.destroy();
     if (this.conns.size === 0) this.end();
+  }
+
+  /** @internal The ack of the FIN once the whole stream arrived, else `null`. */
+  finalAck(): Ack | null {
+    return this.completion;
   }
 
   /** @internal */
@@ -382,6 +421,7 @@ export class JsIncomingStream implements AsyncIterable<Buffer> {
       this.afterConnectionLoss();
     }
     this.flushAcks();
+    if (this.completion === null) this.completion = this.receiver.finalAck();
     if (this.receiver.isAllReceived() && this.lingerTimer === null) {
       this.lingerTimer = setTimeout(() => {
         for (const conn of this.conns.values()) conn.socket.destroy();

@@ -1,6 +1,11 @@
 /**
  * The sending runtime of the JS path: drives a `JsSender` over N `node:tls` connections, opening,
- * replacing and retiring them as the sender and the stream-count controller say.
+ * replacing and retiring them as the sender and the stream-count controller say. Its connection
+ * rules are those of the native `ConnectionPool` (`native/crates/amst/src/pool.rs`): dial up to
+ * the target, one at a time while dials fail; a connection is proven by its first ack; a failed
+ * dial or an unproven connection's end costs one attempt, and connections lost together cost one;
+ * no re-dial once every data frame is acked while a connection is left for the FIN; fail only with
+ * nothing up or dialing and the attempts spent.
  */
 
 import { randomBytes } from 'node:crypto';
@@ -34,10 +39,13 @@ export interface JsSendOptions {
   /** TCP connect plus TLS handshake, per connection. Default 10 s. */
   connectTimeoutMs?: number;
   /**
-   * Connection attempts in a row that may fail before the transfer gives up (default 5, as
-   * native). An attempt has failed if the connection closes before its first ack: with TLS 1.3
-   * a receiver that refuses this node's certificate does so after the client's handshake is done.
-   * A failed handshake with no other connection up fails the transfer at once (`ERR_AMST_TLS`).
+   * Connection attempts in a row that may fail before the sender stops dialing (default 5, as
+   * native); an ack restores them. An attempt has failed if the connection closes before its
+   * first ack: with TLS 1.3 a receiver that refuses this node's certificate does so after the
+   * client's handshake is done. Connections dialed before a counted failure and lost after it
+   * share its cause and cost nothing more. With the attempts spent and no connection left the
+   * transfer fails with `ERR_AMST_NO_CONNECTION`. A failed handshake with no other connection up
+   * fails the transfer at once (`ERR_AMST_TLS`).
    */
   maxDialFailures?: number;
   /** Called with each connection as it is opened (metrics, fault injection in tests). */
@@ -95,6 +103,8 @@ interface ClientConn {
   error: Error | null;
 }
 
+/** How a connection that ended before its first ack is described in `ERR_AMST_NO_CONNECTION`. */
+const UNPROVEN = 'was lost before anything on it was acknowledged';
 /** Waits this long for more of the source before sending a partial frame. */
 const FLUSH_DELAY_MS = 1;
 /** After the end is acknowledged, sockets that do not close on their own are destroyed. */
@@ -118,6 +128,10 @@ class TlsSendSession {
   private sourceDone = false;
   private nextIndex = 0;
   private dialFailures = 0;
+  /** Unproven losses of connections with a lower index cost nothing (see `countDialFailure`). */
+  private uncountedBelow = 0;
+  /** The last connection lost after it was up, and how, for the error if the transfer fails. */
+  private lastLost: { index: number; how: string } | null = null;
   private nextDialAt = 0;
   private lastError: unknown = null;
   private timer: NodeJS.Timeout | null = null;
@@ -206,8 +220,12 @@ class TlsSendSession {
     for (let ev = this.sender.pollEvent(); ev !== null; ev = this.sender.pollEvent()) {
       const c = this.conns.get(ev.conn);
       if (c === undefined) continue;
-      if (ev.type === 'connectionFailed') c.socket.destroy();
-      else c.socket.end();
+      if (ev.type === 'connectionFailed') {
+        this.lastLost = { index: c.index, how: 'stalled' };
+        c.socket.destroy();
+      } else {
+        c.socket.end();
+      }
     }
     if (this.controller !== null) {
       const target = this.controller.handleProgress(this.sender.stats().bytesAcked, now);
@@ -292,14 +310,46 @@ class TlsSendSession {
       }
     }
     let open = Math.min(live.length, target);
-    while (open < target && this.dialFailures < this.maxDialFailures && now >= this.nextDialAt) {
+    while (open < target && now >= this.nextDialAt && this.mayDial()) {
       this.dial();
       open += 1;
     }
-    if (open === 0 && this.dialFailures >= this.maxDialFailures) {
-      const detail = `could not connect to ${this.options.host}:${this.options.port} (${describe(this.lastError)})`;
-      this.fail(AmstError.noConnection(detail, this.lastError));
+    if (this.conns.size === 0 && this.dialFailures >= this.maxDialFailures) {
+      this.fail(AmstError.noConnection(this.failureDetail(), this.lastError));
     }
+  }
+
+  private mayDial(): boolean {
+    if (this.dialFailures >= this.maxDialFailures) return false;
+    const conns = [...this.conns.values()].filter((c) => !c.cancelled);
+    // The receiver may close the other connections once it has every frame, and a connection
+    // left can carry the FIN; a new one would only meet a finished session.
+    if (this.sender.allDataAcked() && conns.some((c) => c.state !== 'handshake')) return false;
+    // While dials fail, probe with one at a time: the next once the last is proven or lost.
+    return this.dialFailures === 0 || !conns.some((c) => !c.proven);
+  }
+
+  /** A failed dial, or a connection that ended before its first ack. */
+  private countDialFailure(c: ClientConn): void {
+    // A connection dialed before the last counted failure was seen most likely fails from the
+    // same cause (one outage takes all the first connections): together they cost one attempt.
+    if (c.index < this.uncountedBelow) return;
+    this.dialFailures += 1;
+    this.uncountedBelow = this.nextIndex;
+    this.nextDialAt = this.now() + Math.min(1000, 50 * 2 ** (this.dialFailures - 1));
+  }
+
+  /** What happened, for `ERR_AMST_NO_CONNECTION`: the last connection lost, the attempts, the FIN. */
+  private failureDetail(): string {
+    const lost = this.lastLost;
+    let detail = lost === null ? 'no connection came up: ' : `connection ${lost.index} ${lost.how}, and `;
+    detail += `no connection to ${this.options.host}:${this.options.port} could be made again: ${this.dialFailures} attempts in a row failed`;
+    if (lost !== null && lost.how === UNPROVEN) detail += ' (a connection lost before any ack counts as one)';
+    if (this.sender.allDataAcked()) {
+      detail +=
+        '; every data frame was acknowledged, not the end of the stream: the receiver likely has it all and refuses a finished session';
+    }
+    return `${detail}; the last error: ${describe(this.lastError)}`;
   }
 
   private dial(): void {
@@ -379,6 +429,7 @@ class TlsSendSession {
         if (!c.proven) {
           c.proven = true;
           this.dialFailures = 0;
+          this.nextDialAt = 0;
         }
         this.sender.handleAck(c.index, parsed.frame.ack, now);
       }
@@ -400,10 +451,11 @@ class TlsSendSession {
     if (c.state !== 'handshake') {
       this.snapshot(c.index);
       this.sender.handleDisconnected(c.index);
+      if (c.error !== null || !c.proven)
+        this.lastLost = { index: c.index, how: c.proven ? 'was lost' : UNPROVEN };
     }
     if (!c.proven && !c.cancelled) {
-      this.dialFailures += 1;
-      this.nextDialAt = this.now() + Math.min(1000, 50 * 2 ** (this.dialFailures - 1));
+      this.countDialFailure(c);
       // TLS 1.3: a receiver that refuses this node's certificate just closes the connection.
       this.lastError = c.error ?? new Error(`connection ${c.index} was closed before its first ack`);
       // A refused handshake will be refused again: with nothing else up, give up now (as native).
