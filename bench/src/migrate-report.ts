@@ -115,6 +115,8 @@ export interface ReportInput {
   emulators: Record<string, string>;
   /** The native addon build each scenario's children loaded. */
   addons: Record<string, string>;
+  /** `qemu-system-x86_64 --version`'s first line. */
+  qemuVersion: string;
 }
 
 const f = (x: number | undefined, digits: number): string =>
@@ -303,9 +305,9 @@ export function markdown(r: ReportInput): string {
     `Command (as root): \`${command()}\``,
     '',
     machineMarkdown(machineInfo()),
-    `- load average (1 min) at the start ${f(r.startLoad[0], 2)}; at the start of each run between ${f(Math.min(...loads), 2)} and ${f(Math.max(...loads), 2)} (each run's in the JSON). The machine has 2 cores, and this run ran beside other work on them (other engineers' builds and tests); source QEMU, destination QEMU, both node processes, the emulator and the data path all run on them too`,
+    `- load average (1 min) at the start ${f(r.startLoad[0], 2)}; at the start of each run between ${f(Math.min(...loads), 2)} and ${f(Math.max(...loads), 2)} (each run's in the JSON). The machine has 2 cores, and the load averages say how much else ran on them; source QEMU, destination QEMU, both node processes, the emulator and the data path all run on them too`,
     ...addonLines(r),
-    `- QEMU: ${accel || 'n/a'} (QemuDriver's accelerator choice), guest ${r.memoryMiB} MiB: ${GUEST_ABOUT}`,
+    `- QEMU: ${r.qemuVersion}, ${accel || 'n/a'} (QemuDriver's accelerator choice), guest ${r.memoryMiB} MiB: ${GUEST_ABOUT}`,
     `- path: namespaces ${NS_A} (node 1 and its source QEMU; the QEMU-alone source) and ${NS_B} (node 2 and its destination QEMU; the QEMU-alone destination) joined by bench/wan's user-space TUN emulator. Node 1 and node 2 form one two-voter Raft cluster (@novacron/local-cluster), Raft and mutual TLS over the emulated path`,
     ...(r.hostChanges ? [`- host: ${r.hostChanges}`] : []),
     `- each run is capped at ${r.capS} s: one that has not completed by then is cancelled (migrate_cancel) and reported as not finished`,
@@ -356,6 +358,7 @@ export function writeReport(name: string, r: ReportInput): void {
     scenarios: r.scenarios.map((s) => r.paths.get(s)),
     emulators: r.emulators,
     addons: r.addons,
+    qemuVersion: r.qemuVersion,
     samples: r.samples,
   };
   writeFileSync(join(dir, `${name}.json`), `${JSON.stringify(json)}\n`);

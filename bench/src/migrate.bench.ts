@@ -16,7 +16,7 @@
  * DWCP_MIGRATE_MEMORY_MIB (guest RAM, default 128), DWCP_MIGRATE_REPORT (name under
  * docs/benchmarks/, default migration).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   mkdirSync,
@@ -441,6 +441,8 @@ async function main(): Promise<void> {
   const emulators: Record<string, string> = {};
   const addons: Record<string, string> = {};
   const startLoad = loadavg();
+  const qemuVersion =
+    spawnSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0] ?? 'unknown';
   const widened = allowCongestion(
     [...new Set(methods.map((m) => m.congestion))].filter((c) => c !== 'kernel-default'),
   );
@@ -490,6 +492,7 @@ async function main(): Promise<void> {
         hostChanges: widened?.note,
         emulators,
         addons,
+        qemuVersion,
       });
     }
   } finally {
