@@ -34,7 +34,23 @@ import {
 } from './migration';
 import { buildQemuArgs, checkVmSpec } from './qemu-args';
 import { QemuProcess } from './qemu-process';
-import { QmpClient } from './qmp-client';
+import { QmpClient, type QmpVersion } from './qmp-client';
+
+/** The first QEMU measured not to lose guest writes in live migration under TCG (10.0.2; 7.2 does). */
+export const TCG_SAFE_QEMU_MAJOR = 10;
+
+/**
+ * The warning for a QEMU that loses guest writes in live migration under TCG (measured on 7.2:
+ * docs/migration.md, bench:tcg), or undefined when this one is not known to.
+ */
+export function tcgWriteLossWarning(accelerator: Accelerator, version: QmpVersion): string | undefined {
+  if (accelerator !== 'tcg' || version.major >= TCG_SAFE_QEMU_MAJOR) return undefined;
+  return (
+    `hypervisor: QEMU ${version.major}.${version.minor}.${version.micro} under TCG loses guest writes in live ` +
+    `migration (docs/migration.md): a migrated guest may run damaged. Use QEMU ${TCG_SAFE_QEMU_MAJOR} or later ` +
+    '(Debian 12: bookworm-backports), or KVM.'
+  );
+}
 
 export interface QemuDriverOptions {
   /** Default `qemu-system-x86_64` from PATH. */
@@ -75,6 +91,7 @@ export class QemuDriver implements HypervisorDriver {
   private readonly qemuBinary: string;
   private readonly logger: HypervisorLogger;
   private nextId = 1;
+  private warnedTcgWrites = false;
 
   constructor(private readonly options: QemuDriverOptions = {}) {
     this.qemuBinary = options.qemuBinary ?? 'qemu-system-x86_64';
@@ -222,9 +239,18 @@ export class QemuDriver implements HypervisorDriver {
       incoming: incomingUri !== undefined,
     };
     this.vms.set(handle.id, { handle, process: qemu, qmp, serial, events });
+    this.warnIfTcgLosesWrites(accelerator, qmp.version);
     const role = incomingUri === undefined ? 'launched' : `waiting for a migration on ${incomingUri}`;
     this.logger.log(`hypervisor: ${handle.id} ${role} (pid ${qemu.pid}, ${accelerator.toUpperCase()})`);
     return handle;
+  }
+
+  /** Said once per driver: every migration of such a VM is at risk. */
+  private warnIfTcgLosesWrites(accelerator: Accelerator, version: QmpVersion): void {
+    const warning = tcgWriteLossWarning(accelerator, version);
+    if (warning === undefined || this.warnedTcgWrites) return;
+    this.warnedTcgWrites = true;
+    this.logger.warn(warning);
   }
 
   /**
