@@ -45,7 +45,30 @@ export interface TransferCounters {
   framesResent: number;
   /** Since the transfer started, on the sender's monotonic clock. */
   elapsedSeconds: number;
-  connections: readonly { srttMs?: number | null; minRttMs?: number | null; active: boolean }[];
+  connections: readonly ConnectionCounters[];
+}
+
+/**
+ * One AMST connection's counters. `srttMs`/`minRttMs` are AMST's own (frame to ack, queueing
+ * included); the rest is what the kernel (`TCP_INFO`) or quinn reported at the same refresh,
+ * absent where it does not report it.
+ */
+export interface ConnectionCounters {
+  srttMs?: number | null;
+  minRttMs?: number | null;
+  active: boolean;
+  /** Congestion window, bytes (TCP: snd_cwnd × snd_mss; QUIC: quinn's cwnd). */
+  cwndBytes?: number | null;
+  /** The kernel's pacing rate, bytes per second (TCP only). */
+  pacingRate?: number | null;
+  /** The kernel's latest delivery-rate sample, bytes per second (TCP only). */
+  kernelDeliveryRate?: number | null;
+  /** Cumulative: TCP's retransmitted segments, or the packets quinn declared lost. */
+  retransmits?: number | null;
+  /** The kernel's (or quinn's) smoothed RTT, without AMST's queueing. */
+  kernelRttMs?: number | null;
+  /** The kernel's (or quinn's) minimum RTT. */
+  kernelMinRttMs?: number | null;
 }
 
 /** The counters of `MigrationSink.stats()` a run reads. */

@@ -7,7 +7,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use dwcp_transport::pki::{self, NodeCertRequest, PemPair};
 use dwcp_transport::{
-    send_stream, IncomingStream, Listener, NodeIdentity, SendReport, TransferStats, TransportError,
+    send_stream, ConnectionStats, IncomingStream, Listener, NodeIdentity, SendReport,
+    TransferStats, TransportError,
 };
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -82,6 +83,48 @@ pub struct BindingConnStats {
     /// Frames moved off this connection and sent again elsewhere.
     pub moved_frames: f64,
     pub active: bool,
+    /// Congestion window in bytes: TCP's `snd_cwnd × snd_mss` (`TCP_INFO`), or quinn's cwnd.
+    pub cwnd_bytes: Option<f64>,
+    /// The kernel's pacing rate, bytes per second (TCP only).
+    pub pacing_rate: Option<f64>,
+    /// The kernel's latest delivery-rate sample, bytes per second (TCP only).
+    pub kernel_delivery_rate: Option<f64>,
+    /// Cumulative: TCP's retransmitted segments, or the packets quinn declared lost.
+    pub retransmits: Option<f64>,
+    /// The kernel's (or quinn's) smoothed RTT, without AMST's queueing.
+    pub kernel_rtt_ms: Option<f64>,
+    /// The kernel's (or quinn's) minimum RTT.
+    pub kernel_min_rtt_ms: Option<f64>,
+    /// Congestion events (QUIC only).
+    pub congestion_events: Option<f64>,
+}
+
+// Counters stay far below 2^53, where f64 is exact.
+#[allow(clippy::cast_precision_loss)]
+impl From<&ConnectionStats> for BindingConnStats {
+    fn from(c: &ConnectionStats) -> Self {
+        let (a, k) = (&c.amst, &c.link);
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        BindingConnStats {
+            id: a.id.0,
+            srtt_ms: a.srtt.map(ms),
+            min_rtt_ms: a.min_rtt.map(ms),
+            delivery_rate: a.delivery_rate,
+            inflight_bytes: a.inflight_bytes as f64,
+            window_bytes: a.window_bytes as f64,
+            sent_bytes: a.sent_bytes as f64,
+            acked_bytes: a.acked_bytes as f64,
+            moved_frames: a.moved_frames as f64,
+            active: a.active,
+            cwnd_bytes: k.cwnd_bytes.map(|v| v as f64),
+            pacing_rate: k.pacing_rate,
+            kernel_delivery_rate: k.delivery_rate,
+            retransmits: k.retransmits.map(|v| v as f64),
+            kernel_rtt_ms: k.rtt.map(ms),
+            kernel_min_rtt_ms: k.min_rtt.map(ms),
+            congestion_events: k.congestion_events.map(|v| v as f64),
+        }
+    }
 }
 
 /// A transfer's progress.
@@ -105,22 +148,7 @@ impl From<&TransferStats> for BindingTransferStats {
             frames_resent: s.frames_resent as f64,
             elapsed_seconds: s.elapsed,
             target_streams: s.target_streams,
-            connections: s
-                .connections
-                .iter()
-                .map(|c| BindingConnStats {
-                    id: c.id.0,
-                    srtt_ms: c.srtt.map(|d| d.as_secs_f64() * 1e3),
-                    min_rtt_ms: c.min_rtt.map(|d| d.as_secs_f64() * 1e3),
-                    delivery_rate: c.delivery_rate,
-                    inflight_bytes: c.inflight_bytes as f64,
-                    window_bytes: c.window_bytes as f64,
-                    sent_bytes: c.sent_bytes as f64,
-                    acked_bytes: c.acked_bytes as f64,
-                    moved_frames: c.moved_frames as f64,
-                    active: c.active,
-                })
-                .collect(),
+            connections: s.connections.iter().map(Into::into).collect(),
         }
     }
 }

@@ -11,6 +11,7 @@
 
 mod error;
 mod fault;
+mod gauge;
 pub mod hello;
 mod link;
 pub mod pki;
@@ -23,7 +24,8 @@ pub mod tls;
 pub use error::{Result, TransportError};
 #[cfg(feature = "fault-injection")]
 pub use fault::FrameFault;
+pub use gauge::{LinkGauge, LinkSample};
 pub use link::{Congestion, Dialer, Link, LinkKind, Listener, ListenerConfig};
 pub use receive::{IncomingStream, ReceiveOptions, ReceiveStats};
-pub use send::{send_stream, SendOptions, SendReport, StreamCount, TransferStats};
+pub use send::{send_stream, ConnectionStats, SendOptions, SendReport, StreamCount, TransferStats};
 pub use tls::NodeIdentity;

@@ -9,6 +9,7 @@ use dwcp_amst::frame::Version;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{mpsc, Mutex};
 
+use crate::gauge::LinkGauge;
 use crate::hello::{Hello, HELLO_LEN};
 use crate::receive::{answer_finished, FinalAcks, IncomingStream, ReceiveOptions};
 use crate::{quic, tcp, NodeIdentity, Result, TransportError};
@@ -64,6 +65,8 @@ pub struct Link {
     pub peer: String,
     /// The frame version both ends speak, from TLS's ALPN.
     pub version: Version,
+    /// Reads what the kernel or quinn knows of this connection; `None` where it cannot.
+    pub gauge: Option<LinkGauge>,
 }
 
 impl std::fmt::Debug for Link {

@@ -10,6 +10,7 @@ use quinn::{congestion, Endpoint, TransportConfig, VarInt};
 use rustls::{ClientConfig, ServerConfig};
 use tokio::sync::mpsc;
 
+use crate::gauge::LinkGauge;
 use crate::tls::negotiated_version;
 use crate::{Congestion, Link, Result, TransportError};
 
@@ -80,6 +81,7 @@ impl QuicClient {
             writer: Box::new(send),
             peer: addr.to_string(),
             version: version_of(&conn),
+            gauge: Some(LinkGauge::Quic(conn.clone())),
         })
     }
 }
@@ -124,6 +126,7 @@ pub fn listen(
                         writer: Box::new(send),
                         peer: peer.to_string(),
                         version: version_of(&conn),
+                        gauge: None,
                     })
                 };
                 let _ = links.send(link.await).await;

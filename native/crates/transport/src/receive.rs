@@ -337,6 +337,7 @@ async fn read_frames(
         mut writer,
         peer,
         version,
+        ..
     } = link;
     let ack_writer = tokio::spawn(async move {
         while let Some(reply) = replies.recv().await {

@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::fault::Hook;
+use crate::gauge::{LinkGauge, LinkSample};
 use crate::hello::new_session_id;
 use crate::{Dialer, Link, Result, TransportError};
 
@@ -76,8 +77,18 @@ pub struct TransferStats {
     pub elapsed: f64,
     /// Connections wanted now.
     pub target_streams: u32,
-    /// Per-connection measurements.
-    pub connections: Vec<ConnStats>,
+    /// Per-connection measurements: AMST's own and the transport's below it.
+    pub connections: Vec<ConnectionStats>,
+}
+
+/// One connection's measurements.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectionStats {
+    /// What AMST measured from its acks (RTT with queueing, delivery rate, bytes).
+    pub amst: ConnStats,
+    /// What the kernel (`TCP_INFO`) or quinn reported at the same refresh; all `None` without
+    /// a gauge (a connection that just closed).
+    pub link: LinkSample,
 }
 
 /// The outcome of a finished transfer.
@@ -130,6 +141,8 @@ async fn run_transfer(
     })?;
     let (events_tx, mut events) = mpsc::channel::<(ConnId, ConnEvent)>(1024);
     let mut writers: HashMap<ConnId, mpsc::UnboundedSender<Transmit>> = HashMap::new();
+    // Held only while the connection is in use: a TCP gauge keeps its socket open.
+    let mut gauges: HashMap<ConnId, LinkGauge> = HashMap::new();
     let damage = Hook::of(&options);
     // Only for the message when the pool gives up; it decides nothing.
     let mut last_error: Option<TransportError> = None;
@@ -147,9 +160,10 @@ async fn run_transfer(
                 PoolAction::Close(id) => {
                     // Dropping its channel makes the link close our direction and stop.
                     writers.remove(&id);
+                    gauges.remove(&id);
                 }
                 PoolAction::Done => {
-                    let stats = stats_of(&sender, &pool, started);
+                    let stats = stats_of(&sender, &pool, &gauges, started);
                     if let Some(p) = &progress {
                         p.send_replace(stats.clone());
                     }
@@ -168,7 +182,7 @@ async fn run_transfer(
             }
         }
         if let Some(p) = progress.as_ref().filter(|_| now >= next_stats) {
-            p.send_replace(stats_of(&sender, &pool, started));
+            p.send_replace(stats_of(&sender, &pool, &gauges, started));
             next_stats = now + options.stats_interval;
         }
         let wake = [
@@ -190,7 +204,10 @@ async fn run_transfer(
                 }
             }
             Some((id, event)) = events.recv() => match event {
-                ConnEvent::Up(link) => {
+                ConnEvent::Up(mut link) => {
+                    if let Some(gauge) = link.gauge.take() {
+                        gauges.insert(id, gauge);
+                    }
                     let (tx, rx) = mpsc::unbounded_channel();
                     let version = link.version;
                     tokio::spawn(run_link(id, link, rx, events_tx.clone(), damage.clone()));
@@ -206,6 +223,7 @@ async fn run_transfer(
                     pool.handle_nack(&mut sender, id, seq, crc, Instant::now())?;
                 }
                 ConnEvent::Closed(e) => {
+                    gauges.remove(&id);
                     pool.handle_closed(&mut sender, id, e.as_ref().map(failure_of));
                     last_error = e.or(last_error);
                 }
@@ -290,7 +308,12 @@ fn pool_error(failure: &PoolFailure, last_error: Option<TransportError>) -> Tran
     }
 }
 
-fn stats_of(sender: &Sender, pool: &ConnectionPool, started: Instant) -> TransferStats {
+fn stats_of(
+    sender: &Sender,
+    pool: &ConnectionPool,
+    gauges: &HashMap<ConnId, LinkGauge>,
+    started: Instant,
+) -> TransferStats {
     let s = sender.stats();
     TransferStats {
         bytes_written: s.bytes_written,
@@ -301,7 +324,17 @@ fn stats_of(sender: &Sender, pool: &ConnectionPool, started: Instant) -> Transfe
         connections_opened: pool.connections_opened(),
         elapsed: started.elapsed().as_secs_f64(),
         target_streams: pool.target(),
-        connections: sender.conn_stats(),
+        connections: sender
+            .conn_stats()
+            .into_iter()
+            .map(|amst| ConnectionStats {
+                amst,
+                link: gauges
+                    .get(&amst.id)
+                    .map(LinkGauge::sample)
+                    .unwrap_or_default(),
+            })
+            .collect(),
     }
 }
 
@@ -332,6 +365,7 @@ async fn run_link(
         mut writer,
         peer,
         version,
+        ..
     } = link;
     let acks = events.clone();
     let read = tokio::spawn(async move {

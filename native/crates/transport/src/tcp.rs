@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
+use crate::gauge::LinkGauge;
 use crate::tls::negotiated_version;
 use crate::{Congestion, Link, Result, TransportError};
 
@@ -37,12 +38,14 @@ pub async fn dial(
         .map_err(|_| tls_err(addr, "handshake timed out"))?
         .map_err(|e| tls_err(addr, e))?;
     let version = negotiated_version(stream.get_ref().1.alpn_protocol());
+    let gauge = LinkGauge::tcp(stream.get_ref().0);
     let (reader, writer) = tokio::io::split(stream);
     Ok(Link {
         reader: Box::new(reader),
         writer: Box::new(writer),
         peer: addr.to_string(),
         version,
+        gauge,
     })
 }
 
@@ -79,11 +82,13 @@ pub async fn listen(
                         .map_err(|e| tls_err(peer, e))?;
                     let version = negotiated_version(stream.get_ref().1.alpn_protocol());
                     let (reader, writer) = tokio::io::split(stream);
+                    // Only the sending side reports the kernel's view.
                     Ok(Link {
                         reader: Box::new(reader),
                         writer: Box::new(writer),
                         peer: peer.to_string(),
                         version,
+                        gauge: None,
                     })
                 };
                 let _ = links.send(link.await).await;

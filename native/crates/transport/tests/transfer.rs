@@ -738,3 +738,92 @@ async fn a_peer_of_the_previous_frame_version_is_still_served() {
         "{last:?}"
     );
 }
+
+/// Sends 16 MiB with a progress channel and returns every connection sample published on it.
+async fn link_samples(kind: LinkKind) -> Vec<dwcp_transport::ConnectionStats> {
+    let pki = Pki::new();
+    let listener = Listener::bind(listener_config(kind), &pki.identity("node-b"))
+        .await
+        .unwrap();
+    let addr = listener.local_addr();
+    let dialer = Dialer::new(
+        kind,
+        addr,
+        "node-b",
+        &pki.identity("node-a"),
+        Congestion::Default,
+    )
+    .unwrap();
+    let (_cancel_tx, cancel) = watch::channel(false);
+    let (progress_tx, mut progress) = watch::channel(dwcp_transport::TransferStats::default());
+    let options = SendOptions {
+        streams: StreamCount::Fixed(2),
+        stats_interval: Duration::from_millis(20),
+        ..SendOptions::default()
+    };
+    let data = Arc::new(random(16 << 20, 7));
+    let send = tokio::spawn(send_stream(
+        dialer,
+        feed(data, 1 << 20),
+        options,
+        cancel,
+        Some(progress_tx),
+    ));
+    let seen = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        while progress.changed().await.is_ok() {
+            seen.extend(progress.borrow_and_update().connections.iter().copied());
+        }
+        seen
+    });
+    let mut incoming = listener.accept().await.unwrap();
+    while incoming.read().await.unwrap().is_some() {
+        // Pace the reader a little so the transfer spans several stats refreshes.
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    send.await.unwrap().unwrap();
+    seen.await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_stats_carry_the_kernels_tcp_info() {
+    let seen = link_samples(LinkKind::Tcp).await;
+    let moved: Vec<_> = seen.iter().filter(|c| c.amst.acked_bytes > 0).collect();
+    assert!(!moved.is_empty(), "no sample after data moved");
+    let k = moved.last().unwrap().link;
+    assert!(k.cwnd_bytes.unwrap() > 0, "{k:?}");
+    assert!(k.rtt.unwrap() > Duration::ZERO, "{k:?}");
+    assert!(k.min_rtt.unwrap() <= k.rtt.unwrap(), "{k:?}");
+    assert!(k.retransmits.is_some(), "{k:?}");
+    assert!(k.congestion_events.is_none(), "TCP_INFO has none: {k:?}");
+    assert!(
+        moved
+            .iter()
+            .any(|c| c.link.delivery_rate.is_some_and(|r| r > 0.0)),
+        "no delivery rate in {moved:?}"
+    );
+    assert!(
+        moved
+            .iter()
+            .any(|c| c.link.pacing_rate.is_some_and(|r| r > 0.0)),
+        "no pacing rate in {moved:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quic_stats_carry_quinns_path_stats() {
+    let seen = link_samples(LinkKind::Quic).await;
+    let moved: Vec<_> = seen.iter().filter(|c| c.amst.acked_bytes > 0).collect();
+    assert!(!moved.is_empty(), "no sample after data moved");
+    let k = moved.last().unwrap().link;
+    assert!(k.cwnd_bytes.unwrap() > 0, "{k:?}");
+    assert!(k.rtt.unwrap() > Duration::ZERO, "{k:?}");
+    assert!(
+        k.retransmits.is_some() && k.congestion_events.is_some(),
+        "{k:?}"
+    );
+    assert!(
+        k.pacing_rate.is_none() && k.delivery_rate.is_none(),
+        "quinn has neither: {k:?}"
+    );
+}
