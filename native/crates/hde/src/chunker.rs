@@ -103,6 +103,11 @@ impl Chunker {
         Ok(out)
     }
 
+    /// The length of the first chunk FastCDC cuts from `source` (all of it if it is short).
+    pub(crate) fn cut_one(&self, source: &[u8]) -> usize {
+        self.cut(source)
+    }
+
     fn cut(&self, source: &[u8]) -> usize {
         let p = &self.params;
         let (_, len) = v2020::cut(

@@ -2,9 +2,10 @@
 
 use std::collections::HashMap;
 
+use crate::batch::{Op, OpReader};
 use crate::frame;
 use crate::wire::{self, Record};
-use crate::{ChunkId, ChunkStore, HdeError, Result};
+use crate::{ChunkId, ChunkStore, Codec, CodecLevel, HdeError, Result};
 
 /// Where a decoder keeps chunks so that later references can be resolved.
 pub trait ChunkCache: Send {
@@ -69,10 +70,20 @@ pub struct Decoder {
     /// Stream bytes not yet forming a whole record; `consumed` of them are already parsed.
     pending: Vec<u8>,
     consumed: usize,
-    header_seen: bool,
+    /// The stream's format version, once its header is seen.
+    version: Option<u8>,
     end_seen: bool,
     stream_digest: blake3::Hasher,
     scratch: Vec<u8>,
+    /// Format 2: a batch's payload, its rebuilt bytes, and a unit's frame for the cache.
+    payload: Vec<u8>,
+    staged: Vec<u8>,
+    unit_frame: Vec<u8>,
+    /// Format 2: the HELD list this decoder was given, and the index the stream's runs use
+    /// (the HELD list if the stream names it, then each new unit in order).
+    held: Vec<ChunkId>,
+    index: Vec<ChunkId>,
+    batches_seen: bool,
     stats: DecoderStats,
 }
 
@@ -91,12 +102,25 @@ impl Decoder {
             cache,
             pending: Vec::new(),
             consumed: 0,
-            header_seen: false,
+            version: None,
             end_seen: false,
             stream_digest: blake3::Hasher::new(),
             scratch: Vec::new(),
+            payload: Vec::new(),
+            staged: Vec::new(),
+            unit_frame: Vec::new(),
+            held: Vec::new(),
+            index: Vec::new(),
+            batches_seen: false,
             stats: DecoderStats::default(),
         }
+    }
+
+    /// Gives the decoder the ordered list of chunks the encoder was told it holds (what the
+    /// encoder's `mark_present` got before its first push); a format 2 stream's HELD record
+    /// must name exactly this list.
+    pub fn set_held(&mut self, ids: Vec<ChunkId>) {
+        self.held = ids;
     }
 
     /// Makes the chunks kept so far durable (see [`ChunkCache::flush`]).
@@ -124,7 +148,9 @@ impl Decoder {
     pub fn push(&mut self, wire_bytes: &[u8], out: &mut Vec<u8>) -> Result<()> {
         self.stats.bytes_in += wire_bytes.len() as u64;
         self.pending.extend_from_slice(wire_bytes);
-        let result = self.drain(out);
+        let pending = std::mem::take(&mut self.pending);
+        let result = self.drain(&pending, out);
+        self.pending = pending;
         // Compact once per push, not per record.
         self.pending.drain(..self.consumed);
         self.consumed = 0;
@@ -143,18 +169,19 @@ impl Decoder {
         Ok(())
     }
 
-    fn drain(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        if !self.header_seen {
-            match wire::parse_stream_header(&self.pending)? {
-                Some(n) => {
-                    self.consumed = n;
-                    self.header_seen = true;
+    fn drain(&mut self, pending: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        if self.version.is_none() {
+            match wire::parse_stream_version(pending)? {
+                Some(v) => {
+                    self.consumed = wire::STREAM_HEADER.len();
+                    self.version = Some(v);
                 }
                 None => return Ok(()),
             }
         }
+        let v2 = self.version == Some(2);
         loop {
-            let rest = &self.pending[self.consumed..];
+            let rest = &pending[self.consumed..];
             if self.end_seen {
                 if rest.is_empty() {
                     return Ok(());
@@ -167,7 +194,46 @@ impl Decoder {
             let Some((record, len)) = wire::parse_record(rest)? else {
                 return Ok(());
             };
+            let v1_record = matches!(record, Record::Chunk { .. } | Record::Ref { .. });
+            let v2_record = matches!(record, Record::Batch { .. } | Record::Held { .. });
+            if (v2 && v1_record) || (!v2 && v2_record) {
+                return Err(HdeError::Malformed {
+                    what: "record",
+                    reason: format!(
+                        "a {} record in a format {} stream",
+                        if v1_record { "format 1" } else { "format 2" },
+                        if v2 { 2 } else { 1 }
+                    ),
+                });
+            }
             match record {
+                Record::Held { count, digest } => {
+                    if self.batches_seen || !self.index.is_empty() {
+                        return Err(HdeError::Malformed {
+                            what: "held record",
+                            reason: "not at the start of the stream".into(),
+                        });
+                    }
+                    let mine = wire::held_digest(&self.held);
+                    if count as usize != self.held.len() || digest != mine {
+                        return Err(HdeError::StreamMismatch(format!(
+                            "the stream refers to a held list of {count} chunks ({digest}); \
+                             this decoder was given {} ({mine})",
+                            self.held.len()
+                        )));
+                    }
+                    self.stream_digest.update(&digest.0);
+                    self.index = std::mem::take(&mut self.held);
+                }
+                Record::Batch {
+                    literal_hash,
+                    ops,
+                    frame,
+                } => {
+                    self.batches_seen = true;
+                    self.batch(&literal_hash, ops, frame)?;
+                    out.extend_from_slice(&self.staged);
+                }
                 Record::Chunk { id, frame, .. } => {
                     frame::decode_into(frame, &mut self.scratch)?;
                     id.verify(&self.scratch)?;
@@ -212,6 +278,112 @@ impl Decoder {
             }
             self.consumed += len;
         }
+    }
+
+    /// Rebuilds one BATCH into `staged`, checking every new unit and the literals before the
+    /// caller emits any of it.
+    fn batch(&mut self, literal_hash: &ChunkId, ops: &[u8], frame: &[u8]) -> Result<()> {
+        frame::decode_into(frame, &mut self.payload)?;
+        self.staged.clear();
+        let mut literals = blake3::Hasher::new();
+        let mut at = 0usize;
+        let mut reader = OpReader::new(ops);
+        let (mut received, mut reused) = (0u64, 0u64);
+        while let Some(op) = reader.next_op()? {
+            match op {
+                Op::Literal(len) | Op::New(_, len) => {
+                    let bytes =
+                        self.payload
+                            .get(at..at + len)
+                            .ok_or_else(|| HdeError::Malformed {
+                                what: "batch record",
+                                reason: format!(
+                                    "ops need more than the payload's {} bytes",
+                                    self.payload.len()
+                                ),
+                            })?;
+                    at += len;
+                    if let Op::New(id, _) = op {
+                        id.verify(bytes)?;
+                        self.unit_frame.clear();
+                        frame::encode_into(
+                            bytes,
+                            CodecLevel::fast(Codec::Lz4),
+                            &mut self.unit_frame,
+                        )?;
+                        self.cache.keep(&id, bytes, &self.unit_frame)?;
+                        self.stream_digest.update(&id.0);
+                        self.index.push(id);
+                        received += 1;
+                    } else {
+                        literals.update(bytes);
+                    }
+                    self.staged.extend_from_slice(bytes);
+                }
+                Op::Ref(id, len) => {
+                    if !self.cache.fetch(&id, &mut self.scratch)? {
+                        return Err(HdeError::MissingChunk(id));
+                    }
+                    if self.scratch.len() != len {
+                        return Err(HdeError::Malformed {
+                            what: "batch ops",
+                            reason: format!(
+                                "chunk {id} is {} bytes, the op says {len}",
+                                self.scratch.len()
+                            ),
+                        });
+                    }
+                    self.stream_digest.update(&id.0);
+                    self.staged.extend_from_slice(&self.scratch);
+                    reused += 1;
+                }
+                Op::Run(start, count) => {
+                    let ids = (start as usize)
+                        .checked_add(count as usize)
+                        .and_then(|end| self.index.get(start as usize..end))
+                        .ok_or_else(|| HdeError::Malformed {
+                            what: "batch ops",
+                            reason: format!(
+                                "run {start}+{count} is outside the {} indexed chunks",
+                                self.index.len()
+                            ),
+                        })?;
+                    for id in ids {
+                        if !self.cache.fetch(id, &mut self.scratch)? {
+                            return Err(HdeError::MissingChunk(*id));
+                        }
+                        self.stream_digest.update(&id.0);
+                        self.staged.extend_from_slice(&self.scratch);
+                        reused += 1;
+                        if self.staged.len() > 4 * frame::MAX_RAW_LEN {
+                            return Err(HdeError::Malformed {
+                                what: "batch record",
+                                reason: "rebuilds more than 64 MiB".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        if at != self.payload.len() {
+            return Err(HdeError::Malformed {
+                what: "batch record",
+                reason: format!("ops use {at} of the payload's {} bytes", self.payload.len()),
+            });
+        }
+        let actual = ChunkId(*literals.finalize().as_bytes());
+        if actual != *literal_hash {
+            return Err(HdeError::ChunkCorrupt {
+                id: *literal_hash,
+                actual,
+            });
+        }
+        self.stream_digest.update(ops);
+        self.stream_digest.update(&literal_hash.0);
+        self.stats.chunks_received += received;
+        self.stats.chunks_reused += reused;
+        self.stats.bytes_out += self.staged.len() as u64;
+        Ok(())
     }
 
     fn accept(&mut self, id: &ChunkId, out: &mut Vec<u8>) {

@@ -3,8 +3,25 @@
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
-use crate::wire;
+use crate::split::{PageSplitter, Unit};
+use crate::{batch, frame, wire};
 use crate::{ChunkId, Chunker, ChunkerParams, CodecLevel, HdeError, Result};
+
+/// How the encoder cuts its input into dedup units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Split {
+    /// FastCDC chunks, each its own CHUNK or REF record (stream format 1; the JS path reads it).
+    #[default]
+    Cdc,
+    /// QEMU RAM pages as units, record headers as literals, FastCDC for the rest, all in BATCH
+    /// records (stream format 2; see [`crate::split`]).
+    Pages,
+}
+
+/// A batch's payload is flushed once it reaches this many raw bytes.
+const BATCH_PAYLOAD: usize = 1 << 20;
+/// ... or its ops this many bytes (well under [`batch::MAX_OPS_LEN`]).
+const BATCH_OPS: usize = 256 * 1024;
 
 /// Counters for one encoded stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,8 +43,10 @@ pub struct EncoderStats {
     pub known_bytes: u64,
     /// Raw bytes of the chunks sent in full.
     pub sent_raw_bytes: u64,
-    /// Frame bytes of the chunks sent in full.
+    /// Frame bytes of the chunks sent in full (format 2: the batches' frames, literals included).
     pub sent_frame_bytes: u64,
+    /// Format 2: raw bytes sent as literals (record headers, short gaps), not as units.
+    pub literal_bytes: u64,
 }
 
 /// Turns a byte stream into the HDE wire format (see [`wire`]).
@@ -36,7 +55,7 @@ pub struct EncoderStats {
 /// a caller-owned buffer, so one call can cover many chunks with no per-chunk allocation.
 #[derive(Debug)]
 pub struct Encoder {
-    chunker: Chunker,
+    cutter: Cutter,
     records: Records,
     started: bool,
     finished: bool,
@@ -53,6 +72,31 @@ struct Records {
     /// this pins the exact stream at a fraction of the cost of rehashing the content.
     stream_digest: blake3::Hasher,
     stats: EncoderStats,
+    /// Format 2: the batch being filled.
+    batch: Batch,
+    /// Format 2: ids announced before the stream started, in order (the HELD list), then the
+    /// units sent, each with its index for the batches' index runs.
+    held: Vec<ChunkId>,
+    index_of: HashMap<ChunkId, u32>,
+}
+
+#[derive(Debug)]
+enum Cutter {
+    Cdc(Chunker),
+    Pages(PageSplitter),
+}
+
+/// A BATCH record being filled: its ops, its payload (literals and new units) and the pending
+/// literal run, which becomes one op when the next unit or the flush comes.
+#[derive(Debug, Default)]
+struct Batch {
+    ops: Vec<u8>,
+    payload: Vec<u8>,
+    literal: blake3::Hasher,
+    literal_run: usize,
+    /// An index run not yet written: start and count.
+    index_run: Option<(u32, u32)>,
+    frame: Vec<u8>,
 }
 
 /// Why the receiver holds a chunk, so that stats can tell the two kinds of dedup apart.
@@ -65,13 +109,25 @@ enum Origin {
 impl Encoder {
     /// An encoder with validated chunking parameters and codec level.
     pub fn new(params: ChunkerParams, level: CodecLevel) -> Result<Self> {
+        Self::with_split(params, level, Split::Cdc)
+    }
+
+    /// An encoder that cuts its input as `split` says; `params` size the FastCDC chunks.
+    pub fn with_split(params: ChunkerParams, level: CodecLevel, split: Split) -> Result<Self> {
+        let cutter = match split {
+            Split::Cdc => Cutter::Cdc(Chunker::new(params)?),
+            Split::Pages => Cutter::Pages(PageSplitter::new(params)?),
+        };
         Ok(Encoder {
-            chunker: Chunker::new(params)?,
+            cutter,
             records: Records {
                 level,
                 present: HashMap::new(),
                 stream_digest: blake3::Hasher::new(),
                 stats: EncoderStats::default(),
+                batch: Batch::default(),
+                held: Vec::new(),
+                index_of: HashMap::new(),
             },
             started: false,
             finished: false,
@@ -79,15 +135,46 @@ impl Encoder {
     }
 
     /// Records that the receiver already holds these chunks, so they go out as REFs.
+    ///
+    /// In format 2, ids announced before the first push are the stream's HELD list, referred to
+    /// by index: the decoder must be given the same list in the same order
+    /// ([`Decoder::set_held`](crate::Decoder::set_held)), or it refuses the stream with
+    /// `ERR_HDE_STREAM_MISMATCH`. Ids announced later go out as references by id.
     pub fn mark_present(&mut self, ids: impl IntoIterator<Item = ChunkId>) {
+        let records = &mut self.records;
         for id in ids {
-            self.records.present.entry(id).or_insert(Origin::Announced);
+            if let Entry::Vacant(slot) = records.present.entry(id) {
+                slot.insert(Origin::Announced);
+                if !self.started && matches!(self.cutter, Cutter::Pages(_)) {
+                    records.held.push(id);
+                }
+            }
         }
+    }
+
+    /// The HELD list so far: ids announced before the stream started, in order.
+    pub fn held(&self) -> &[ChunkId] {
+        &self.records.held
     }
 
     /// Changes the codec level from the next chunk on, e.g. when the predicted bandwidth moves.
     pub fn set_level(&mut self, level: CodecLevel) {
         self.records.level = level;
+    }
+
+    /// Ids of every unit the receiver holds once it has this stream: those announced with
+    /// [`mark_present`](Self::mark_present) and those sent so far. In format 2 they come in
+    /// stream order (the HELD list, then units as first sent), which is the order that makes a
+    /// later stream of the same VM cheapest as a HELD list: unchanged pages become long runs.
+    pub fn held_ids(&self) -> Vec<ChunkId> {
+        let r = &self.records;
+        let mut ordered = vec![None; r.index_of.len()];
+        for (id, &i) in &r.index_of {
+            ordered[i as usize] = Some(*id);
+        }
+        let mut ids: Vec<ChunkId> = ordered.into_iter().flatten().collect();
+        ids.extend(r.present.keys().filter(|id| !r.index_of.contains_key(id)));
+        ids
     }
 
     /// The counters so far.
@@ -100,14 +187,23 @@ impl Encoder {
         self.start(out)?;
         let records = &mut self.records;
         records.stats.bytes_in += data.len() as u64;
-        self.chunker.push(data, |chunk| records.emit(chunk, out))
+        match &mut self.cutter {
+            Cutter::Cdc(chunker) => chunker.push(data, |chunk| records.emit(chunk, out)),
+            Cutter::Pages(splitter) => splitter.push(data, |unit| records.unit(unit, out)),
+        }
     }
 
     /// Flushes the held-back chunk and writes the END record.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<()> {
         self.start(out)?;
         let records = &mut self.records;
-        self.chunker.finish(|chunk| records.emit(chunk, out))?;
+        match &mut self.cutter {
+            Cutter::Cdc(chunker) => chunker.finish(|chunk| records.emit(chunk, out))?,
+            Cutter::Pages(splitter) => {
+                splitter.finish(|unit| records.unit(unit, out))?;
+                records.flush_batch(out)?;
+            }
+        }
         let digest = ChunkId(*records.stream_digest.finalize().as_bytes());
         records.stats.bytes_out += wire::write_end(out, records.stats.bytes_in, &digest) as u64;
         self.finished = true;
@@ -119,9 +215,23 @@ impl Encoder {
             return Err(HdeError::Finished("encoder"));
         }
         if !self.started {
-            out.extend_from_slice(&wire::STREAM_HEADER);
+            out.extend_from_slice(match self.cutter {
+                Cutter::Cdc(_) => &wire::STREAM_HEADER,
+                Cutter::Pages(_) => &wire::STREAM_HEADER_V2,
+            });
             self.records.stats.bytes_out += wire::STREAM_HEADER.len() as u64;
             self.started = true;
+            let records = &mut self.records;
+            if !records.held.is_empty() {
+                let count = u32::try_from(records.held.len())
+                    .map_err(|_| HdeError::param("present", "over 2^32 chunks"))?;
+                let digest = wire::held_digest(&records.held);
+                records.stats.bytes_out += wire::write_held(out, count, &digest) as u64;
+                records.stream_digest.update(&digest.0);
+                for (i, id) in (0..count).zip(&records.held) {
+                    records.index_of.insert(*id, i);
+                }
+            }
         }
         Ok(())
     }
@@ -152,5 +262,108 @@ impl Records {
             }
         }
         Ok(())
+    }
+
+    /// Format 2: adds one unit to the batch, flushing the batch when it is full.
+    fn unit(&mut self, unit: Unit<'_>, out: &mut Vec<u8>) -> Result<()> {
+        let batch = &mut self.batch;
+        let stats = &mut self.stats;
+        match unit {
+            Unit::Literal(bytes) => {
+                if bytes.is_empty() {
+                    return Ok(());
+                }
+                batch.end_index_run();
+                batch.literal.update(bytes);
+                batch.payload.extend_from_slice(bytes);
+                batch.literal_run += bytes.len();
+                stats.literal_bytes += bytes.len() as u64;
+                stats.sent_raw_bytes += bytes.len() as u64;
+            }
+            Unit::Page(bytes) | Unit::Chunk(bytes) => {
+                batch.end_literal_run();
+                let id = ChunkId::of(bytes);
+                self.stream_digest.update(&id.0);
+                stats.chunks += 1;
+                match self.present.entry(id) {
+                    Entry::Vacant(slot) => {
+                        slot.insert(Origin::Sent);
+                        batch.end_index_run();
+                        let index = u32::try_from(self.index_of.len())
+                            .map_err(|_| HdeError::param("stream", "over 2^32 units"))?;
+                        self.index_of.insert(id, index);
+                        batch::put_new(&mut batch.ops, &id, bytes.len());
+                        batch.payload.extend_from_slice(bytes);
+                        stats.sent_raw_bytes += bytes.len() as u64;
+                    }
+                    Entry::Occupied(held) => {
+                        stats.dedup_chunks += 1;
+                        stats.dedup_bytes += bytes.len() as u64;
+                        if *held.get() == Origin::Announced {
+                            stats.known_chunks += 1;
+                            stats.known_bytes += bytes.len() as u64;
+                        }
+                        match self.index_of.get(&id) {
+                            Some(&i) => batch.extend_index_run(i),
+                            None => {
+                                batch.end_index_run();
+                                batch::put_ref(&mut batch.ops, &id, bytes.len());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if batch.payload.len() >= BATCH_PAYLOAD || batch.ops.len() >= BATCH_OPS {
+            self.flush_batch(out)?;
+        }
+        Ok(())
+    }
+
+    /// Format 2: writes the batch being filled, if it holds anything.
+    fn flush_batch(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        let batch = &mut self.batch;
+        batch.end_literal_run();
+        batch.end_index_run();
+        if batch.ops.is_empty() {
+            return Ok(());
+        }
+        let literal_hash = ChunkId(*batch.literal.finalize().as_bytes());
+        batch.frame.clear();
+        frame::encode_into(&batch.payload, self.level, &mut batch.frame)?;
+        let written = wire::write_batch(out, &literal_hash, &batch.ops, &batch.frame)?;
+        self.stream_digest.update(&batch.ops);
+        self.stream_digest.update(&literal_hash.0);
+        self.stats.sent_frame_bytes += batch.frame.len() as u64;
+        self.stats.bytes_out += written as u64;
+        batch.ops.clear();
+        batch.payload.clear();
+        batch.literal.reset();
+        Ok(())
+    }
+}
+
+impl Batch {
+    fn extend_index_run(&mut self, index: u32) {
+        match &mut self.index_run {
+            Some((start, count)) if start.checked_add(*count) == Some(index) => *count += 1,
+            _ => {
+                self.end_index_run();
+                self.index_run = Some((index, 1));
+            }
+        }
+    }
+
+    fn end_index_run(&mut self) {
+        if let Some((start, count)) = self.index_run.take() {
+            batch::put_run(&mut self.ops, start, count);
+        }
+    }
+
+    fn end_literal_run(&mut self) {
+        if self.literal_run > 0 {
+            batch::put_literal(&mut self.ops, self.literal_run);
+            self.literal_run = 0;
+        }
     }
 }

@@ -7,6 +7,7 @@
 //!
 //! Everything here is sans-IO except the chunk store: callers feed bytes and get bytes back.
 
+pub mod batch;
 mod chunk_id;
 mod chunker;
 pub mod codec;
@@ -16,6 +17,7 @@ mod error;
 pub mod frame;
 mod governor;
 mod params;
+pub mod split;
 mod store;
 pub mod wire;
 
@@ -23,7 +25,7 @@ pub use chunk_id::ChunkId;
 pub use chunker::Chunker;
 pub use codec::{Codec, CodecLevel};
 pub use decoder::{ChunkCache, Decoder, DecoderStats, MemoryChunks};
-pub use encoder::{Encoder, EncoderStats};
+pub use encoder::{Encoder, EncoderStats, Split};
 pub use error::{HdeError, Result};
 pub use governor::{CodecGovernor, LevelChange, GOVERNOR_INTERVAL};
 pub use params::{ChunkerParams, Normalization};

@@ -6,6 +6,11 @@
 //! REF     0x02 | id [32] | raw_len u32 LE   (content the receiver already holds)
 //! END     0x03 | total_len u64 LE | stream BLAKE3 [32]
 //! ```
+//! Format 2 (`"HDE" 0x02`, the page-aware encoder) replaces CHUNK and REF with
+//! [`BATCH`](crate::batch) records; its END digest is BLAKE3 over each batch's ops followed by
+//! its literal hash. A format 2 stream may start with `HELD 0x05 | count u32 LE | BLAKE3 [32]`:
+//! the count and digest of the ordered list of chunks the encoder was told the receiver holds,
+//! which the batches' index runs refer to.
 //! Parsing is incremental: [`parse_record`] returns `None` until a whole record is buffered.
 
 use crate::frame::{self, FrameHeader, MAX_RAW_LEN};
@@ -13,9 +18,15 @@ use crate::{ChunkId, HdeError, Result};
 
 /// The four bytes every stream starts with (format version 1).
 pub const STREAM_HEADER: [u8; 4] = *b"HDE\x01";
+/// The header of a format 2 stream (BATCH records).
+pub const STREAM_HEADER_V2: [u8; 4] = *b"HDE\x02";
 const TAG_CHUNK: u8 = 1;
 const TAG_REF: u8 = 2;
 const TAG_END: u8 = 3;
+const TAG_BATCH: u8 = 4;
+const TAG_HELD: u8 = 5;
+const HELD_LEN: usize = 1 + 4 + ID_LEN;
+const BATCH_FIXED: usize = 1 + ID_LEN + 4;
 const ID_LEN: usize = 32;
 /// Length of a REF record.
 pub const REF_LEN: usize = 1 + ID_LEN + 4;
@@ -39,6 +50,22 @@ pub enum Record<'a> {
         id: ChunkId,
         /// Its raw length, so the receiver can account for it before looking it up.
         raw_len: usize,
+    },
+    /// A batch of literals and units (format 2).
+    Batch {
+        /// BLAKE3 of the batch's literal bytes.
+        literal_hash: ChunkId,
+        /// The ops section.
+        ops: &'a [u8],
+        /// The whole frame, header included.
+        frame: &'a [u8],
+    },
+    /// The held list the index runs refer to (format 2).
+    Held {
+        /// Its length.
+        count: u32,
+        /// BLAKE3 over its ids in order.
+        digest: ChunkId,
     },
     /// The end of the stream.
     End {
@@ -70,6 +97,39 @@ pub fn write_ref(out: &mut Vec<u8>, id: &ChunkId, raw_len: usize) -> Result<usiz
     Ok(REF_LEN)
 }
 
+/// Appends a BATCH record; `frame` is a whole frame over the batch's payload.
+pub fn write_batch(
+    out: &mut Vec<u8>,
+    literal_hash: &ChunkId,
+    ops: &[u8],
+    frame: &[u8],
+) -> Result<usize> {
+    let ops_len = u32::try_from(ops.len()).map_err(|_| HdeError::param("ops", "over 4 GiB"))?;
+    out.push(TAG_BATCH);
+    out.extend_from_slice(&literal_hash.0);
+    out.extend_from_slice(&ops_len.to_le_bytes());
+    out.extend_from_slice(ops);
+    out.extend_from_slice(frame);
+    Ok(BATCH_FIXED + ops.len() + frame.len())
+}
+
+/// Appends a HELD record.
+pub fn write_held(out: &mut Vec<u8>, count: u32, digest: &ChunkId) -> usize {
+    out.push(TAG_HELD);
+    out.extend_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&digest.0);
+    HELD_LEN
+}
+
+/// BLAKE3 over ids in order: what a HELD record names.
+pub fn held_digest<'a>(ids: impl IntoIterator<Item = &'a ChunkId>) -> ChunkId {
+    let mut h = blake3::Hasher::new();
+    for id in ids {
+        h.update(&id.0);
+    }
+    ChunkId(*h.finalize().as_bytes())
+}
+
 /// Appends the END record.
 pub fn write_end(out: &mut Vec<u8>, total_len: u64, stream_hash: &ChunkId) -> usize {
     out.push(TAG_END);
@@ -80,8 +140,17 @@ pub fn write_end(out: &mut Vec<u8>, total_len: u64, stream_hash: &ChunkId) -> us
 
 /// Checks the stream header at the start of `buf`; `None` if fewer than 4 bytes are buffered.
 pub fn parse_stream_header(buf: &[u8]) -> Result<Option<usize>> {
+    Ok(parse_stream_version(buf)?.map(|_| STREAM_HEADER.len()))
+}
+
+/// Checks the stream header at the start of `buf` and returns the format version (1 or 2);
+/// `None` if fewer than 4 bytes are buffered.
+pub fn parse_stream_version(buf: &[u8]) -> Result<Option<u8>> {
     if buf.len() < STREAM_HEADER.len() {
         return Ok(None);
+    }
+    if buf[..STREAM_HEADER_V2.len()] == STREAM_HEADER_V2 {
+        return Ok(Some(2));
     }
     if buf[..STREAM_HEADER.len()] != STREAM_HEADER {
         return Err(HdeError::Malformed {
@@ -89,7 +158,7 @@ pub fn parse_stream_header(buf: &[u8]) -> Result<Option<usize>> {
             reason: format!("expected {:02x?}, got {:02x?}", STREAM_HEADER, &buf[..4]),
         });
     }
-    Ok(Some(STREAM_HEADER.len()))
+    Ok(Some(1))
 }
 
 /// Parses one record from the start of `buf`. `Ok(None)` means "incomplete, buffer more".
@@ -134,6 +203,47 @@ pub fn parse_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>> {
                 },
                 REF_LEN,
             )))
+        }
+        TAG_BATCH => {
+            if buf.len() < BATCH_FIXED {
+                return Ok(None);
+            }
+            let ops_len = frame::u32_at(buf, 1 + ID_LEN) as usize;
+            if ops_len == 0 || ops_len > crate::batch::MAX_OPS_LEN {
+                return Err(HdeError::Malformed {
+                    what: "batch record",
+                    reason: format!(
+                        "ops length {ops_len} is outside 1..={}",
+                        crate::batch::MAX_OPS_LEN
+                    ),
+                });
+            }
+            let Some(rest) = buf.get(BATCH_FIXED + ops_len..) else {
+                return Ok(None);
+            };
+            if rest.len() < frame::HEADER_LEN {
+                return Ok(None);
+            }
+            let header = frame::parse_header(rest)?;
+            if rest.len() < header.frame_len() {
+                return Ok(None);
+            }
+            let record = Record::Batch {
+                literal_hash: id_at(buf, 1),
+                ops: &buf[BATCH_FIXED..BATCH_FIXED + ops_len],
+                frame: &rest[..header.frame_len()],
+            };
+            Ok(Some((record, BATCH_FIXED + ops_len + header.frame_len())))
+        }
+        TAG_HELD => {
+            if buf.len() < HELD_LEN {
+                return Ok(None);
+            }
+            let record = Record::Held {
+                count: frame::u32_at(buf, 1),
+                digest: id_at(buf, 5),
+            };
+            Ok(Some((record, HELD_LEN)))
         }
         TAG_END => {
             if buf.len() < END_LEN {
