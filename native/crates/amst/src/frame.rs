@@ -4,8 +4,13 @@
 //! DATA  0xA5 0x01 | seq u64 | len u32 | crc u32 | payload[len]    (v1: no crc)
 //! ACK   0xA5 0x02 | seq u64 | cumulative u64 | window u32
 //! FIN   0xA5 0x03 | total_frames u64 | total_bytes u64
-//! NACK  0xA5 0x04 | seq u64 | crc u32                              (v2 only)
+//! NACK  0xA5 0x04 | seq u64 | crc u32                              (v2 and later)
+//! PROBE 0xA5 0x05 | id u64 | len u32 | payload[len]                (v3 only)
+//! PROBE_ACK 0xA5 0x06 | id u64 | len u32                           (v3 only)
 //! ```
+//! A PROBE is not part of the stream: the receiver answers it with a PROBE_ACK on the same
+//! connection and discards its payload, so the sender can measure the path before the stream
+//! starts. A peer older than v3 never receives one (it does not offer v3 in TLS).
 //! All integers little-endian. An ACK names the DATA frame it answers (`seq`, so the sender can
 //! time that connection), the next in-order frame (`cumulative`) and the receive window in frames.
 //!
@@ -25,6 +30,12 @@ const KIND_DATA: u8 = 1;
 const KIND_ACK: u8 = 2;
 const KIND_FIN: u8 = 3;
 const KIND_NACK: u8 = 4;
+const KIND_PROBE: u8 = 5;
+const KIND_PROBE_ACK: u8 = 6;
+/// Bytes before a PROBE payload.
+pub const PROBE_HEADER_LEN: usize = 2 + 8 + 4;
+/// Length of a PROBE_ACK frame.
+pub const PROBE_ACK_LEN: usize = 2 + 8 + 4;
 /// Bytes before a DATA payload in the newest version.
 pub const DATA_HEADER_LEN: usize = 2 + 8 + 4 + 4;
 /// Length of an ACK frame.
@@ -46,17 +57,25 @@ pub enum Version {
     V1 = 1,
     /// DATA frames carry a CRC-32; a receiver NACKs a frame whose CRC is wrong.
     V2 = 2,
+    /// v2, plus PROBE frames that the receiver acknowledges and discards.
+    V3 = 3,
 }
 
 impl Version {
     /// What this build sends when the peer speaks it too.
-    pub const LATEST: Version = Version::V2;
+    pub const LATEST: Version = Version::V3;
+
+    /// Whether the peer answers PROBE frames.
+    pub fn probes(self) -> bool {
+        self >= Version::V3
+    }
 
     /// The version a hello's version byte names, if known.
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             1 => Some(Version::V1),
             2 => Some(Version::V2),
+            3 => Some(Version::V3),
             _ => None,
         }
     }
@@ -65,7 +84,7 @@ impl Version {
     pub fn data_header_len(self) -> usize {
         match self {
             Version::V1 => 2 + 8 + 4,
-            Version::V2 => DATA_HEADER_LEN,
+            Version::V2 | Version::V3 => DATA_HEADER_LEN,
         }
     }
 }
@@ -97,6 +116,20 @@ pub enum Frame<'a> {
         seq: u64,
         /// The CRC it carried.
         crc: u32,
+    },
+    /// Path-measurement bytes before the stream (v3): acknowledge and discard.
+    Probe {
+        /// Names this probe frame in its PROBE_ACK.
+        id: u64,
+        /// Payload bytes, already skipped.
+        len: u32,
+    },
+    /// The receiver's answer to one PROBE frame (v3).
+    ProbeAck {
+        /// The PROBE frame answered.
+        id: u64,
+        /// Its payload length.
+        len: u32,
     },
 }
 
@@ -177,6 +210,26 @@ pub fn encode_nack(seq: u64, crc: u32) -> [u8; NACK_LEN] {
     b
 }
 
+/// Writes a PROBE header for `len` payload bytes (v3 only; the payload's content is ignored).
+pub fn probe_header(id: u64, len: usize) -> [u8; PROBE_HEADER_LEN] {
+    let mut h = [0u8; PROBE_HEADER_LEN];
+    h[0] = MAGIC;
+    h[1] = KIND_PROBE;
+    h[2..10].copy_from_slice(&id.to_le_bytes());
+    h[10..14].copy_from_slice(&payload_len(len).to_le_bytes());
+    h
+}
+
+/// Encodes a PROBE_ACK (v3 only).
+pub fn encode_probe_ack(id: u64, len: u32) -> [u8; PROBE_ACK_LEN] {
+    let mut b = [0u8; PROBE_ACK_LEN];
+    b[0] = MAGIC;
+    b[1] = KIND_PROBE_ACK;
+    b[2..10].copy_from_slice(&id.to_le_bytes());
+    b[10..14].copy_from_slice(&len.to_le_bytes());
+    b
+}
+
 /// Parses one frame of `version` from the start of `buf`. `Ok(None)` means incomplete: read
 /// more. Payloads over `max_payload` are refused from the header alone, before buffering them.
 pub fn parse(
@@ -246,6 +299,33 @@ pub fn parse(
                 crc: u32_at(buf, 10),
             };
             Ok(Some((nack, NACK_LEN)))
+        }
+        KIND_PROBE if version.probes() => {
+            if buf.len() < PROBE_HEADER_LEN {
+                return Ok(None);
+            }
+            let (id, len) = (u64_at(buf, 2), u32_at(buf, 10));
+            let total = PROBE_HEADER_LEN + len as usize;
+            if len as usize > max_payload {
+                return Err(AmstError::FrameTooLarge {
+                    len: len as usize,
+                    limit: max_payload,
+                });
+            }
+            if buf.len() < total {
+                return Ok(None);
+            }
+            Ok(Some((Frame::Probe { id, len }, total)))
+        }
+        KIND_PROBE_ACK if version.probes() => {
+            if buf.len() < PROBE_ACK_LEN {
+                return Ok(None);
+            }
+            let ack = Frame::ProbeAck {
+                id: u64_at(buf, 2),
+                len: u32_at(buf, 10),
+            };
+            Ok(Some((ack, PROBE_ACK_LEN)))
         }
         other => Err(AmstError::MalformedFrame(format!(
             "unknown kind 0x{other:02x} in v{}",
@@ -357,6 +437,45 @@ mod tests {
             parse(&encode_nack(3, 0), Version::V1, 1024),
             Err(AmstError::MalformedFrame(_))
         ));
+    }
+
+    #[test]
+    fn probes_round_trip_in_v3_and_are_refused_before() {
+        let mut wire = probe_header(4, 3).to_vec();
+        wire.extend_from_slice(b"xyz");
+        wire.extend_from_slice(&encode_probe_ack(4, 3));
+        for cut in 0..PROBE_HEADER_LEN + 3 {
+            assert_eq!(
+                parse(&wire[..cut], Version::V3, 1024).expect("prefix"),
+                None
+            );
+        }
+        let (f, n) = parse(&wire, Version::V3, 1024)
+            .expect("probe")
+            .expect("complete");
+        assert_eq!(
+            (f, n),
+            (Frame::Probe { id: 4, len: 3 }, PROBE_HEADER_LEN + 3)
+        );
+        let (f, m) = parse(&wire[n..], Version::V3, 1024)
+            .expect("ack")
+            .expect("complete");
+        assert_eq!(f, Frame::ProbeAck { id: 4, len: 3 });
+        assert_eq!(n + m, wire.len());
+        assert!(matches!(
+            parse(&probe_header(1, 1 << 20), Version::V3, 1024),
+            Err(AmstError::FrameTooLarge { .. })
+        ));
+        for old in [Version::V1, Version::V2] {
+            assert!(matches!(
+                parse(&wire, old, 1024),
+                Err(AmstError::MalformedFrame(_))
+            ));
+            assert!(matches!(
+                parse(&wire[n..], old, 1024),
+                Err(AmstError::MalformedFrame(_))
+            ));
+        }
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //! - [`StreamCountController`] adds connections while aggregate goodput grows and drops them
 //!   when it does not.
 //! - [`Pacer`] holds the sender to an optional rate cap.
+//! - [`Probe`] measures the path with PROBE frames before the stream starts, and decides when
+//!   to stop (BBR's startup exit).
 //! - [`ConnectionPool`] is the sender's connection policy: what to dial, drain and close, what a
 //!   lost connection costs, and when the transfer is lost for want of one.
 
@@ -22,6 +24,7 @@ mod error;
 pub mod frame;
 mod pacer;
 mod pool;
+mod probe;
 mod receiver;
 mod sender;
 
@@ -30,6 +33,9 @@ pub use conn::{ConnId, ConnStats};
 pub use error::{AmstError, Result};
 pub use pacer::Pacer;
 pub use pool::{ConnectionPool, Failure, Loss, PoolAction, PoolConfig, PoolFailure, StreamCount};
+pub use probe::{
+    Probe, ProbeConfig, ProbeConnResult, ProbeEnd, ProbeError, ProbeResult, ProbeTransmit,
+};
 pub use receiver::{Receiver, ReceiverConfig};
 pub use receiver::{ReceiverStats, WINDOW_UPDATE_SEQ};
 pub use sender::{Sender, SenderConfig, SenderEvent, SenderStats, Transmit, FIN_SEQ};

@@ -42,6 +42,8 @@ pub struct ReceiverStats {
     pub bytes_delivered: u64,
     /// Bytes waiting in the reorder buffer.
     pub buffered_bytes: u64,
+    /// PROBE payload bytes acknowledged and discarded: path measurement, not stream.
+    pub probe_bytes: u64,
 }
 
 /// The receiving state machine.
@@ -55,6 +57,8 @@ pub struct Receiver {
     acks: VecDeque<(ConnId, Ack)>,
     /// NACKs to send: the connection, and the damaged frame's `seq` and `crc`.
     nacks: VecDeque<(ConnId, u64, u32)>,
+    /// PROBE_ACKs to send: the connection, and the probe's id and length.
+    probe_acks: VecDeque<(ConnId, u64, u32)>,
     /// Corrupt copies per frame not yet delivered, for [`CORRUPT_LIMIT`].
     corrupt: BTreeMap<u64, u32>,
     fin: Option<(u64, u64)>,
@@ -83,6 +87,7 @@ impl Receiver {
             ready: VecDeque::new(),
             acks: VecDeque::new(),
             nacks: VecDeque::new(),
+            probe_acks: VecDeque::new(),
             corrupt: BTreeMap::new(),
             fin: None,
             advertised: config.window,
@@ -156,9 +161,15 @@ impl Receiver {
                 self.acks.push_back((conn, ack));
                 Ok(())
             }
-            Frame::Ack(_) | Frame::Nack { .. } => {
-                Err(AmstError::Protocol("ACK or NACK sent to a receiver".into()))
+            Frame::Probe { id, len } => {
+                // Never part of the stream: answered on its connection and dropped.
+                self.stats.probe_bytes += u64::from(len);
+                self.probe_acks.push_back((conn, id, len));
+                Ok(())
             }
+            Frame::Ack(_) | Frame::Nack { .. } | Frame::ProbeAck { .. } => Err(
+                AmstError::Protocol("ACK, NACK or PROBE_ACK sent to a receiver".into()),
+            ),
         }
     }
 
@@ -184,6 +195,11 @@ impl Receiver {
     /// The next NACK to write, on which connection, and the `seq` and `crc` it echoes.
     pub fn poll_nack(&mut self) -> Option<(ConnId, u64, u32)> {
         self.nacks.pop_front()
+    }
+
+    /// The next PROBE_ACK to write, on which connection, with the probe's id and length.
+    pub fn poll_probe_ack(&mut self) -> Option<(ConnId, u64, u32)> {
+        self.probe_acks.pop_front()
     }
 
     /// A DATA frame whose CRC is wrong: nothing of it is trusted, so it is not acked and not

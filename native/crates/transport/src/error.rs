@@ -37,6 +37,10 @@ pub enum TransportError {
     /// The transfer was cancelled.
     #[error("transfer cancelled")]
     Cancelled,
+    /// The path probe before the stream could not measure the path: a connection lost, no
+    /// answer, an older receiver, or the transfer ended. The transfer itself goes on.
+    #[error("probe failed: {0}")]
+    Probe(String),
     /// Every connection failed and none could be made again in time.
     #[error("no connection left: {0}")]
     NoConnection(String),
@@ -61,6 +65,7 @@ impl TransportError {
             TransportError::BadHello(_) => "ERR_AMST_BAD_HELLO",
             TransportError::Cancelled => "ERR_AMST_CANCELLED",
             TransportError::NoConnection(_) => "ERR_AMST_NO_CONNECTION",
+            TransportError::Probe(_) => "ERR_AMST_PROBE_FAILED",
             TransportError::InvalidParam { .. } => "ERR_AMST_INVALID_PARAM",
         }
     }

@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dwcp_amst::frame::{self, encode_ack, encode_nack, Ack, Version, ACK_LEN, NACK_LEN};
+use dwcp_amst::frame::{
+    self, encode_ack, encode_nack, encode_probe_ack, Ack, Version, ACK_LEN, NACK_LEN, PROBE_ACK_LEN,
+};
 use dwcp_amst::{AmstError, ConnId, Receiver, ReceiverConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -47,6 +49,8 @@ pub struct ReceiveStats {
     pub duplicates: u64,
     /// Frames whose CRC was wrong (damaged above TLS): dropped and asked for again.
     pub corrupt_frames: u64,
+    /// PROBE payload bytes answered and discarded before the stream (never delivered).
+    pub probe_bytes: u64,
     /// Connections that joined the transfer.
     pub connections_seen: u32,
     /// Connections closed because they broke the protocol or failed.
@@ -66,6 +70,7 @@ enum LinkEvent {
 enum Reply {
     Ack([u8; ACK_LEN]),
     Nack([u8; NACK_LEN]),
+    ProbeAck([u8; PROBE_ACK_LEN]),
 }
 
 impl Reply {
@@ -73,6 +78,7 @@ impl Reply {
         match self {
             Reply::Ack(b) => b,
             Reply::Nack(b) => b,
+            Reply::ProbeAck(b) => b,
         }
     }
 }
@@ -89,6 +95,11 @@ fn send_replies(rx: &mut Receiver, replies: &Replies) {
     while let Some((conn, seq, crc)) = rx.poll_nack() {
         if let Some(tx) = replies.get(&conn) {
             let _ = tx.send(Reply::Nack(encode_nack(seq, crc)));
+        }
+    }
+    while let Some((conn, id, len)) = rx.poll_probe_ack() {
+        if let Some(tx) = replies.get(&conn) {
+            let _ = tx.send(Reply::ProbeAck(encode_probe_ack(id, len)));
         }
     }
 }
@@ -237,6 +248,7 @@ async fn run(
         stats.frames = s.frames;
         stats.duplicates = s.duplicates;
         stats.corrupt_frames = s.corrupt_frames;
+        stats.probe_bytes = s.probe_bytes;
         stats_tx.send_replace(stats);
         if let Some(ack) = rx.final_ack().filter(|_| pending.is_none()) {
             return Ok(Some(ack));

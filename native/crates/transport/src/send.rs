@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 use crate::fault::Hook;
 use crate::gauge::{LinkGauge, LinkSample};
 use crate::hello::new_session_id;
+use crate::probing::{ProbeInbox, Probing};
 use crate::{Dialer, Link, Result, TransportError};
 
 pub use dwcp_amst::StreamCount;
@@ -38,6 +39,9 @@ pub struct SendOptions {
     /// A new send buffer limit (bytes taken and not yet acknowledged) whenever it changes, so
     /// the caller can keep it near the path's bandwidth-delay product; `sender.send_buffer` until then.
     pub buffer_limit: Option<watch::Receiver<usize>>,
+    /// Requests to probe the path before the stream (see [`crate::ProbeRequest`]); a request
+    /// after the stream's first byte is answered at once, with nothing measured.
+    pub probes: Option<ProbeInbox>,
     /// Test-only: damages frames after their CRC was computed.
     #[cfg(feature = "fault-injection")]
     pub damage: Option<crate::FrameFault>,
@@ -51,6 +55,7 @@ impl Default for SendOptions {
             max_dial_failures: 5,
             stats_interval: Duration::from_millis(250),
             buffer_limit: None,
+            probes: None,
             #[cfg(feature = "fault-injection")]
             damage: None,
         }
@@ -107,6 +112,7 @@ enum ConnEvent {
     DialFailed(TransportError),
     Ack(frame::Ack),
     Nack { seq: u64, crc: u32 },
+    ProbeAck(u64),
     Closed(Option<TransportError>),
 }
 
@@ -121,7 +127,20 @@ pub async fn send_stream(
     cancel: watch::Receiver<bool>,
     progress: Option<watch::Sender<TransferStats>>,
 ) -> Result<SendReport> {
-    let result = run_transfer(dialer.clone(), source, options, cancel, progress).await;
+    let mut probing = Probing::new(options.probes.as_ref());
+    let result = run_transfer(
+        dialer.clone(),
+        source,
+        options,
+        cancel,
+        progress,
+        &mut probing,
+    )
+    .await;
+    probing.end(&match &result {
+        Ok(_) => "it completed".to_string(),
+        Err(e) => format!("{}: {e}", e.code()),
+    });
     dialer.close().await;
     result
 }
@@ -132,6 +151,7 @@ async fn run_transfer(
     options: SendOptions,
     mut cancel: watch::Receiver<bool>,
     progress: Option<watch::Sender<TransferStats>>,
+    probing: &mut Probing,
 ) -> Result<SendReport> {
     let session = new_session_id()?;
     let mut sender = Sender::new(options.sender.clone())?;
@@ -143,6 +163,8 @@ async fn run_transfer(
     let mut writers: HashMap<ConnId, mpsc::UnboundedSender<Transmit>> = HashMap::new();
     // Held only while the connection is in use: a TCP gauge keeps its socket open.
     let mut gauges: HashMap<ConnId, LinkGauge> = HashMap::new();
+    // The frame version of each connection up, for the probe.
+    let mut versions: HashMap<ConnId, frame::Version> = HashMap::new();
     let damage = Hook::of(&options);
     // Only for the message when the pool gives up; it decides nothing.
     let mut last_error: Option<TransportError> = None;
@@ -154,6 +176,7 @@ async fn run_transfer(
     loop {
         let now = Instant::now();
         input.feed(&mut sender);
+        probing.step(now, input.started(&sender), &writers, &gauges);
         while let Some(action) = pool.poll_action(&mut sender) {
             match action {
                 PoolAction::Dial(id) => spawn_dial(&dialer, session, id, &events_tx),
@@ -161,6 +184,8 @@ async fn run_transfer(
                     // Dropping its channel makes the link close our direction and stop.
                     writers.remove(&id);
                     gauges.remove(&id);
+                    versions.remove(&id);
+                    probing.handle_retired(id);
                 }
                 PoolAction::Done => {
                     let stats = stats_of(&sender, &pool, &gauges, started);
@@ -189,6 +214,7 @@ async fn run_transfer(
             sender.poll_timeout(),
             pool.poll_timeout(),
             progress.as_ref().map(|_| next_stats),
+            probing.poll_timeout(),
             Some(now + Duration::from_millis(100)),
         ]
         .into_iter()
@@ -212,6 +238,8 @@ async fn run_transfer(
                     let version = link.version;
                     tokio::spawn(run_link(id, link, rx, events_tx.clone(), damage.clone()));
                     writers.insert(id, tx);
+                    versions.insert(id, version);
+                    probing.handle_up(id, version);
                     pool.handle_dialed(&mut sender, id, version, Instant::now());
                 }
                 ConnEvent::DialFailed(e) => {
@@ -222,8 +250,12 @@ async fn run_transfer(
                 ConnEvent::Nack { seq, crc } => {
                     pool.handle_nack(&mut sender, id, seq, crc, Instant::now())?;
                 }
+                ConnEvent::ProbeAck(probe) => probing.handle_ack(probe, Instant::now()),
                 ConnEvent::Closed(e) => {
                     gauges.remove(&id);
+                    versions.remove(&id);
+                    let what = e.as_ref().map_or_else(|| "closed by the peer".to_string(), ToString::to_string);
+                    probing.handle_lost(id, &what, Instant::now());
                     pool.handle_closed(&mut sender, id, e.as_ref().map(failure_of));
                     last_error = e.or(last_error);
                 }
@@ -231,6 +263,9 @@ async fn run_transfer(
             Some(limit) = next_limit(&mut buffer_limit) => {
                 // A value the sender refuses (under two frames) keeps the limit it has.
                 let _ = sender.set_send_buffer(limit);
+            }
+            Some(request) = probing.next_request() => {
+                probing.start(request, &versions, input.started(&sender), Instant::now());
             }
             data = source.recv(), if can_take => input.take(data),
             () = tokio::time::sleep_until(tokio::time::Instant::from_std(wake)) => {
@@ -260,6 +295,11 @@ impl Input {
         if self.done && self.pending.is_none() && sender.writable() > 0 {
             sender.finish();
         }
+    }
+
+    /// Whether the stream has begun: bytes taken, or its end seen. A probe then stops at once.
+    fn started(&self, sender: &Sender) -> bool {
+        self.pending.is_some() || self.done || sender.stats().bytes_written > 0
     }
 
     fn can_take(&self, sender: &Sender) -> bool {
@@ -376,6 +416,7 @@ async fn run_link(
                 Some((Frame::Nack { seq, crc }, len)) => {
                     Ok(Some((ConnEvent::Nack { seq, crc }, len)))
                 }
+                Some((Frame::ProbeAck { id, .. }, len)) => Ok(Some((ConnEvent::ProbeAck(id), len))),
                 Some(_) => Err(AmstError::Protocol("a receiver sent data".into())),
                 None => Ok(None),
             });

@@ -14,12 +14,14 @@ use crate::{Result, TransportError};
 
 /// ALPN protocol ids of AMST connections, newest first: both ends offer every frame version
 /// they speak and the server picks the first of its own that the client offered. A peer without
-/// ALPN (the TypeScript reference path) or from before v2 ends up on v1.
-pub const ALPN: [&[u8]; 2] = [b"dwcp-amst/2", b"dwcp-amst/1"];
+/// ALPN (the TypeScript reference path) or from before v2 ends up on v1; one from before v3
+/// on v2 (no probes).
+pub const ALPN: [&[u8]; 3] = [b"dwcp-amst/3", b"dwcp-amst/2", b"dwcp-amst/1"];
 
 /// The frame version an ALPN outcome means; none negotiated means v1.
 pub fn negotiated_version(alpn: Option<&[u8]>) -> Version {
     match alpn {
+        Some(b"dwcp-amst/3") => Version::V3,
         Some(b"dwcp-amst/2") => Version::V2,
         _ => Version::V1,
     }
