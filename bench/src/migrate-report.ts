@@ -1,7 +1,7 @@
 /** The methods bench:migrate compares, one run's measurements, and the report it writes (docs/benchmarks/migration.{md,json}). */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { MigrationStats } from '@novacron/cluster-state';
+import type { MigrationPath, MigrationStats } from '@novacron/cluster-state';
 import type { MigrationProgress } from '@novacron/hypervisor';
 import { machineInfo, machineMarkdown } from './machine';
 import type { IntactReport } from './migrate-guest';
@@ -63,6 +63,22 @@ export const METHODS: MigrationMethod[] = [
 ];
 
 /** One migration as measured. Times in s or ms as named, bytes in bytes. */
+/** One poll of a DWCP migration's record: where the run was, and what PBA saw and chose then. */
+export interface RecordPoint {
+  /** ms since the POST. */
+  tMs: number;
+  phase: string;
+  bytesIn?: number;
+  bytesOnWire?: number;
+  measuredBytesPerSec?: number;
+  predictedBytesPerSec?: number;
+  maxBandwidthBytesPerSec?: number;
+  bufferBytes?: number;
+  downtimeLimitMs?: number;
+  streams?: number;
+  codec?: string;
+}
+
 export interface RunSample {
   scenario: string;
   method: MethodId;
@@ -79,7 +95,7 @@ export interface RunSample {
   parameters?: Record<string, unknown>;
   qemu?: MigrationProgress;
   /** DWCP runs: the node's migration record, as node 1's API gave it at the end. */
-  dwcp?: { migrationId: string; stats: MigrationStats };
+  dwcp?: { migrationId: string; stats: MigrationStats; path?: MigrationPath; timeline?: RecordPoint[] };
   intactReport?: IntactReport;
   destinationConsole?: string[];
   seqAtStart?: number;

@@ -14,7 +14,7 @@
  * Environment: DWCP_MIGRATE_SCENARIOS (comma list, default all four), DWCP_MIGRATE_METHODS (comma
  * list of method ids, default all), DWCP_MIGRATE_CAP_S (per-run cap, default 300),
  * DWCP_MIGRATE_MEMORY_MIB (guest RAM, default 128), DWCP_MIGRATE_REPORT (name under
- * docs/benchmarks/, default migration).
+ * docs/benchmarks/, default migration), DWCP_MIGRATE_NODE_LOGS (a directory for the nodes' logs).
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -46,7 +46,13 @@ import {
   type IntactReport,
   READY,
 } from './migrate-guest';
-import { METHODS, type MigrationMethod, type RunSample, writeReport } from './migrate-report';
+import {
+  METHODS,
+  type MigrationMethod,
+  type RecordPoint,
+  type RunSample,
+  writeReport,
+} from './migrate-report';
 import {
   ADDR_A,
   ADDR_B,
@@ -67,6 +73,8 @@ const ONLY = env.DWCP_MIGRATE_METHODS?.split(',').filter((m) => m !== '');
 const CAP_S = Number(env.DWCP_MIGRATE_CAP_S ?? 300);
 const MEMORY_MIB = Number(env.DWCP_MIGRATE_MEMORY_MIB ?? 128);
 const REPORT = env.DWCP_MIGRATE_REPORT ?? 'migration';
+/** A directory for both nodes' last log lines after each DWCP run, to see what the node did. */
+const NODE_LOGS = env.DWCP_MIGRATE_NODE_LOGS;
 /** QEMU's max-bandwidth for the uncapped runs: far above any link here. */
 const UNCAPPED = 2 ** 40;
 const SELF = join(REPO, 'bench', 'dist', 'migrate.bench.js');
@@ -197,6 +205,27 @@ function fromCounters(
   });
 }
 
+function recordPoint(record: MigrationRecord, tMs: number): RecordPoint {
+  const p = record.path;
+  return {
+    tMs,
+    phase: record.phase,
+    bytesIn: record.stats.bytesIn,
+    bytesOnWire: record.stats.bytesOnWire,
+    ...(p
+      ? {
+          measuredBytesPerSec: p.measuredBytesPerSec,
+          predictedBytesPerSec: p.predictedBytesPerSec,
+          maxBandwidthBytesPerSec: p.maxBandwidthBytesPerSec,
+          bufferBytes: p.bufferBytes,
+          downtimeLimitMs: p.downtimeLimitMs,
+          streams: p.streams,
+          codec: p.codec,
+        }
+      : {}),
+  };
+}
+
 async function dwcpRun(
   ctx: Inner,
   cluster: LocalCluster,
@@ -249,6 +278,7 @@ async function dwcpRun(
   // Follow the migration's record. Its switching-over phase is committed when the source QEMU
   // has completed, a few ms after its STOP: the bench's STOP time for the after-STOP bytes.
   let record = posted.body;
+  const timeline: RecordPoint[] = [];
   let switchingAtMs: number | undefined;
   const deadline = Date.now() + (CAP_S + 60) * 1000;
   while (!['done', 'failed', 'cancelled'].includes(record.phase)) {
@@ -263,6 +293,7 @@ async function dwcpRun(
       .catch(() => undefined);
     if (r?.status !== 200) continue;
     record = r.body;
+    timeline.push(recordPoint(record, Date.now() - startedAtMs));
     if (record.phase === 'switching-over' && switchingAtMs === undefined)
       switchingAtMs = Date.parse(record.updatedAt);
   }
@@ -271,15 +302,33 @@ async function dwcpRun(
   const st = record.stats;
   sample.status = record.phase === 'done' ? 'completed' : record.phase;
   if (record.reason) sample.notes.push(record.reason);
-  sample.dwcp = { migrationId: record.id, stats: st };
+  sample.dwcp = {
+    migrationId: record.id,
+    stats: st,
+    ...(record.path ? { path: record.path } : {}),
+    timeline,
+  };
   sample.pauseMs = st.downtimeMs;
   sample.totalS = st.totalMs === undefined ? undefined : st.totalMs / 1000;
   fromCounters(sample, sampler, ctx.rateMbit, { startedAtMs, untilMs: doneAtMs, stopAtMs: switchingAtMs });
+  const predicted = record.path?.predictedBytesPerSec;
+  if (predicted !== undefined && sample.wireBytes !== undefined && sample.transferS) {
+    const mbit = (bytesPerSec: number) => ((bytesPerSec * 8) / 1e6).toFixed(1);
+    sample.notes.push(
+      `PBA's last prediction ${mbit(predicted)} Mbit/s of goodput; the transfer averaged ` +
+        `${mbit(sample.wireBytes / sample.transferS)} Mbit/s on the wire`,
+    );
+  }
   if (record.phase === 'done') {
     const intact = await intactOnNode(b, vm.id, token, booted.md5);
     sample.intactReport = intact;
     sample.intact = intact.integrityOk && intact.firstSeq !== undefined && intact.firstSeq > booted.beat;
     if (!sample.intact) sample.destinationConsole = (await consoleOf(b, vm.id, token)).slice(-15);
+  }
+  if (NODE_LOGS) {
+    mkdirSync(NODE_LOGS, { recursive: true });
+    writeFileSync(join(NODE_LOGS, `${name}-node1.log`), a.log);
+    writeFileSync(join(NODE_LOGS, `${name}-node2.log`), b.log);
   }
   // The chunks stay in node 2's store when the VM goes, which the second VM's run relies on; a
   // deleted VM also stops taking the 2 cores' CPU from the next run.
@@ -354,7 +403,14 @@ async function inner(ctx: Inner, out: string): Promise<void> {
   const images = join(work, 'images');
   installImage(images);
   const cluster = new LocalCluster(
-    ['--hypervisor-driver', 'qemu', '--hypervisor-images-dir', images],
+    [
+      '--hypervisor-driver',
+      'qemu',
+      '--hypervisor-images-dir',
+      images,
+      // The migration's own log lines (what PBA chose, and when) only where they are kept.
+      ...(NODE_LOGS ? ['--log-level', 'info'] : []),
+    ],
     join(work, 'nodes'),
   );
   const anchorB = anchor(NS_B);

@@ -46,7 +46,7 @@ describe('PathEstimator', () => {
     const { e } = estimator(undefined, () => rtt);
     expect(e.estimate('node-2')).toEqual({ samples: 0 });
     rtt = 42;
-    expect(e.estimate('node-2')).toEqual({ samples: 0, rttMs: 42 });
+    expect(e.estimate('node-2')).toEqual({ samples: 0, rttMs: 42, minRttMs: 42 });
   });
 
   it('prefers Raft’s lowest round trip to that peer over the p99 to the slowest one', () => {
@@ -63,11 +63,13 @@ describe('PathEstimator', () => {
   it('predicts from the samples toward each peer separately, with the measured RTT', () => {
     const { e } = estimator(undefined, () => 5);
     e.observe('node-2', sample(9_000, 1000, { rttMs: 80 }));
-    e.observe('node-2', sample(10_000, 3000, { rttMs: 90 }));
+    e.observe('node-2', sample(10_000, 3000, { rttMs: 90, minRttMs: 61 }));
     e.observe('node-3', sample(10_000, 50));
     expect(e.estimate('node-2')).toMatchObject({
       samples: 2,
       rttMs: 90,
+      // The transfer's floor, not its smoothed RTT (the queue it built is not the path's).
+      minRttMs: 61,
       bandwidthBytesPerSec: 2000,
       lowerBandwidthBytesPerSec: 1000,
     });
@@ -102,7 +104,7 @@ describe('PathEstimator', () => {
     );
     e.observe('node-2', sample(10_000, 1000));
     now = 10_000 + 600_001;
-    expect(e.estimate('node-2')).toEqual({ samples: 1, rttMs: 7 });
+    expect(e.estimate('node-2')).toEqual({ samples: 1, rttMs: 7, minRttMs: 7 });
   });
 
   it('refuses samples that are not rates', () => {

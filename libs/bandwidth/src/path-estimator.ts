@@ -37,7 +37,13 @@ export interface ThroughputPredictor {
 
 /** A path as known; a field is absent when nothing measured it. */
 export interface PathEstimate {
+  /** The transfer's smoothed RTT (queueing and loss recovery included), or Raft's before any. */
   rttMs?: number;
+  /**
+   * The path's propagation RTT: the lowest a connection of the last transfer saw, or Raft's before
+   * any. Bandwidth-delay products are sized with it, since a queue the transfer builds is not path.
+   */
+  minRttMs?: number;
   /** Predicted goodput for the next second. */
   bandwidthBytesPerSec?: number;
   /** A rate the path should sustain with high probability (for buffers and QEMU's cap). */
@@ -170,6 +176,8 @@ export class PathEstimator {
     const estimate: PathEstimate = { samples: peer?.samples ?? 0 };
     const rttMs = fresh ? (peer?.last?.rttMs ?? raftRtt) : raftRtt;
     if (rttMs !== undefined) estimate.rttMs = rttMs;
+    const minRttMs = fresh ? (peer?.last?.minRttMs ?? raftRtt) : raftRtt;
+    if (minRttMs !== undefined) estimate.minRttMs = minRttMs;
     if (fresh && peer?.last) {
       estimate.measured = peer.last;
       const p = peer.predictor.predict(1);

@@ -108,6 +108,11 @@ export interface MigrationPath {
   streams: number;
   zstdLevel: number;
   maxBandwidthBytesPerSec: number;
+  /**
+   * The stream rate QEMU's stop decision assumes (its `avail-switchover-bandwidth`): PBA's
+   * prediction times the recent reduction; absent where QEMU measures it itself.
+   */
+  switchoverBandwidthBytesPerSec?: number;
   downtimeLimitMs: number;
   /** AMST's send buffer: encoded bytes taken from QEMU and not yet acknowledged. */
   bufferBytes?: number;

@@ -85,6 +85,7 @@ export const migrationPathSchema = z
     streams: z.number().int().positive(),
     zstdLevel: z.number().int(),
     maxBandwidthBytesPerSec: z.number().int().positive(),
+    switchoverBandwidthBytesPerSec: z.number().int().positive().optional(),
     downtimeLimitMs: z.number().int().nonnegative(),
     bufferBytes: z.number().int().positive().optional(),
     codec: z.string().max(32).optional(),

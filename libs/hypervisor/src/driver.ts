@@ -7,6 +7,7 @@ import type { VmEvent } from './events';
 import type {
   MigrationCapabilities,
   MigrationParameters,
+  MigrationParameterValues,
   MigrationProgress,
   MigrationUri,
 } from './migration';
@@ -105,7 +106,7 @@ export interface HypervisorDriver {
    */
   destroy(vm: VmHandle): Promise<void>;
   setMigrationParameters(vm: VmHandle, params: MigrationParameters): Promise<void>;
-  migrationParameters(vm: VmHandle): Promise<Required<MigrationParameters>>;
+  migrationParameters(vm: VmHandle): Promise<MigrationParameterValues>;
   setMigrationCapabilities(vm: VmHandle, capabilities: MigrationCapabilities): Promise<void>;
   /** Starts an outgoing migration; it runs in the background, watched with `queryMigrate`. */
   migrate(vm: VmHandle, uri: MigrationUri): Promise<void>;

@@ -28,6 +28,7 @@ export {
   FINAL_MIGRATION_STATUSES,
   type MigrationCapabilities,
   type MigrationParameters,
+  type MigrationParameterValues,
   type MigrationProgress,
   type MigrationStatus,
   type MigrationUri,

@@ -69,6 +69,16 @@ describe('migration vocabulary ↔ QMP', () => {
       maxBandwidthBytesPerSec: 134217728,
       downtimeLimitMs: 300,
     });
+    // QEMU 8.2 and later also report the rate their stop decision assumes (0: the measured one).
+    expect(
+      fromQmpParameters({ 'max-bandwidth': 1, 'downtime-limit': 2, 'avail-switchover-bandwidth': 0 }),
+    ).toEqual({ maxBandwidthBytesPerSec: 1, downtimeLimitMs: 2, availSwitchoverBandwidthBytesPerSec: 0 });
+    expect(toQmpParameters({ availSwitchoverBandwidthBytesPerSec: 5_000_000 })).toEqual({
+      'avail-switchover-bandwidth': 5_000_000,
+    });
+    expect(() => toQmpParameters({ availSwitchoverBandwidthBytesPerSec: -5 })).toThrow(
+      /availSwitchoverBandwidthBytesPerSec/,
+    );
     expect(toQmpCapabilities({ autoConverge: true, events: false })).toEqual([
       { capability: 'auto-converge', state: true },
       { capability: 'events', state: false },

@@ -40,7 +40,22 @@ export interface MigrationParameters {
   maxBandwidthBytesPerSec?: number;
   /** The pause QEMU may take for the final stop-and-copy, ms (QEMU `downtime-limit`). */
   downtimeLimitMs?: number;
+  /**
+   * The stream rate QEMU assumes for its stop decision, bytes per second (QEMU 8.2's
+   * `avail-switchover-bandwidth`): it stops the guest once what is left fits in downtime-limit at
+   * this rate. 0, QEMU's default, means the rate it measured on its socket.
+   */
+  availSwitchoverBandwidthBytesPerSec?: number;
 }
+
+/**
+ * `query-migrate-parameters` as read: switchover bandwidth is absent when this QEMU has no such
+ * parameter (before 8.2).
+ */
+export type MigrationParameterValues = Required<
+  Pick<MigrationParameters, 'maxBandwidthBytesPerSec' | 'downtimeLimitMs'>
+> &
+  Pick<MigrationParameters, 'availSwitchoverBandwidthBytesPerSec'>;
 
 export interface MigrationCapabilities {
   /** Throttle the guest's vCPUs when it dirties memory faster than the stream drains it. */
@@ -112,14 +127,22 @@ export function toQmpParameters(params: MigrationParameters): Record<string, num
     }
     out['downtime-limit'] = ms;
   }
+  if (params.availSwitchoverBandwidthBytesPerSec !== undefined) {
+    out['avail-switchover-bandwidth'] = checkCount(
+      'availSwitchoverBandwidthBytesPerSec',
+      params.availSwitchoverBandwidthBytesPerSec,
+    );
+  }
   return out;
 }
 
 /** Reads `query-migrate-parameters`. */
-export function fromQmpParameters(reply: Record<string, unknown>): Required<MigrationParameters> {
+export function fromQmpParameters(reply: Record<string, unknown>): MigrationParameterValues {
+  const switchover = reply['avail-switchover-bandwidth'];
   return {
     maxBandwidthBytesPerSec: numberOr(reply['max-bandwidth'], 0),
     downtimeLimitMs: numberOr(reply['downtime-limit'], 0),
+    ...(typeof switchover === 'number' ? { availSwitchoverBandwidthBytesPerSec: switchover } : {}),
   };
 }
 

@@ -131,7 +131,15 @@ describeQemu('QemuDriver with real QEMU and the test guest', () => {
     const maxBandwidthBytesPerSec = 64 * 1024 * 1024;
     await driver.setMigrationParameters(vm, { maxBandwidthBytesPerSec, downtimeLimitMs: 500 });
     await driver.setMigrationCapabilities(vm, { autoConverge: true });
-    expect(await driver.migrationParameters(vm)).toEqual({ maxBandwidthBytesPerSec, downtimeLimitMs: 500 });
+    // QEMU 10 (the version the tests install) also has the rate its stop decision assumes; 0 = its own.
+    expect(await driver.migrationParameters(vm)).toEqual({
+      maxBandwidthBytesPerSec,
+      downtimeLimitMs: 500,
+      availSwitchoverBandwidthBytesPerSec: 0,
+    });
+    await driver.setMigrationParameters(vm, { availSwitchoverBandwidthBytesPerSec: 8 * 1024 * 1024 });
+    expect((await driver.migrationParameters(vm)).availSwitchoverBandwidthBytesPerSec).toBe(8 * 1024 * 1024);
+    await driver.setMigrationParameters(vm, { availSwitchoverBandwidthBytesPerSec: 0 });
 
     const sourceLines = driver.serialLines(vm);
     const seqBefore = await heartbeatSeq(sourceLines);

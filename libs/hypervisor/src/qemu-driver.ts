@@ -27,6 +27,7 @@ import {
   fromQmpParameters,
   type MigrationCapabilities,
   type MigrationParameters,
+  type MigrationParameterValues,
   type MigrationProgress,
   type MigrationUri,
   toQmpCapabilities,
@@ -139,7 +140,7 @@ export class QemuDriver implements HypervisorDriver {
     if (Object.keys(args).length > 0) await this.get(vm).qmp.execute('migrate-set-parameters', args);
   }
 
-  async migrationParameters(vm: VmHandle): Promise<Required<MigrationParameters>> {
+  async migrationParameters(vm: VmHandle): Promise<MigrationParameterValues> {
     return fromQmpParameters(await this.get(vm).qmp.execute('query-migrate-parameters'));
   }
 

@@ -82,10 +82,11 @@ export interface SimulatedDriverOptions {
   dirtyRateBytesPerSec?: number;
 }
 
-// QEMU 7.2's defaults, so a simulated migration paces like an untuned real one.
+// QEMU's defaults (7.2 and 10 agree on these), so a simulated migration paces like an untuned real one.
 const DEFAULT_PARAMS: Required<MigrationParameters> = {
   maxBandwidthBytesPerSec: 128 * 1024 * 1024,
   downtimeLimitMs: 300,
+  availSwitchoverBandwidthBytesPerSec: 0,
 };
 const DEFAULT_DIRTY_RATE = 4 * 1024 * 1024;
 /** QEMU's rate-limit window and the span its bandwidth estimate needs (BUFFER_DELAY). */
@@ -172,6 +173,9 @@ export class SimulatedDriver implements HypervisorDriver {
       sim.params.maxBandwidthBytesPerSec = params.maxBandwidthBytesPerSec;
     }
     if (params.downtimeLimitMs !== undefined) sim.params.downtimeLimitMs = params.downtimeLimitMs;
+    if (params.availSwitchoverBandwidthBytesPerSec !== undefined) {
+      sim.params.availSwitchoverBandwidthBytesPerSec = params.availSwitchoverBandwidthBytesPerSec;
+    }
   }
 
   async migrationParameters(vm: VmHandle): Promise<Required<MigrationParameters>> {
@@ -331,7 +335,12 @@ export class SimulatedDriver implements HypervisorDriver {
       for (;;) {
         await out.flush();
         this.dirtySync(sim, memory, m, dirty, dirtying);
-        const rate = out.bytesPerSec || sim.params.maxBandwidthBytesPerSec || Number.POSITIVE_INFINITY;
+        // As QEMU 8.2: the switchover bandwidth, when set, stands in for the measured rate.
+        const rate =
+          sim.params.availSwitchoverBandwidthBytesPerSec ||
+          out.bytesPerSec ||
+          sim.params.maxBandwidthBytesPerSec ||
+          Number.POSITIVE_INFINITY;
         m.expectedDowntimeMs = Math.round(((dirty.size * PAGE_SIZE) / rate) * 1000);
         if (m.expectedDowntimeMs <= sim.params.downtimeLimitMs) break;
         const pass = dirty;

@@ -46,6 +46,12 @@ export class IncomingMigration implements MigrationDestination {
     return this.input.id;
   }
 
+  /**
+   * Opens the sink and answers with where to send as soon as it listens; the destination QEMU
+   * starts meanwhile (under TCG that takes a good part of a second), while the source dials and
+   * starts. The sink keeps trying QEMU's socket until it is up, and `completion` fails at once if
+   * QEMU does not start.
+   */
   async prepare(): Promise<IncomingOffer> {
     const { id, spec, driver, dataPath } = this.input;
     this.socket = dataPath.socket(id);
@@ -54,12 +60,15 @@ export class IncomingMigration implements MigrationDestination {
     this.sink = dataPath.openSink(socket.path);
     const sink = await this.sink;
     this.checkNotAborted();
-    this.destination = driver.prepareIncoming(spec, `unix:${socket.path}`);
-    const vm = await this.destination;
-    this.checkNotAborted();
-    this.events = driver.events(vm);
-    this.resumedAt = firstEventAt(this.events, 'resume');
-    this.input.logger?.log(`incoming migration ${id}: sink on port ${sink.port}, destination QEMU waiting`);
+    this.destination = driver.prepareIncoming(spec, `unix:${socket.path}`).then((vm) => {
+      // Before any RESUME can come: QEMU resumes only once the whole stream loaded.
+      this.events = driver.events(vm);
+      this.resumedAt = firstEventAt(this.events, 'resume');
+      this.input.logger?.log(`incoming migration ${id}: destination QEMU waiting on the sink's socket`);
+      return vm;
+    });
+    this.destination.catch(() => {});
+    this.input.logger?.log(`incoming migration ${id}: sink on port ${sink.port}; destination QEMU starting`);
     return dataPath.offer(sink.port);
   }
 
@@ -77,8 +86,9 @@ export class IncomingMigration implements MigrationDestination {
   private async complete(): Promise<IncomingResult> {
     try {
       const sink = await this.required(this.sink);
-      const { stats } = await sink.finished();
-      const vm = await this.required(this.destination);
+      // A destination QEMU that does not start fails the migration now, not at the sink's timeout.
+      const [{ stats }, vm] = await Promise.all([sink.finished(), this.required(this.destination)]);
+      const streamEndedAt = Date.now();
       const deadline = performance.now() + (this.input.startTimeoutMs ?? 10_000);
       for (;;) {
         this.checkNotAborted();
@@ -93,10 +103,16 @@ export class IncomingMigration implements MigrationDestination {
         }
         await sleep(50);
       }
+      const runningAt = Date.now();
       const resumedAtEpochMs = await Promise.race([this.resumedAt, sleep(2000).then(() => undefined)]);
       this.vm = vm;
       void this.events?.return?.();
       await this.releaseSocket();
+      const since = (t: number) => (resumedAtEpochMs === undefined ? '?' : `${t - resumedAtEpochMs} ms`);
+      this.input.logger?.log(
+        `incoming migration ${this.input.id}: after the destination's RESUME: stream ended ${since(streamEndedAt)}, ` +
+          `QEMU seen running ${since(runningAt)}, completing ${since(Date.now())}`,
+      );
       return resumedAtEpochMs === undefined ? { sink: stats } : { sink: stats, resumedAtEpochMs };
     } catch (e) {
       // A destination that cannot finish never lingers: the source rolls back on its own.

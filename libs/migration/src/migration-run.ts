@@ -92,7 +92,9 @@ function describeError(e: unknown): string {
 /** What chooseParameters gets from PBA: the RTT, and a rate the path should sustain. */
 function measurementOf(estimate: PathEstimate | undefined): PathMeasurement {
   const m: PathMeasurement = {};
-  if (estimate?.rttMs !== undefined) m.rttMs = estimate.rttMs;
+  // Propagation, not the queue the last transfer built: connections and buffers cover that.
+  const rtt = estimate?.minRttMs ?? estimate?.rttMs;
+  if (rtt !== undefined) m.rttMs = rtt;
   const bw = estimate?.lowerBandwidthBytesPerSec ?? estimate?.bandwidthBytesPerSec;
   if (bw !== undefined) m.bandwidthBytesPerSec = bw;
   return m;
@@ -140,6 +142,8 @@ export class MigrationRun {
   private readonly steering: PathSteering;
   /** The highest vCPU throttle auto-converge applied, percent. */
   private throttle = 0;
+  /** When the destination had acknowledged the whole stream, and when its completion reached this run (epoch ms). */
+  private switchedOverAt: { drainedAt: number; arrivedAt: number } | undefined;
 
   constructor(private readonly input: MigrationRunInput) {
     const o = input.options ?? {};
@@ -239,8 +243,13 @@ export class MigrationRun {
     await source.driver.setMigrationCapabilities(source.vm, {
       autoConverge: this.input.options?.autoConverge ?? true,
     });
+    const current = await source.driver.migrationParameters?.(source.vm);
+    const uncapped =
+      current?.availSwitchoverBandwidthBytesPerSec !== undefined
+        ? this.steering.useSwitchoverBandwidth()
+        : undefined;
     await source.driver.setMigrationParameters(source.vm, {
-      maxBandwidthBytesPerSec: this.parameters.maxBandwidthBytesPerSec,
+      maxBandwidthBytesPerSec: uncapped ?? this.parameters.maxBandwidthBytesPerSec,
       downtimeLimitMs: this.parameters.downtimeLimitMs,
     });
   }
@@ -266,6 +275,7 @@ export class MigrationRun {
         if (next.done) throw new Error("QEMU's migration status stopped before it completed");
         const progress = next.value;
         this.progress = progress;
+        this.steering.progressed(progress);
         this.checkCompletionTimeout(progress);
         if (progress.cpuThrottlePercent > this.throttle) {
           if (this.throttle === 0) {
@@ -325,25 +335,27 @@ export class MigrationRun {
       this.input.logger?.log(`migration ${this.input.id}: send buffer → ${bufferBytes} B (PBA)`);
     }
     const maxBandwidthBytesPerSec = this.steering.retarget(counters);
+    const availSwitchoverBandwidthBytesPerSec = this.steering.reswitchover();
     const downtimeLimitMs = this.steering.redowntime();
-    if (maxBandwidthBytesPerSec === undefined && downtimeLimitMs === undefined) return;
+    const changes = {
+      ...(maxBandwidthBytesPerSec === undefined ? {} : { maxBandwidthBytesPerSec }),
+      ...(availSwitchoverBandwidthBytesPerSec === undefined ? {} : { availSwitchoverBandwidthBytesPerSec }),
+      ...(downtimeLimitMs === undefined ? {} : { downtimeLimitMs }),
+    };
+    if (Object.keys(changes).length === 0) return;
     const { source, id, logger } = this.input;
-    await this.guard(
-      source.driver.setMigrationParameters(source.vm, {
-        ...(maxBandwidthBytesPerSec === undefined ? {} : { maxBandwidthBytesPerSec }),
-        ...(downtimeLimitMs === undefined ? {} : { downtimeLimitMs }),
-      }),
-    );
+    await this.guard(source.driver.setMigrationParameters(source.vm, changes));
     logger?.log(
       `migration ${id}: QEMU ${maxBandwidthBytesPerSec === undefined ? '' : `max-bandwidth → ${maxBandwidthBytesPerSec} B/s `}` +
+        `${availSwitchoverBandwidthBytesPerSec === undefined ? '' : `avail-switchover-bandwidth → ${availSwitchoverBandwidthBytesPerSec} B/s `}` +
         `${downtimeLimitMs === undefined ? '' : `downtime-limit → ${downtimeLimitMs} ms `}(PBA)`,
     );
   }
 
   private async switchOver(): Promise<IncomingResult> {
-    const [, arrived] = await this.guard(
-      Promise.all([this.required(this.sourceFinished), this.required(this.arrived)]),
-    );
+    const drained = this.required(this.sourceFinished).then(() => Date.now());
+    const [drainedAt, arrived] = await this.guard(Promise.all([drained, this.required(this.arrived)]));
+    this.switchedOverAt = { drainedAt, arrivedAt: Date.now() };
     return arrived;
   }
 
@@ -374,7 +386,7 @@ export class MigrationRun {
       metrics.wireBytes.inc(stats.bytesOnWire ?? 0);
       if (stats.dedupRatio !== undefined) metrics.dedupRatio.observe(stats.dedupRatio);
     }
-    logger?.log(`migration ${id}: done ${JSON.stringify(stats)}`);
+    logger?.log(`migration ${id}: done ${JSON.stringify(stats)}; ${await this.switchoverTimes(arrived)}`);
     span.setAttributes(this.spanStats(stats));
     span.end();
     return { phase: 'done', stats, parameters: this.parametersNow(), phases: [...this.phases] };
@@ -496,6 +508,18 @@ export class MigrationRun {
    * The guest's real pause: source STOP → destination RESUME, both on QMP's wall clock (between
    * hosts, as good as their clock sync); QEMU's own figure if an event is missing.
    */
+  /** Where the switch-over's time went, for the log: each step's end after the source's STOP. */
+  private async switchoverTimes(arrived: IncomingResult): Promise<string> {
+    const stop = await Promise.race([this.stopAt, Promise.resolve(undefined)]);
+    const at = this.switchedOverAt;
+    if (stop === undefined || at === undefined) return 'switch-over times unknown';
+    const after = (t: number | undefined) => (t === undefined ? '?' : `${t - stop} ms`);
+    return (
+      `after the source's STOP: stream acknowledged ${after(at.drainedAt)}, destination resumed ` +
+      `${after(arrived.resumedAtEpochMs)}, its completion here ${after(at.arrivedAt)}, done ${after(Date.now())}`
+    );
+  }
+
   private async pauseMs(arrived: IncomingResult): Promise<number | undefined> {
     const stop = await Promise.race([this.stopAt, sleep(2000).then(() => undefined)]);
     const resume = arrived.resumedAtEpochMs;

@@ -37,10 +37,11 @@ describe('chooseParameters', () => {
       maxBandwidthBytesPerSec: 2048 * MiB,
       // 150 − 0.1 − 31 MiB at 1 GiB/s (30.3 ms).
       downtimeLimitMs: 120,
-      bufferBytes: bufferBytesFor(1024 * MiB, 0.2),
+      // The first pass's buffer: 2.5 BDPs.
+      bufferBytes: bufferBytesFor(1024 * MiB, 0.2, 2.5),
     });
     expect(c.basis).toBe(
-      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 120 ms, send buffer 31.0 MiB',
+      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 120 ms, send buffer 51.7 MiB',
     );
   });
 
@@ -85,13 +86,19 @@ describe('downtimeLimitFor', () => {
 });
 
 describe('bufferBytesFor', () => {
-  it('is 1.5 × rate × (RTT + 20 ms), between 2 and 64 MiB, and the 8 MiB default without a rate', () => {
+  it('is 1.5 (or the given) × rate × (RTT + 20 ms), between 2 and 64 MiB, and the 8 MiB default without a rate', () => {
     expect(bufferBytesFor(12_500_000, 100)).toBe(2_250_000);
+    expect(bufferBytesFor(12_500_000, 100, 3)).toBe(4_500_000);
     expect(bufferBytesFor(1_250_000_000, 0.2)).toBe(Math.round(1_250_000_000 * 0.0202 * 1.5));
     expect(bufferBytesFor(1_000_000, 1)).toBe(2 * 1024 * 1024);
     expect(bufferBytesFor(10e9, 300)).toBe(64 * 1024 * 1024);
     expect(bufferBytesFor(undefined, 100)).toBe(8 * 1024 * 1024);
     expect(bufferBytesFor(Number.NaN, 100)).toBe(8 * 1024 * 1024);
-    expect(chooseParameters({ bandwidthBytesPerSec: 12_500_000, rttMs: 100 }).bufferBytes).toBe(2_250_000);
+    // A migration starts in QEMU's first pass: 2.5 BDPs; its downtime-limit is sized for the 1.5
+    // BDPs in flight once QEMU converges (150 − 50 − 180 ms: the 20 ms floor).
+    expect(chooseParameters({ bandwidthBytesPerSec: 12_500_000, rttMs: 100 })).toMatchObject({
+      bufferBytes: 3_750_000,
+      downtimeLimitMs: 20,
+    });
   });
 });

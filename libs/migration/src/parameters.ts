@@ -53,15 +53,35 @@ const MAX_BUFFER_BYTES = 64 * MiB;
 const BUFFER_SLACK_MS = 20;
 
 /**
- * AMST's send buffer for a path: what must be in flight to fill it (rate × RTT) plus a little
- * slack, × 1.5. Everything in it is invisible to QEMU's downtime estimate and crosses the link
- * after QEMU stopped the guest, so it is kept near the bandwidth-delay product.
+ * How many bandwidth-delay products the send buffer holds while QEMU's first pass streams the
+ * bulk of RAM. Frames are acknowledged when whole, and on a lossy path a lost segment holds every
+ * frame behind it on its connection for another round trip, so filling the link takes about two
+ * BDPs in flight; with less the buffer, not the path, sets the rate, and a buffer sized from that
+ * rate shrinks further (measured: 1.5 BDPs on `internet` gave 53 % link use). It is not more,
+ * because a guest that dirties almost nothing can be stopped at the end of the first pass, with
+ * all of it still to cross (2.5 BDPs: about 300 ms on `internet`).
  */
-export function bufferBytesFor(bytesPerSec: number | undefined, rttMs: number | undefined): number {
+export const BULK_BUFFER_BDPS = 2.5;
+/**
+ * Once QEMU iterates over dirtied pages: the guest stops with this much still in flight, all of
+ * which crosses during the pause, so the buffer is kept near one BDP with a little margin.
+ */
+export const CONVERGING_BUFFER_BDPS = 1.5;
+
+/**
+ * AMST's send buffer for a path: `bdps` × what must be in flight to fill it (rate × (RTT + a
+ * little slack)). Everything in it is invisible to QEMU's downtime estimate and crosses the link
+ * after QEMU stopped the guest, so it stays a small multiple of the bandwidth-delay product.
+ */
+export function bufferBytesFor(
+  bytesPerSec: number | undefined,
+  rttMs: number | undefined,
+  bdps = CONVERGING_BUFFER_BDPS,
+): number {
   if (bytesPerSec === undefined || !Number.isFinite(bytesPerSec) || bytesPerSec <= 0)
     return DEFAULT_BUFFER_BYTES;
   const seconds = ((rttMs ?? 0) + BUFFER_SLACK_MS) / 1000;
-  return Math.round(clamp(bytesPerSec * seconds * 1.5, MIN_BUFFER_BYTES, MAX_BUFFER_BYTES));
+  return Math.round(clamp(bytesPerSec * seconds * bdps, MIN_BUFFER_BYTES, MAX_BUFFER_BYTES));
 }
 
 /**
@@ -108,14 +128,14 @@ export function chooseParameters(measured: PathMeasurement = {}): MigrationParam
     bw === undefined
       ? QEMU_DEFAULT_MAX_BANDWIDTH
       : Math.max(MIN_MAX_BANDWIDTH, Math.round(bw * ASSUMED_COMPRESSION));
-  const bufferBytes = bufferBytesFor(bw, rtt);
+  const bufferBytes = bufferBytesFor(bw, rtt, BULK_BUFFER_BDPS);
   // Once the rate is known, the pause budget sets downtime-limit (downtimeLimitFor); without it the
   // budget cannot be sized, and QEMU's default stays, grown with the RTT since the last
   // stop-and-copy crosses the path too. (This rule was off for a while: destination guests crashed,
   // and the cause turned out to be QEMU 7.2's TCG losing guest writes, docs/migration.md.)
   const downtimeLimitMs =
     bw !== undefined
-      ? downtimeLimitFor(rtt, bufferBytes, bw)
+      ? downtimeLimitFor(rtt, bufferBytesFor(bw, rtt), bw)
       : rtt === undefined
         ? QEMU_DEFAULT_DOWNTIME_LIMIT_MS
         : clamp(

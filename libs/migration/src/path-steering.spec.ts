@@ -1,7 +1,7 @@
 import type { PathEstimate, PathSample, PeerPathView } from '@novacron/bandwidth';
 import { describe, expect, it } from 'vitest';
 import { chooseParameters } from './parameters';
-import { PathSteering } from './path-steering';
+import { MAX_MAX_BANDWIDTH, PathSteering } from './path-steering';
 import type { SourceCounters } from './ports';
 
 const MiB = 1024 * 1024;
@@ -94,44 +94,101 @@ describe('PathSteering', () => {
     expect(steer.report().basis).toContain("from PBA's prediction");
   });
 
-  it('keeps AMST’s send buffer near the predicted bandwidth-delay product, past a 20 % hysteresis', () => {
+  it('sizes the send buffer at 2.5 BDPs of the recent peak in QEMU’s first pass, 1.5 BDPs of the prediction after', () => {
     const path = new FakePath();
     const chosen = chooseParameters({ rttMs: 100 });
     expect(chosen.bufferBytes).toBe(8 * MiB);
     const steer = new PathSteering(path, chosen, true);
     expect(steer.rebuffer()).toBeUndefined();
-    // 12.5 MB/s over 100 ms + 20 ms slack, × 1.5: 2.25 MB.
-    path.predicted = 12_500_000;
-    expect(steer.rebuffer()).toBe(2_250_000);
-    expect(steer.sendBufferBytes).toBe(2_250_000);
-    path.predicted = 13_000_000;
-    expect(steer.rebuffer()).toBeUndefined();
-    // Never under 2 MiB, never over 64 MiB.
+    // Slow start: the first samples are slow, and the buffer does not shrink on them.
     path.predicted = 1_000_000;
+    steer.sample(counters(0, 0, 0), 0);
+    steer.sample(counters(0.5, 500_000, 8 * MiB), 500);
     expect(steer.rebuffer()).toBeUndefined();
+    // Four samples in, the peak of the last four (40 MB/s) sizes it: 40 MB/s × 120 ms × 2.5.
+    steer.sample(counters(1, 20_500_000, 8 * MiB), 1000);
+    steer.sample(counters(1.5, 25_500_000, 8 * MiB), 1500);
+    steer.sample(counters(2, 30_500_000, 8 * MiB), 2000);
+    expect(steer.rebuffer()).toBe(12_000_000);
+    expect(steer.sendBufferBytes).toBe(12_000_000);
+    // Within 20 %: left alone.
+    path.predicted = 21_000_000;
+    expect(steer.rebuffer()).toBeUndefined();
+    expect(steer.report().basis).toContain(
+      "send buffer now 11.4 MiB, 2.5 bandwidth-delay products in QEMU's first pass",
+    );
+    // QEMU's second dirty sync: its first pass is over; 1.5 BDPs of the prediction (12.5 MB/s).
+    path.predicted = 12_500_000;
+    steer.progressed({ dirtySyncCount: 1 });
+    expect(steer.rebuffer()).toBeUndefined();
+    steer.progressed({ dirtySyncCount: 2 });
+    expect(steer.rebuffer()).toBe(2_250_000);
+    expect(steer.report().basis).toContain(
+      'send buffer now 2.1 MiB, 1.5 bandwidth-delay products as QEMU converges',
+    );
+    // Never over 64 MiB.
     path.predicted = 10_000 * MiB;
     expect(steer.rebuffer()).toBe(64 * MiB);
     expect(steer.report()).toMatchObject({ bufferBytes: 64 * MiB });
-    expect(steer.report().basis).toContain('send buffer now 64.0 MiB');
   });
 
-  it('re-aims downtime-limit at what the pause budget leaves after half the RTT and the buffer’s drain', () => {
+  it('re-aims downtime-limit at what the pause budget leaves after half the RTT and the drain of the buffer at the stop', () => {
     const path = new FakePath();
     const chosen = chooseParameters();
     expect(chosen.downtimeLimitMs).toBe(300);
     const steer = new PathSteering(path, chosen, true);
     expect(steer.redowntime()).toBeUndefined();
-    // A fast path: 100 ms RTT (FakePath), 1 GB/s; the 8 MiB buffer drains in 8 ms → 150 − 50 − 8.
+    // A fast path: 100 ms RTT (FakePath), 1 GB/s; at the stop 1.5 BDPs (180 MB, held to the 64
+    // MiB ceiling) are in flight: 67 ms of drain, so 150 − 50 − 67.
     path.predicted = 1_000_000_000;
     expect(steer.redowntime(), 'nothing measured on this path yet').toBeUndefined();
     path.observe({ atMs: 1, goodputBytesPerSec: 1_000_000_000, connections: 2, rttMs: 100 });
-    expect(steer.redowntime()).toBe(92);
+    expect(steer.redowntime()).toBe(33);
     expect(steer.redowntime()).toBeUndefined();
+    // At 100 MB/s the 18 MB in flight take 180 ms, past the budget: the 20 ms floor.
+    path.predicted = 100_000_000;
+    expect(steer.redowntime()).toBe(20);
     // The operator fixed it: never changed.
     const fixed = new PathSteering(path, chosen, true, false);
     expect(fixed.redowntime()).toBeUndefined();
     expect(fixed.report().downtimeLimitMs).toBe(300);
-    expect(steer.report().basis).toContain('downtime-limit now 92 ms');
+    expect(steer.report().basis).toContain('downtime-limit now 20 ms');
+  });
+
+  it('with a switchover bandwidth: QEMU uncapped, its stop decision at the prediction × the recent reduction', () => {
+    const path = new FakePath();
+    const steer = new PathSteering(path, chooseParameters({ rttMs: 100 }), true);
+    expect(steer.reswitchover(), 'not in use yet').toBeUndefined();
+    expect(steer.useSwitchoverBandwidth()).toBe(MAX_MAX_BANDWIDTH);
+    expect(steer.maxBandwidthBytesPerSec).toBe(MAX_MAX_BANDWIDTH);
+    expect(steer.reswitchover(), 'no prediction yet').toBeUndefined();
+    expect(steer.report().basis).toContain('its own rate until PBA predicts');
+    // 30 MiB from QEMU became 10 MiB on the wire, then zero pages: 40 MiB more for 1 MiB.
+    steer.sample(counters(1, 0, 0, 0, 0), 1000);
+    steer.sample(counters(2, 10 * MiB, 11 * MiB, 30 * MiB, 10 * MiB), 2000);
+    path.predicted = 10 * MiB;
+    expect(steer.reswitchover()).toBe(30 * MiB);
+    steer.sample(counters(3, 11 * MiB, 12 * MiB, 70 * MiB, 11 * MiB), 3000);
+    expect(steer.reswitchover()).toBe(400 * MiB);
+    // Then dirtied random pages, which do not shrink: the stop decision assumes the wire rate.
+    steer.sample(counters(4, 21 * MiB, 22 * MiB, 78 * MiB, 21 * MiB), 4000);
+    expect(steer.reswitchover()).toBe(10 * MiB);
+    expect(steer.reswitchover(), 'unchanged').toBeUndefined();
+    // A max-bandwidth retarget never caps QEMU in this mode.
+    expect(steer.retarget(counters(4, 21 * MiB, 22 * MiB))).toBeUndefined();
+    expect(steer.report()).toMatchObject({
+      maxBandwidthBytesPerSec: MAX_MAX_BANDWIDTH,
+      switchoverBandwidthBytesPerSec: 10 * MiB,
+    });
+    expect(steer.report().basis).toContain('its stop decision assumes 10.0 MiB/s');
+    // Where the operator fixed max-bandwidth, none of it.
+    const fixed = new PathSteering(path, chooseParameters(), false);
+    expect(fixed.useSwitchoverBandwidth()).toBeUndefined();
+    // Without PBA (no path view) QEMU is still uncapped, and its own rate sets the stop.
+    const blind = new PathSteering(undefined, chooseParameters(), true);
+    expect(blind.useSwitchoverBandwidth()).toBe(MAX_MAX_BANDWIDTH);
+    expect(blind.reswitchover()).toBeUndefined();
+    expect(fixed.reswitchover()).toBeUndefined();
   });
 
   it('doubles QEMU’s cap while it, not the path, limits the rate, until the send buffer fills', () => {

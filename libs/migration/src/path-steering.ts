@@ -1,14 +1,19 @@
 /**
  * The loop between PBA and one migration: each progress interval it turns AMST's counters into a
- * path sample for PBA, then re-aims QEMU's `max-bandwidth` at PBA's prediction times the reduction
- * (dedup and compression) seen so far, so QEMU's own rate estimate, which decides when it stops the
- * guest, is the path's and not the pipeline's buffers'. It also gives the ETA from the prediction,
- * and the record of what was measured, predicted and chosen. Pure: the caller passes the clock.
+ * path sample for PBA, then re-aims QEMU at the path. Where QEMU takes a switchover bandwidth
+ * (8.2 and later) its stop decision is aimed at PBA's prediction times the reduction of the
+ * stream lately, and its rate is left to the send buffer's backpressure; before that, QEMU's
+ * `max-bandwidth` is aimed at the same product, so its own rate estimate, which decides when it
+ * stops the guest, is the path's and not the pipeline's buffers'. It also sizes the send buffer,
+ * gives the ETA from the prediction, and the record of what was measured, predicted and chosen.
+ * Pure: the caller passes the clock.
  */
-import type { PathSample, PeerPathView } from '@novacron/bandwidth';
+import type { PathEstimate, PathSample, PeerPathView } from '@novacron/bandwidth';
 import type { MigrationPath } from '@novacron/cluster-state';
 import {
+  BULK_BUFFER_BDPS,
   bufferBytesFor,
+  CONVERGING_BUFFER_BDPS,
   downtimeLimitFor,
   type MigrationParameterChoice,
   PAUSE_BUDGET_MS,
@@ -21,7 +26,11 @@ const HEADROOM = 1.15;
 const HYSTERESIS = 0.1;
 const MIN_MAX_BANDWIDTH = 1024 * 1024;
 /** 10 GiB/s: past any path here, and far inside what QEMU accepts. */
-const MAX_MAX_BANDWIDTH = 10 * 1024 ** 3;
+export const MAX_MAX_BANDWIDTH = 10 * 1024 ** 3;
+/** Samples (of about 0.5 s) whose peak goodput sizes the bulk buffer: slow start is not the path. */
+const PEAK_WINDOW = 4;
+/** Wire bytes an interval needs before its reduction counts (a few frames). */
+const MIN_REDUCTION_WIRE_BYTES = 256 * 1024;
 
 const median = (xs: number[]): number | undefined => {
   if (xs.length === 0) return undefined;
@@ -29,6 +38,9 @@ const median = (xs: number[]): number | undefined => {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 ? s[mid] : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 };
+
+/** The propagation RTT where measured: the queue a transfer builds is not bandwidth-delay product. */
+const baseRtt = (e: PathEstimate): number | undefined => e.minRttMs ?? e.rttMs;
 
 export class PathSteering {
   private last: TransferCounters | undefined;
@@ -39,6 +51,16 @@ export class PathSteering {
   /** The encoder's codec as last seen, and how often its governor changed it. */
   private codec: string | undefined;
   private codecChanges = 0;
+  /** Goodput of the last PEAK_WINDOW samples. */
+  private readonly recentGoodput: number[] = [];
+  /** QEMU's first pass is over: it iterates over dirtied pages, and may stop the guest any time. */
+  private converging = false;
+  /** QEMU takes a switchover bandwidth: set, and max-bandwidth left uncapped. */
+  private switchover = false;
+  private switchoverBandwidth: number | undefined;
+  /** Source counters at the last reduction reading, for the reduction of the stream lately. */
+  private reductionMark: { fromQemu: number; wire: number } | undefined;
+  private recentReduction: number | undefined;
 
   /**
    * `adjustable` is false when the operator or the caller fixed max-bandwidth: then it is only
@@ -65,7 +87,14 @@ export class PathSteering {
     const estimate = this.path?.estimate();
     // Only once this path was measured: before that the RTT is Raft's, which counts processing too.
     if (estimate?.measured === undefined) return undefined;
-    const target = downtimeLimitFor(estimate.rttMs, this.bufferBytes, estimate.bandwidthBytesPerSec);
+    // The guest stops once QEMU iterates over dirtied pages, with the converging buffer in flight.
+    const rtt = baseRtt(estimate);
+    const atStop = bufferBytesFor(estimate.bandwidthBytesPerSec, rtt, CONVERGING_BUFFER_BDPS);
+    const target = downtimeLimitFor(
+      rtt,
+      this.converging ? this.bufferBytes : atStop,
+      estimate.bandwidthBytesPerSec,
+    );
     if (Math.abs(target - this.downtimeLimit) < 10) return undefined;
     this.downtimeLimit = target;
     return target;
@@ -79,11 +108,32 @@ export class PathSteering {
     return this.bufferBytes;
   }
 
-  /** AMST's send buffer for the predicted path (near its bandwidth-delay product), when it should change by more than 20 %. */
+  /**
+   * QEMU's progress: once it synced the dirty bitmap twice, its first pass is over, and the buffer
+   * shrinks to what may be in flight when it stops the guest.
+   */
+  progressed(progress: { dirtySyncCount: number }): void {
+    if (progress.dirtySyncCount >= 2) this.converging = true;
+  }
+
+  /**
+   * AMST's send buffer for the path, when it should change by more than 20 %. During QEMU's first
+   * pass it is BULK_BUFFER_BDPS bandwidth-delay products at the higher of the prediction and the
+   * recent peak goodput, and does not shrink in the first samples (slow start is not the path's
+   * rate); then CONVERGING_BUFFER_BDPS at the prediction.
+   */
   rebuffer(): number | undefined {
     const estimate = this.path?.estimate();
-    if (estimate?.bandwidthBytesPerSec === undefined) return undefined;
-    const target = bufferBytesFor(estimate.bandwidthBytesPerSec, estimate.rttMs);
+    const predicted = estimate?.bandwidthBytesPerSec;
+    if (predicted === undefined) return undefined;
+    let target: number;
+    if (this.converging) {
+      target = bufferBytesFor(predicted, estimate && baseRtt(estimate), CONVERGING_BUFFER_BDPS);
+    } else {
+      const rate = Math.max(predicted, ...this.recentGoodput);
+      target = bufferBytesFor(rate, estimate && baseRtt(estimate), BULK_BUFFER_BDPS);
+      if (this.recentGoodput.length < PEAK_WINDOW) target = Math.max(target, this.bufferBytes);
+    }
     if (Math.abs(target - this.bufferBytes) <= this.bufferBytes * 0.2) return undefined;
     this.bufferBytes = target;
     return target;
@@ -93,6 +143,7 @@ export class PathSteering {
   sample(counters: SourceCounters, atMs: number): PathSample | undefined {
     if (typeof counters.codec === 'string') this.codec = counters.codec;
     this.codecChanges = counters.codecChanges ?? this.codecChanges;
+    this.noteReduction(counters);
     const now = counters.transfer;
     if (now === undefined) return undefined;
     const prev = this.last;
@@ -117,8 +168,21 @@ export class PathSteering {
       ...(minRtts.length > 0 ? { minRttMs: Math.min(...minRtts) } : {}),
     };
     this.lastSample = sample;
+    this.recentGoodput.push(goodput);
+    if (this.recentGoodput.length > PEAK_WINDOW) this.recentGoodput.shift();
     this.path?.observe(sample);
     return sample;
+  }
+
+  /** The reduction over the stream since the last reading with enough wire bytes in it. */
+  private noteReduction(counters: SourceCounters): void {
+    const mark = this.reductionMark;
+    this.reductionMark ??= { fromQemu: counters.bytesFromQemu, wire: counters.wireBytes };
+    if (mark === undefined) return;
+    const wire = counters.wireBytes - mark.wire;
+    if (wire < MIN_REDUCTION_WIRE_BYTES) return;
+    this.recentReduction = Math.max(1, (counters.bytesFromQemu - mark.fromQemu) / wire);
+    this.reductionMark = { fromQemu: counters.bytesFromQemu, wire: counters.wireBytes };
   }
 
   /** Raw stream bytes per wire byte so far (dedup and compression together); 1 before any. */
@@ -135,7 +199,7 @@ export class PathSteering {
    * until the path pushes back.
    */
   retarget(counters: SourceCounters): number | undefined {
-    if (!this.adjustable || this.path === undefined) return undefined;
+    if (!this.adjustable || this.path === undefined || this.switchover) return undefined;
     const predicted = this.path.estimate().bandwidthBytesPerSec;
     const fromPrediction =
       predicted === undefined ? undefined : Math.round(predicted * this.reduction(counters) * HEADROOM);
@@ -146,6 +210,35 @@ export class PathSteering {
     target = Math.min(MAX_MAX_BANDWIDTH, Math.max(MIN_MAX_BANDWIDTH, target));
     if (Math.abs(target - this.maxBandwidth) <= this.maxBandwidth * HYSTERESIS) return undefined;
     this.maxBandwidth = target;
+    return target;
+  }
+
+  /**
+   * For a QEMU that takes a switchover bandwidth: from now on its stop decision is aimed with it
+   * (`reswitchover`), and its rate is left to the send buffer's backpressure, so a stretch of RAM
+   * that compresses well is not held to the average reduction's rate. Returns the max-bandwidth to
+   * set, or undefined where the operator fixed it (then nothing changes).
+   */
+  useSwitchoverBandwidth(): number | undefined {
+    if (!this.adjustable) return undefined;
+    this.switchover = true;
+    this.maxBandwidth = MAX_MAX_BANDWIDTH;
+    return MAX_MAX_BANDWIDTH;
+  }
+
+  /**
+   * QEMU's switchover bandwidth now, when it should change by more than the hysteresis: PBA's
+   * prediction times the reduction of the stream lately (never the whole run's, which zero pages
+   * and text inflate: the last stop-and-copy is dirtied pages), at least 1×.
+   */
+  reswitchover(): number | undefined {
+    if (!this.switchover) return undefined;
+    const predicted = this.path?.estimate().bandwidthBytesPerSec;
+    if (predicted === undefined || predicted <= 0) return undefined;
+    const target = Math.max(MIN_MAX_BANDWIDTH, Math.round(predicted * (this.recentReduction ?? 1)));
+    const current = this.switchoverBandwidth;
+    if (current !== undefined && Math.abs(target - current) <= current * HYSTERESIS) return undefined;
+    this.switchoverBandwidth = target;
     return target;
   }
 
@@ -172,13 +265,22 @@ export class PathSteering {
       lowerBytesPerSec: round(estimate?.lowerBandwidthBytesPerSec),
     };
     const maxBandwidthMiB = (this.maxBandwidth / 1024 / 1024).toFixed(1);
+    const switchoverMiB = ((this.switchoverBandwidth ?? 0) / 1024 / 1024).toFixed(1);
     const changes = [
-      this.maxBandwidth === this.chosen.maxBandwidthBytesPerSec
-        ? undefined
-        : `QEMU max-bandwidth now ${maxBandwidthMiB} MiB/s from PBA's prediction × the reduction so far`,
+      this.switchover
+        ? `QEMU max-bandwidth uncapped (the send buffer paces it); its stop decision assumes ${
+            this.switchoverBandwidth === undefined
+              ? 'its own rate until PBA predicts'
+              : `${switchoverMiB} MiB/s, PBA's prediction × the recent reduction`
+          }`
+        : this.maxBandwidth === this.chosen.maxBandwidthBytesPerSec
+          ? undefined
+          : `QEMU max-bandwidth now ${maxBandwidthMiB} MiB/s from PBA's prediction × the reduction so far`,
       this.bufferBytes === this.chosen.bufferBytes
         ? undefined
-        : `send buffer now ${(this.bufferBytes / 1024 / 1024).toFixed(1)} MiB from the predicted bandwidth-delay product`,
+        : `send buffer now ${(this.bufferBytes / 1024 / 1024).toFixed(1)} MiB, ${
+            this.converging ? CONVERGING_BUFFER_BDPS : BULK_BUFFER_BDPS
+          } bandwidth-delay products ${this.converging ? 'as QEMU converges' : "in QEMU's first pass"}`,
       this.downtimeLimit === this.chosen.downtimeLimitMs
         ? undefined
         : `downtime-limit now ${this.downtimeLimit} ms, what a ${PAUSE_BUDGET_MS} ms pause leaves after half the RTT and the buffer's drain`,
@@ -193,6 +295,9 @@ export class PathSteering {
       streams: this.chosen.streams,
       zstdLevel: this.chosen.zstdLevel,
       maxBandwidthBytesPerSec: this.maxBandwidth,
+      ...(this.switchoverBandwidth === undefined
+        ? {}
+        : { switchoverBandwidthBytesPerSec: this.switchoverBandwidth }),
       downtimeLimitMs: this.downtimeLimit,
       bufferBytes: this.bufferBytes,
       ...(this.codec === undefined ? {} : { codec: this.codec }),

@@ -5,7 +5,10 @@
 import type { MigrationPath, MigrationPhase, MigrationStats } from '@novacron/cluster-state';
 import type { HypervisorDriver } from '@novacron/hypervisor';
 
-/** The driver calls the source of a migration makes. */
+/**
+ * The driver calls the source of a migration makes. Without `migrationParameters` the run cannot
+ * tell whether QEMU takes a switchover bandwidth, and caps max-bandwidth instead.
+ */
 export type MigrationHypervisor = Pick<
   HypervisorDriver,
   | 'status'
@@ -17,7 +20,8 @@ export type MigrationHypervisor = Pick<
   | 'queryMigrate'
   | 'cancelMigration'
   | 'events'
->;
+> &
+  Partial<Pick<HypervisorDriver, 'migrationParameters'>>;
 
 /** The driver calls the destination of a migration makes. */
 export type IncomingHypervisor = Pick<HypervisorDriver, 'prepareIncoming' | 'status' | 'destroy' | 'events'> &

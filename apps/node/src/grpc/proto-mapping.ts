@@ -95,6 +95,9 @@ const pathToProto = (p: MigrationPath): Msg => ({
   streams: p.streams,
   zstd_level: p.zstdLevel,
   max_bandwidth_bytes_per_sec: p.maxBandwidthBytesPerSec,
+  ...(p.switchoverBandwidthBytesPerSec !== undefined
+    ? { switchover_bandwidth_bytes_per_sec: p.switchoverBandwidthBytesPerSec }
+    : {}),
   downtime_limit_ms: p.downtimeLimitMs,
   ...(p.bufferBytes !== undefined ? { buffer_bytes: p.bufferBytes } : {}),
   ...(p.codec !== undefined ? { codec: p.codec } : {}),
