@@ -25,6 +25,15 @@ function hasQemu(): boolean {
   }
 }
 
+function qemuVersion(): string {
+  try {
+    const line = execFileSync('qemu-system-x86_64', ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '';
+    return `QEMU ${/version ([0-9.]+)/.exec(line)?.[1] ?? 'unknown'}`;
+  } catch {
+    return 'QEMU';
+  }
+}
+
 function qemuStream(memMib: number): Buffer | null {
   const out = join(REPO, '.dwcp', 'bench', `qemu-stream-${memMib}.bin`);
   if (!existsSync(out)) {
@@ -47,7 +56,7 @@ export function loadDatasets(sizeMib: number): Dataset[] {
   const vmLike: Dataset = stream
     ? {
         name: 'vm-like',
-        source: `real QEMU 7.2 migration stream of the 256 MiB test guest (${(stream.length / 2 ** 20).toFixed(1)} MiB)`,
+        source: `real ${qemuVersion()} migration stream of the 256 MiB test guest (${(stream.length / 2 ** 20).toFixed(1)} MiB)`,
         data: stream,
       }
     : {

@@ -28,6 +28,7 @@ declare -A PACKAGE=(
   [sysctl]=procps                      # bench/wan/netns.sh: TCP buffer caps inside the namespaces
   [openssl]=openssl                    # libs/transport's TLS spec: makes its test certificates
   [iperf3]=iperf3                      # bench:wan's TCP baselines (not needed by npm test)
+  [zstd]=zstd                          # bench:hde: zstd -3 --patch-from baselines for stream pairs
 )
 # Cargo subcommands, from rustup components (or Debian's packages when cargo is not rustup's).
 declare -A COMPONENT=([cargo-clippy]=clippy [cargo-fmt]=rustfmt)

@@ -91,3 +91,43 @@ describe('native and JS encoders', () => {
     );
   });
 });
+
+describe('page mode (stream format 2)', () => {
+  /** A QEMU-shaped stream: one RAM section of page records, then an EOS and some device state. */
+  function qemuLike(pages: Buffer[]): Buffer {
+    const parts: Buffer[] = [Buffer.from('QEVM\0\0\0\x03'), Buffer.from([0x02, 0, 0, 0, 2])];
+    pages.forEach((page, i) => {
+      const word = Buffer.alloc(8);
+      word.writeBigUInt64BE((BigInt(i) << 12n) | (i === 0 ? 0x08n : 0x28n));
+      parts.push(word);
+      if (i === 0) parts.push(Buffer.from([6]), Buffer.from('pc.ram'));
+      parts.push(page);
+    });
+    const eos = Buffer.alloc(8);
+    eos.writeBigUInt64BE(0x10n);
+    parts.push(eos, randomBytes(20_000, 9));
+    return Buffer.concat(parts);
+  }
+
+  it('round trips natively with a HELD list, and the JS decoder refuses it with a typed error', () => {
+    const pages = Array.from({ length: 300 }, (_, i) => randomBytes(4096, i + 1));
+    const first = qemuLike(pages);
+    pages[17] = randomBytes(4096, 999);
+    const second = qemuLike(pages);
+    const e1 = new HdeEncoder({ split: 'pages' });
+    const w1 = Buffer.concat([e1.pushSync(first), e1.finishSync()]);
+    expect(w1.subarray(0, 4).toString('latin1')).toBe('HDE\x02');
+    const held = e1.heldIds();
+    const e2 = new HdeEncoder({ split: 'pages' });
+    e2.markPresent(held);
+    const w2 = Buffer.concat([e2.pushSync(second), e2.finishSync()]);
+    // One new page plus runs of references, not 300 references.
+    expect(w2.length).toBeLessThan(4096 + 4000);
+
+    const d1 = new HdeDecoder();
+    expect(d1.pushSync(w1).equals(first)).toBe(true);
+    d1.finish();
+    expect(() => new JsHdeDecoder().push(w1)).toThrow(expect.objectContaining({ code: 'ERR_HDE_MALFORMED' }));
+    expect(() => new HdeEncoder({ split: 'bytes' as 'pages' })).toThrow(/split/);
+  });
+});

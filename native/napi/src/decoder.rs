@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use dwcp_hde::{Decoder, DecoderStats};
+use dwcp_hde::{ChunkId, Decoder, DecoderStats};
 use napi::bindgen_prelude::{AbortSignal, AsyncTask, Buffer};
 use napi_derive::napi;
 
-use crate::error::guard;
+use crate::error::{guard, to_napi};
 use crate::exclusive::Exclusive;
 use crate::store::{BindingChunkStore, SharedStore};
 use crate::work::Work;
@@ -50,6 +50,19 @@ impl BindingDecoder {
         BindingDecoder {
             core: Exclusive::new(decoder),
         }
+    }
+
+    /// The ordered hex ids the encoder's `markPresent` got before its first push: a
+    /// `split: 'pages'` stream refers to them by index and names the list it expects.
+    #[napi(catch_unwind)]
+    pub fn set_held(&self, ids: Vec<String>) -> napi::Result<()> {
+        let parsed = ids
+            .iter()
+            .map(|s| ChunkId::from_hex(s))
+            .collect::<dwcp_hde::Result<Vec<_>>>()
+            .map_err(to_napi)?;
+        self.core.lock()?.set_held(parsed);
+        Ok(())
     }
 
     /// Consumes stream bytes; returns the raw bytes they complete.

@@ -1,6 +1,6 @@
 //! `HdeEncoder`: a whole buffer in, whole records out; no per-chunk call crosses into JS.
 
-use dwcp_hde::{ChunkId, ChunkerParams, CodecLevel, Encoder, EncoderStats};
+use dwcp_hde::{ChunkId, ChunkerParams, CodecLevel, Encoder, EncoderStats, HdeError, Split};
 use napi::bindgen_prelude::{AbortSignal, AsyncTask, Buffer};
 use napi_derive::napi;
 
@@ -43,6 +43,21 @@ impl From<EncoderStats> for BindingEncoderStats {
 pub struct BindingEncoderOptions {
     pub chunker: Option<BindingChunkerOptions>,
     pub codec: Option<BindingCodecOptions>,
+    /// `"cdc"` (default: FastCDC chunks, stream format 1, which the JS decoder reads) or
+    /// `"pages"` (QEMU RAM pages as units, stream format 2, native decoder only).
+    #[napi(ts_type = "'cdc' | 'pages'")]
+    pub split: Option<String>,
+}
+
+fn split_of(name: Option<&str>) -> Result<Split, HdeError> {
+    match name {
+        None | Some("cdc") => Ok(Split::Cdc),
+        Some("pages") => Ok(Split::Pages),
+        Some(other) => Err(HdeError::InvalidParam {
+            field: "split",
+            reason: format!("'{other}' is not 'cdc' or 'pages'"),
+        }),
+    }
 }
 
 /// Encodes one stream. Await each push before the next: records must stay in order.
@@ -58,9 +73,11 @@ impl BindingEncoder {
         let options = options.unwrap_or_default();
         let encoder = guard(|| {
             let params = ChunkerParams::try_from(options.chunker.unwrap_or_default())?;
-            Encoder::new(
+            let split = split_of(options.split.as_deref())?;
+            Encoder::with_split(
                 params,
                 CodecLevel::try_from(options.codec.unwrap_or_default())?,
+                split,
             )
         })?;
         Ok(BindingEncoder {
@@ -78,6 +95,20 @@ impl BindingEncoder {
             .map_err(to_napi)?;
         self.core.lock()?.mark_present(parsed);
         Ok(())
+    }
+
+    /// Hex ids of every unit the receiver holds once it has this stream. With `split: 'pages'`
+    /// they come in stream order: given to the next stream's `markPresent` (and its decoder's
+    /// `setHeld`) before its first push, unchanged pages then cost a run, not a reference each.
+    #[napi(catch_unwind)]
+    pub fn held_ids(&self) -> napi::Result<Vec<String>> {
+        Ok(self
+            .core
+            .lock()?
+            .held_ids()
+            .iter()
+            .map(ChunkId::to_hex)
+            .collect())
     }
 
     /// Switches codec or level from the next chunk on.

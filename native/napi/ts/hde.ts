@@ -20,6 +20,11 @@ export interface CodecOptions {
 export interface EncoderOptions {
   chunker?: ChunkerOptions;
   codec?: CodecOptions;
+  /**
+   * `'cdc'` (default): FastCDC chunks, stream format 1, which the JS decoder also reads.
+   * `'pages'`: QEMU RAM pages as units, stream format 2, native decoder only (docs/hde.md).
+   */
+  split?: 'cdc' | 'pages';
 }
 
 export type EncoderStats = binding.BindingEncoderStats;
@@ -130,6 +135,15 @@ export class HdeEncoder {
     call(() => this.#inner.markPresent([...ids]));
   }
 
+  /**
+   * Every unit the receiver holds once it has this stream. With `split: 'pages'` in stream order:
+   * the next stream of the same VM gives them to `markPresent` (and its decoder to `setHeld`)
+   * before its first push, so unchanged pages cost a run, not a reference each.
+   */
+  heldIds(): string[] {
+    return call(() => this.#inner.heldIds());
+  }
+
   setCodec(codec: CodecOptions): void {
     call(() => this.#inner.setCodec(codec));
   }
@@ -165,6 +179,11 @@ export class HdeDecoder {
 
   push(data: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
     return callAsync(() => this.#inner.push(asBuffer(data), signal), signal);
+  }
+
+  /** The ordered ids the encoder's `markPresent` got before its first push (page mode). */
+  setHeld(ids: Iterable<string>): void {
+    call(() => this.#inner.setHeld([...ids]));
   }
 
   /** Throws `ERR_HDE_TRUNCATED` unless a verified END record was seen. */
