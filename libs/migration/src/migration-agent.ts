@@ -32,6 +32,7 @@ import { IncomingMigration } from './incoming-migration';
 import {
   IncomingMigrationError,
   type IncomingMigrationHandlers,
+  PeerClients,
   RemoteDestination,
   type RpcIdentity,
 } from './incoming-rpc';
@@ -80,8 +81,11 @@ export class MigrationAgent {
   private readonly deadlines = new Map<string, NodeJS.Timeout>();
   private readonly follower: StateFollower;
   private stopVmWatch: (() => void) | undefined;
+  /** Connections to the other nodes' IncomingMigration service, kept ahead of any migration. */
+  private readonly peers: PeerClients;
 
   constructor(private readonly deps: MigrationAgentDeps) {
+    this.peers = new PeerClients(deps.identity);
     this.follower = new StateFollower(
       deps.store,
       async () => this.reconcile(await this.snapshot('local')),
@@ -105,6 +109,11 @@ export class MigrationAgent {
 
   reconcile(snapshot: HostSnapshot): void {
     const self = this.deps.nodeId();
+    this.peers.follow(
+      snapshot.nodes
+        .filter((n) => n.id !== self && n.peerAddr)
+        .map((n) => ({ addr: n.peerAddr, nodeName: n.name })),
+    );
     for (const m of snapshot.migrations) {
       if (m.sourceNodeId === self) this.followOutgoing(m, snapshot);
       if (m.targetNodeId === self) this.followIncoming(m);
@@ -122,6 +131,7 @@ export class MigrationAgent {
     await Promise.allSettled(
       [...this.incoming.values()].map((i) => i.migration.abort('the target node is shutting down')),
     );
+    this.peers.close();
   }
 
   /** The server side of the IncomingMigration RPCs. */
@@ -233,6 +243,7 @@ export class MigrationAgent {
       addr: target.peerAddr,
       nodeName: target.name,
       identity: this.deps.identity,
+      clients: this.peers,
     });
     const migrationRun = new MigrationRun({
       id: m.id,

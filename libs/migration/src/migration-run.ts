@@ -142,6 +142,9 @@ export class MigrationRun {
   private readonly steering: PathSteering;
   /** The highest vCPU throttle auto-converge applied, percent. */
   private throttle = 0;
+  /** Reports in commit order: each waits for the one before. */
+  private reports: Promise<void> = Promise.resolve();
+  private progressInFlight = false;
   /** When the destination had acknowledged the whole stream, and when its completion reached this run (epoch ms). */
   private switchedOverAt: { drainedAt: number; arrivedAt: number } | undefined;
 
@@ -203,7 +206,12 @@ export class MigrationRun {
     }
   }
 
-  /** Reports `phase`, then runs `body` in its span, cut short by an abort or a data path failure. */
+  /**
+   * Reports `phase`, then runs `body` in its span, cut short by an abort or a data path failure.
+   * Only `preparing` waits for its commit: nothing starts until the cluster has recorded that the
+   * migration runs. The later phases' records follow in order without holding the steps back (on
+   * a path with a long RTT a Raft commit is one or two round trips).
+   */
   private async phase<T>(ctx: Context, phase: MigrationPhase, body: () => Promise<T>): Promise<T> {
     const span = tracer.startSpan(
       `migration.${phase}`,
@@ -211,7 +219,8 @@ export class MigrationRun {
       ctx,
     );
     try {
-      await this.report(phase);
+      if (phase === 'preparing') await this.report(phase);
+      else this.recordLater(phase);
       const result = await this.guard(body());
       span.setAttributes(this.spanStats());
       return result;
@@ -300,7 +309,8 @@ export class MigrationRun {
         }
         if (performance.now() - reported >= (options?.progressIntervalMs ?? 1000)) {
           this.sampleWireRate();
-          await this.report('transferring');
+          // At most one progress report in flight: the loop steers QEMU meanwhile.
+          if (!this.progressInFlight) this.recordLater('transferring');
           reported = performance.now();
         }
       }
@@ -453,9 +463,28 @@ export class MigrationRun {
     };
   }
 
-  private async report(phase: MigrationPhase, stats = this.stats(), reason?: string): Promise<void> {
+  /**
+   * Records `phase` after every report before it, in order, and resolves once it committed. The
+   * final phase is awaited; the ones before are not (`recordLater`), and one of those that fails
+   * is logged: the outcome's record, committed last, is what counts.
+   */
+  private report(phase: MigrationPhase, stats = this.stats(), reason?: string): Promise<void> {
     if (this.phases.at(-1) !== phase) this.phases.push(phase);
-    await this.input.onPhase(phase, stats, reason, this.steering.report());
+    const path = this.steering.report();
+    const committed = this.reports.then(() => this.input.onPhase(phase, stats, reason, path));
+    this.reports = committed.catch((e: unknown) => {
+      this.input.logger?.warn(`migration ${this.input.id}: recording ${phase} failed: ${describeError(e)}`);
+    });
+    return committed;
+  }
+
+  private recordLater(phase: MigrationPhase): void {
+    this.progressInFlight = true;
+    void this.report(phase)
+      .catch(() => {})
+      .finally(() => {
+        this.progressInFlight = false;
+      });
   }
 
   private stats(): MigrationRunStats {
