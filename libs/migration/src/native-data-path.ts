@@ -117,6 +117,8 @@ export class NativeSourcePath implements SourceDataPath {
       ...(o.offer.inventory ? { inventory: o.offer.inventory } : {}),
       ...(o.bufferBytes === undefined ? {} : { bufferBytes: Math.round(o.bufferBytes) }),
     });
-    return metrics ? meteredSource(source, metrics) : source;
+    if (!metrics) return source;
+    // The metered wrapper passes stats and reports through; the probe goes straight to the source.
+    return { ...meteredSource(source, metrics), probe: (maxMs: number) => source.probe(maxMs) };
   }
 }

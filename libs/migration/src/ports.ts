@@ -73,6 +73,8 @@ export interface ConnectionCounters {
   kernelRttMs?: number | null;
   /** The kernel's (or quinn's) minimum RTT. */
   kernelMinRttMs?: number | null;
+  /** Congestion events (QUIC only). */
+  congestionEvents?: number | null;
 }
 
 /** The counters of `MigrationSink.stats()` a run reads. */
@@ -84,6 +86,40 @@ export interface SinkCounters {
 /** The source's end: it can also be told how much it may hold that the sink has not acknowledged. */
 export interface SourceDataPathEnd extends DataPathEnd<SourceCounters> {
   setBufferBytes?(bytes: number): void;
+  /**
+   * Probes the path over the migration's own AMST connections before QEMU's first byte, for at
+   * most `maxMs` (1 to 60000): ends when goodput stops growing, at `maxMs`, or when QEMU's stream
+   * starts (which never waits on it). Rejects with a NativeError `ERR_AMST_PROBE_FAILED` when the
+   * path is lost meanwhile; the source goes on and can be cancelled as usual.
+   */
+  probe?(maxMs: number): Promise<ProbeResult>;
+}
+
+/** What a probe before the stream measured (docs/amst.md, "Probe before the stream"). */
+export interface ProbeResult {
+  durationMs: number;
+  /** Probe payload bytes the sink acknowledged (and discarded). */
+  bytes: number;
+  /** The best round's aggregate goodput over all connections, bytes per second. */
+  goodputBytesPerSec: number;
+  /** Smoothed RTT of the probe frames (send to ack, AMST and kernel queueing included). */
+  rttMs?: number | null;
+  minRttMs?: number | null;
+  /** Connections probed. */
+  connections: number;
+  perConnection: readonly ProbeConnectionResult[];
+  /** Goodput stopped growing (three rounds < 25 %), the time limit, or QEMU's stream started. */
+  endedBy: 'plateau' | 'maxMs' | 'stream';
+  /** Rounds of about one RTT. */
+  rounds: number;
+}
+
+/** One connection's share of a probe, with the kernel's (TCP_INFO) or quinn's view at its end. */
+export interface ProbeConnectionResult extends Omit<ConnectionCounters, 'srttMs' | 'minRttMs' | 'active'> {
+  id: number;
+  bytes: number;
+  rttMs?: number | null;
+  minRttMs?: number | null;
 }
 
 /** One end of the data path; `finished` may be called once. */

@@ -18,7 +18,7 @@ use napi_derive::napi;
 use crate::error::pipeline_to_napi as err;
 use crate::options::{BindingChunkerOptions, BindingCodecOptions};
 use crate::store::BindingChunkStore;
-use crate::transport::BindingTransferStats;
+use crate::transport::{probe_limit, BindingProbeResult, BindingTransferStats};
 use crate::transport_options::{
     dialer, listener_config, send_options, BindingListenOptions, BindingSendOptions,
 };
@@ -211,6 +211,18 @@ impl BindingMigrationSource {
     #[napi]
     pub fn set_buffer_bytes(&self, bytes: u32) {
         self.inner.set_buffer_bytes(bytes as usize);
+    }
+
+    /// Probes the path to the sink over the migration's own AMST connections before QEMU's first
+    /// byte, for at most `maxMs`; ends early when goodput stops growing or QEMU's stream starts
+    /// (which never waits on it). The connections stay up for the stream. Rejects with
+    /// `ERR_AMST_PROBE_FAILED` if the path is lost meanwhile; the migration goes on.
+    #[napi]
+    pub async fn probe(&self, max_ms: u32) -> napi::Result<BindingProbeResult> {
+        let max = probe_limit(max_ms).map_err(|e| err(e.into()))?;
+        let inner = Arc::clone(&self.inner);
+        let report = inner.probe(max).await.map_err(err)?;
+        Ok((&report).into())
     }
 
     /// Resolves once QEMU's stream is complete and the sink's transport has all of it.

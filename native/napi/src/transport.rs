@@ -5,10 +5,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use dwcp_amst::ProbeEnd;
 use dwcp_transport::pki::{self, NodeCertRequest, PemPair};
 use dwcp_transport::{
-    send_stream, ConnectionStats, IncomingStream, Listener, NodeIdentity, SendReport,
-    TransferStats, TransportError,
+    send_stream, ConnectionStats, IncomingStream, Listener, NodeIdentity, ProbeInbox, ProbeReport,
+    ProbeRequest, SendReport, TransferStats, TransportError,
 };
 use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
@@ -153,6 +154,106 @@ impl From<&TransferStats> for BindingTransferStats {
     }
 }
 
+/// One connection's share of a probe, with the kernel's (or quinn's) view at its end.
+#[napi(object)]
+pub struct BindingProbeConnection {
+    pub id: u32,
+    /// Probe payload bytes acknowledged on it.
+    pub bytes: f64,
+    /// Smoothed probe RTT (send to PROBE_ACK, queueing included).
+    pub rtt_ms: Option<f64>,
+    pub min_rtt_ms: Option<f64>,
+    pub cwnd_bytes: Option<f64>,
+    pub pacing_rate: Option<f64>,
+    pub kernel_delivery_rate: Option<f64>,
+    pub retransmits: Option<f64>,
+    pub kernel_rtt_ms: Option<f64>,
+    pub kernel_min_rtt_ms: Option<f64>,
+    pub congestion_events: Option<f64>,
+}
+
+/// What a probe before the stream measured.
+#[napi(object)]
+pub struct BindingProbeResult {
+    pub duration_ms: f64,
+    /// Probe payload bytes acknowledged.
+    pub bytes: f64,
+    /// The best round's aggregate goodput, bytes per second.
+    pub goodput_bytes_per_sec: f64,
+    /// Smoothed RTT over every probe frame.
+    pub rtt_ms: Option<f64>,
+    pub min_rtt_ms: Option<f64>,
+    /// Connections probed.
+    pub connections: u32,
+    pub per_connection: Vec<BindingProbeConnection>,
+    /// Why it ended: goodput stopped growing, the time limit, or the stream's first bytes.
+    #[napi(ts_type = "'plateau' | 'maxMs' | 'stream'")]
+    pub ended_by: String,
+    /// Rounds (about one RTT each) completed.
+    pub rounds: u32,
+}
+
+// Counters stay far below 2^53, where f64 is exact.
+#[allow(clippy::cast_precision_loss)]
+impl From<&ProbeReport> for BindingProbeResult {
+    fn from(p: &ProbeReport) -> Self {
+        let r = &p.result;
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let per_connection = r
+            .connections
+            .iter()
+            .map(|c| {
+                let k = p
+                    .links
+                    .iter()
+                    .find(|(id, _)| *id == c.id)
+                    .map(|(_, k)| *k)
+                    .unwrap_or_default();
+                BindingProbeConnection {
+                    id: c.id.0,
+                    bytes: c.bytes as f64,
+                    rtt_ms: c.srtt.map(ms),
+                    min_rtt_ms: c.min_rtt.map(ms),
+                    cwnd_bytes: k.cwnd_bytes.map(|v| v as f64),
+                    pacing_rate: k.pacing_rate,
+                    kernel_delivery_rate: k.delivery_rate,
+                    retransmits: k.retransmits.map(|v| v as f64),
+                    kernel_rtt_ms: k.rtt.map(ms),
+                    kernel_min_rtt_ms: k.min_rtt.map(ms),
+                    congestion_events: k.congestion_events.map(|v| v as f64),
+                }
+            })
+            .collect();
+        BindingProbeResult {
+            duration_ms: ms(r.duration),
+            bytes: r.bytes as f64,
+            goodput_bytes_per_sec: r.goodput,
+            rtt_ms: r.srtt.map(ms),
+            min_rtt_ms: r.min_rtt.map(ms),
+            connections: u32::try_from(r.connections.len()).unwrap_or(u32::MAX),
+            per_connection,
+            ended_by: match r.ended {
+                ProbeEnd::Plateau => "plateau",
+                ProbeEnd::MaxTime => "maxMs",
+                ProbeEnd::Stream => "stream",
+            }
+            .to_string(),
+            rounds: r.rounds,
+        }
+    }
+}
+
+/// `maxMs` as a probe's limit: 1 ms to 60 s.
+pub(crate) fn probe_limit(max_ms: u32) -> Result<std::time::Duration, TransportError> {
+    if !(1..=60_000).contains(&max_ms) {
+        return Err(TransportError::InvalidParam {
+            field: "maxMs",
+            reason: format!("{max_ms} is outside 1..=60000"),
+        });
+    }
+    Ok(std::time::Duration::from_millis(u64::from(max_ms)))
+}
+
 /// The outcome of a transfer.
 #[napi(object)]
 pub struct BindingSendReport {
@@ -270,13 +371,16 @@ pub struct BindingSender {
     data: std::sync::Mutex<Option<mpsc::Sender<Bytes>>>,
     cancel: watch::Sender<bool>,
     progress: watch::Receiver<TransferStats>,
+    probes: mpsc::Sender<ProbeRequest>,
     done: Mutex<Option<tokio::task::JoinHandle<Result<SendReport, TransportError>>>>,
 }
 
 fn start_send(
     options: &BindingSendOptions,
 ) -> Result<(BindingSender, mpsc::Sender<Bytes>), TransportError> {
-    let send = send_options(options)?;
+    let mut send = send_options(options)?;
+    let (probes, inbox) = ProbeInbox::new();
+    send.probes = Some(inbox);
     let (data_tx, data_rx) = mpsc::channel(16);
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let (progress_tx, progress_rx) = watch::channel(TransferStats::default());
@@ -294,6 +398,7 @@ fn start_send(
         data: std::sync::Mutex::new(Some(data_tx.clone())),
         cancel: cancel_tx,
         progress: progress_rx,
+        probes,
         done: Mutex::new(Some(task)),
     };
     Ok((sender, data_tx))
@@ -324,6 +429,20 @@ impl BindingSender {
         tx.send(Bytes::copy_from_slice(&data))
             .await
             .map_err(|_| napi::Error::from_reason("ERR_AMST_CANCELLED: the transfer has stopped"))
+    }
+
+    /// Measures the path over this transfer's connections before the first `write`: PROBE
+    /// frames the receiver acknowledges and discards, until goodput stops growing, `maxMs`
+    /// passes, or stream bytes are written (they never wait on it). Rejects with
+    /// `ERR_AMST_PROBE_FAILED` if the path is lost meanwhile; the transfer goes on.
+    #[napi]
+    pub async fn probe(&self, max_ms: u32) -> napi::Result<BindingProbeResult> {
+        let max = probe_limit(max_ms).map_err(err)?;
+        let (request, answer) = ProbeRequest::new(max);
+        let ended = || err(TransportError::Probe("the transfer has ended".into()));
+        self.probes.send(request).await.map_err(|_| ended())?;
+        let report = answer.await.map_err(|_| ended())?.map_err(err)?;
+        Ok((&report).into())
     }
 
     /// No more writes: the stream ends after what was written.

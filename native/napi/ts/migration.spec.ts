@@ -95,4 +95,83 @@ describe('MigrationSource and MigrationSink', () => {
     expect(source.stats()).toHaveProperty('framesRejected', 0);
     expect(sink.stats()).toHaveProperty('connectionsCorrupted', 0);
   });
+
+  it('probe the path on the warm connections before QEMU, and the stream follows exactly', async () => {
+    const store = ChunkStore.open(join(dir, 'store'), 256 * MiB);
+    const dstPath = join(dir, 'dst.sock');
+    const delivered = fakeDestination(dstPath);
+    const sink = await MigrationSink.start(
+      {
+        socketPath: dstPath,
+        listen: { kind: 'tcp', host: '127.0.0.1', port: 0, identity: identity('node-b') },
+      },
+      store,
+    );
+    const source = MigrationSource.start({
+      socketPath: join(dir, 'src.sock'),
+      send: {
+        kind: 'tcp',
+        host: '127.0.0.1',
+        port: sink.port,
+        serverName: 'node-b',
+        identity: identity('node-a'),
+        streams: 2,
+      },
+    });
+    const started = Date.now();
+    const probe = await source.probe(800);
+    expect(Date.now() - started).toBeLessThan(800 + 1000);
+    expect(['plateau', 'maxMs']).toContain(probe.endedBy);
+    expect(probe.bytes).toBeGreaterThan(0);
+    expect(probe.goodputBytesPerSec).toBeGreaterThan(0);
+    expect(probe.minRttMs).toBeGreaterThan(0);
+    expect(probe.connections).toBe(2);
+    expect(probe.perConnection).toHaveLength(2);
+    for (const c of probe.perConnection) expect(c.cwndBytes).toBeGreaterThan(0);
+    await expect(source.probe(0)).rejects.toMatchObject({ code: 'ERR_AMST_INVALID_PARAM' });
+
+    const data = randomBytes(4 * MiB);
+    await fakeSource(source.socketPath, data);
+    const [sent, got, out] = await Promise.all([source.finished(), sink.finished(), delivered]);
+    // Nothing of the probe reached QEMU, and the stream went on the connections the probe warmed:
+    // no other joined the sink's transfer. (A sender may still dial once more at the very end,
+    // when the sink closes its connections before the FIN's ack is read; the listener answers
+    // that one with the final ack, outside the transfer.)
+    expect(sha256(out)).toBe(sha256(data));
+    expect(got.stats.transfer.connectionsSeen).toBe(2);
+    expect(sent.stats.connectionsFailed).toBe(0);
+  });
+
+  it('reject a probe with a typed error when the sink is gone, and cancel cleanly', async () => {
+    const store = ChunkStore.open(join(dir, 'store'), 256 * MiB);
+    const sink = await MigrationSink.start(
+      {
+        socketPath: join(dir, 'dst.sock'),
+        listen: { kind: 'tcp', host: '127.0.0.1', port: 0, identity: identity('node-b') },
+      },
+      store,
+    );
+    const source = MigrationSource.start({
+      socketPath: join(dir, 'src.sock'),
+      send: {
+        kind: 'tcp',
+        host: '127.0.0.1',
+        port: sink.port,
+        serverName: 'node-b',
+        identity: identity('node-a'),
+        streams: 2,
+      },
+    });
+    const probe = source.probe(5000);
+    sink.cancel();
+    await expect(probe).rejects.toMatchObject({ code: 'ERR_AMST_PROBE_FAILED' });
+    source.cancel();
+    // Cancelled, or already failed for want of a sink: either way it ends, with a code.
+    const ended = await source.finished().then(
+      () => 'resolved',
+      (e: { code?: string }) => e.code,
+    );
+    expect(['ERR_MIGRATION_CANCELLED', 'ERR_AMST_NO_CONNECTION']).toContain(ended);
+    await sink.finished().catch(() => undefined);
+  });
 });

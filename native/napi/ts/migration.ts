@@ -6,7 +6,7 @@
 import * as binding from '../binding';
 import { asBuffer, call, callAsync } from './errors';
 import type { ChunkerOptions, ChunkStore, CodecOptions } from './hde';
-import type { ListenOptions, SendOptions } from './transport';
+import type { ListenOptions, ProbeResult, SendOptions } from './transport';
 
 export interface MigrationSourceOptions {
   /** The unix socket to bind; QEMU's `migrate unix:<path>` connects to it. Must not exist yet. */
@@ -78,6 +78,17 @@ export class MigrationSource {
 
   finished(): Promise<MigrationSourceReport> {
     return callAsync(() => this.handle.finished());
+  }
+
+  /**
+   * Probes the path to the sink over the migration's own AMST connections before QEMU's first
+   * byte, for at most `maxMs` (1 to 60000). It ends early when goodput stops growing or when
+   * QEMU's stream starts (which never waits on it); the connections stay up for the stream.
+   * Rejects with `ERR_AMST_PROBE_FAILED` if the path is lost meanwhile; the migration goes on and
+   * can be cancelled as usual.
+   */
+  probe(maxMs: number): Promise<ProbeResult> {
+    return callAsync(() => this.handle.probe(maxMs));
   }
 
   /** Closes QEMU's socket (its migration fails, the VM keeps running) and drops AMST's connections. */

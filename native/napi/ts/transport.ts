@@ -50,6 +50,12 @@ export interface SendOptions {
 export type TransferStats = binding.BindingTransferStats;
 export type ConnectionStats = binding.BindingConnStats;
 export type SendReport = binding.BindingSendReport;
+/**
+ * What a probe before the stream measured (docs/amst.md, "Probe"): the best round's goodput, the
+ * probe frames' RTT, and per connection its share with the kernel's (TCP_INFO) or quinn's view.
+ */
+export type ProbeResult = binding.BindingProbeResult;
+export type ProbeConnection = binding.BindingProbeConnection;
 export type DrainReport = binding.BindingDrainReport;
 
 export function generateClusterCa(clusterName: string): PemPair {
@@ -135,6 +141,14 @@ export class AmstSender {
 
   stats(): TransferStats {
     return this.handle.stats();
+  }
+
+  /**
+   * Measures the path over this transfer's connections before the first `write`, for at most
+   * `maxMs` (1 to 60000); rejects with `ERR_AMST_PROBE_FAILED` if the path is lost meanwhile.
+   */
+  probe(maxMs: number): Promise<ProbeResult> {
+    return callAsync(() => this.handle.probe(maxMs));
   }
 
   finished(): Promise<SendReport> {

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dwcp_hde::{ChunkId, ChunkerParams, CodecGovernor, CodecLevel, Encoder, EncoderStats};
-use dwcp_transport::{send_stream, Dialer, SendOptions, SendReport, TransferStats};
+use dwcp_transport::{
+    send_stream, Dialer, ProbeInbox, ProbeReport, ProbeRequest, SendOptions, SendReport,
+    TransferStats,
+};
 use tokio::io::AsyncReadExt;
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
@@ -129,6 +132,7 @@ pub struct MigrationSource {
     socket_path: PathBuf,
     cancel: watch::Sender<bool>,
     buffer_limit: watch::Sender<usize>,
+    probes: mpsc::Sender<ProbeRequest>,
     shared: Arc<Shared>,
     task: tokio::sync::Mutex<Option<JoinHandle<Result<SourceReport>>>>,
 }
@@ -169,6 +173,8 @@ impl MigrationSource {
         let (buffer_limit, buffer_limit_rx) = watch::channel(options.send.sender.send_buffer);
         let mut send = options.send;
         send.buffer_limit = Some(buffer_limit_rx);
+        let (probes, inbox) = ProbeInbox::new();
+        send.probes = Some(inbox);
         let shared = Arc::new(Shared {
             bytes_from_qemu: AtomicU64::new(0),
             connected: AtomicBool::new(false),
@@ -195,6 +201,7 @@ impl MigrationSource {
             socket_path: path,
             cancel: cancel_tx,
             buffer_limit,
+            probes,
             shared,
             task: tokio::sync::Mutex::new(Some(task)),
         })
@@ -216,6 +223,26 @@ impl MigrationSource {
     /// under two frames is ignored.
     pub fn set_buffer_bytes(&self, bytes: usize) {
         self.buffer_limit.send_replace(bytes);
+    }
+
+    /// Probes the path to the sink over the migration's own AMST connections, before QEMU's
+    /// first byte: PROBE frames the sink acknowledges and discards, until goodput stops growing,
+    /// `max` passes, or QEMU's stream starts (it never waits on the probe). The connections stay
+    /// up for the stream. Fails with `ERR_AMST_PROBE_FAILED` if the path is lost meanwhile (the
+    /// migration itself goes on, and can be cancelled as usual); resolves within `max` plus the
+    /// probe's stall timeout.
+    pub async fn probe(&self, max: Duration) -> Result<ProbeReport> {
+        let ended = || {
+            PipelineError::from(dwcp_transport::TransportError::Probe(
+                "the migration's transfer has ended".into(),
+            ))
+        };
+        let (request, answer) = ProbeRequest::new(max);
+        self.probes.send(request).await.map_err(|_| ended())?;
+        answer
+            .await
+            .map_err(|_| ended())?
+            .map_err(PipelineError::from)
     }
 
     /// Stops at once: QEMU's socket is closed (its migration fails and the VM keeps running on
