@@ -1,3 +1,4 @@
+import type { PathSample } from '@novacron/bandwidth';
 import type { MigrationPhase } from '@novacron/cluster-state';
 import type {
   MigrationParameters,
@@ -28,6 +29,7 @@ import type {
   IncomingOffer,
   MigrationHypervisor,
   MigrationRunStats,
+  ProbeResult,
   SinkCounters,
   SinkDataPath,
   SourceCounters,
@@ -180,8 +182,26 @@ const SOURCE_COUNTERS: SourceCounters = {
   streamDedupBytes: 50,
 };
 
+/** A source end that can probe: with `result`, or failing with `failure`. */
+class ProbingEnd extends FakeEnd<SourceCounters> {
+  constructor(
+    calls: string[],
+    private readonly outcome: ProbeResult | Error,
+    private readonly log: string[],
+  ) {
+    super(SOURCE_COUNTERS, calls, 'source');
+  }
+  async probe(maxMs: number): Promise<ProbeResult> {
+    this.log.push(`probe ${maxMs}`);
+    if (this.outcome instanceof Error) throw this.outcome;
+    return this.outcome;
+  }
+}
+
 /** Both ends of the data path; socket paths name their role. */
 class FakeDataPath implements SinkDataPath, SourceDataPath {
+  /** Set: the source end probes, with this result or failure. */
+  probe: ProbeResult | Error | undefined;
   source: FakeEnd<SourceCounters> | undefined;
   sink: FakeSink | undefined;
   released: string[] = [];
@@ -205,7 +225,10 @@ class FakeDataPath implements SinkDataPath, SourceDataPath {
   }
   startSource(o: { socketPath: string; offer: IncomingOffer; streams: number; zstdLevel: number }) {
     this.calls.push(`startSource ${o.socketPath} → ${o.offer.port} streams=${o.streams} zstd=${o.zstdLevel}`);
-    this.source = new FakeEnd(SOURCE_COUNTERS, this.calls, 'source');
+    this.source =
+      this.probe === undefined
+        ? new FakeEnd(SOURCE_COUNTERS, this.calls, 'source')
+        : new ProbingEnd(this.calls, this.probe, this.calls);
     return this.source;
   }
 }
@@ -449,6 +472,56 @@ describe('MigrationRun with fake adapters', () => {
     // 12.5 MB/s measured × the 2× compression assumed before any reduction is seen.
     expect(older.hv.parameters[0]).toMatchObject({ maxBandwidthBytesPerSec: 25_000_000 });
     expect(capped.parameters.maxBandwidthBytesPerSec).toBe(25_000_000);
+  });
+
+  it('probes the path before QEMU is told to migrate, and PBA starts from what the probe measured', async () => {
+    const observed: PathSample[] = [];
+    const path = {
+      observe: (s: PathSample) => observed.push(s),
+      estimate: () => ({ samples: observed.length, rttMs: 100, minRttMs: 80 }),
+    };
+    const h = harness(({ data }) => {
+      data.probe = {
+        durationMs: 812,
+        bytes: 6_000_000,
+        goodputBytesPerSec: 11_000_000,
+        rttMs: 104,
+        minRttMs: 101,
+        connections: 2,
+        perConnection: [],
+        endedBy: 'plateau',
+        rounds: 7,
+      };
+      return { path };
+    });
+    const outcome = await h.run.run();
+    expect(outcome.phase).toBe('done');
+    // 10 × the 80 ms min RTT; before `migrate`.
+    const probeAt = h.calls.indexOf('probe 800');
+    expect(probeAt).toBeGreaterThan(-1);
+    expect(probeAt).toBeLessThan(h.calls.indexOf('migrate vm-src unix:/run/mig-1/source.sock'));
+    expect(observed[0]).toMatchObject({
+      goodputBytesPerSec: 11_000_000,
+      rttMs: 104,
+      minRttMs: 101,
+      connections: 2,
+    });
+  });
+
+  it('a probe that fails is logged in the basis and the migration goes on', async () => {
+    const logs: string[] = [];
+    const h = harness(({ data }) => {
+      data.probe = Object.assign(new Error('connection 1 reset'), {
+        code: 'ERR_AMST_PROBE_FAILED',
+      });
+      return {
+        options: { pollIntervalMs: 1, progressIntervalMs: 0, probeMs: 300 },
+        logger: { log: (m: string) => logs.push(m), warn: (m: string) => logs.push(m) },
+      };
+    });
+    expect((await h.run.run()).phase).toBe('done');
+    expect(h.calls).toContain('probe 300');
+    expect(logs.join('\n')).toContain('probe failed (ERR_AMST_PROBE_FAILED: connection 1 reset)');
   });
 
   it('a destination whose QEMU cannot start fails the run with its reason; the source is cancelled and runs on', async () => {

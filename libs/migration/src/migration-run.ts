@@ -47,6 +47,11 @@ export interface MigrationRunOptions {
   autoConverge?: boolean;
   /** Fail (and roll back) past this many seconds per GiB of guest RAM (default 150, as KubeVirt). */
   completionTimeoutPerGiBSec?: number;
+  /**
+   * The longest probe of the path before QEMU starts, ms (0: none). Default: 10 RTTs, within
+   * 200..1500 ms; it ends sooner once goodput stops growing.
+   */
+  probeMs?: number;
 }
 
 const GiB = 1024 ** 3;
@@ -247,6 +252,8 @@ export class MigrationRun {
       bufferBytes: this.parameters.bufferBytes,
     });
     this.sourceFinished = this.watch(this.source.finished());
+    // The probe runs while QEMU is told its knobs and the destination QEMU starts.
+    const probing = this.probe(this.source);
     // QEMU escalates itself once the guest outruns the stream (dirtied pages past half of what a
     // round sent), by throttling its vCPUs; the capability must be set before `migrate`.
     await source.driver.setMigrationCapabilities(source.vm, {
@@ -261,6 +268,28 @@ export class MigrationRun {
       maxBandwidthBytesPerSec: uncapped ?? this.parameters.maxBandwidthBytesPerSec,
       downtimeLimitMs: this.parameters.downtimeLimitMs,
     });
+    if (await this.guard(probing)) await this.steer();
+  }
+
+  /**
+   * PBA's first sample of this path, from the source's probe over its own (then warm) connections;
+   * false when there is none. A probe that fails (the path went, a receiver too old for probes) is
+   * logged: the transfer's own failure handling decides what the path can still do.
+   */
+  private async probe(source: SourceDataPathEnd): Promise<boolean> {
+    const rtt = this.input.path?.estimate().minRttMs ?? this.input.path?.estimate().rttMs;
+    const maxMs = this.input.options?.probeMs ?? Math.round(Math.min(1500, Math.max(200, 10 * (rtt ?? 20))));
+    if (source.probe === undefined || maxMs <= 0) return false;
+    try {
+      const result = await source.probe(maxMs);
+      this.steering.probed(result, Date.now());
+      this.input.logger?.log(`migration ${this.input.id}: ${this.steering.probeNote}`);
+      return true;
+    } catch (e) {
+      this.steering.probeFailed(describeError(e));
+      this.input.logger?.warn(`migration ${this.input.id}: ${this.steering.probeNote}`);
+      return false;
+    }
   }
 
   private async transfer(): Promise<void> {

@@ -132,6 +132,38 @@ describe('PathSteering', () => {
     expect(steer.report()).toMatchObject({ bufferBytes: 64 * MiB });
   });
 
+  it('starts from the probe: its sample goes to PBA, the buffer follows it at once, the basis says so', () => {
+    const path = new FakePath();
+    const steer = new PathSteering(path, chooseParameters({ rttMs: 100 }), true);
+    steer.probed(
+      {
+        durationMs: 812.4,
+        bytes: 6_000_000,
+        goodputBytesPerSec: 12_500_000,
+        rttMs: 130,
+        minRttMs: 100.2,
+        connections: 4,
+        perConnection: [],
+        endedBy: 'plateau',
+        rounds: 8,
+      },
+      5000,
+    );
+    expect(path.samples).toEqual([
+      { atMs: 5000, goodputBytesPerSec: 12_500_000, connections: 4, rttMs: 130, minRttMs: 100.2 },
+    ]);
+    // Past slow start already: the 8 MiB default shrinks to 2.5 BDPs of the probe (FakePath's 100 ms).
+    path.predicted = 12_500_000;
+    expect(steer.rebuffer()).toBe(3_750_000);
+    expect(steer.report().basis).toContain(
+      'probe: 100.0 Mbit/s over 4 connections in 812 ms, min RTT 100.2 ms (ended by goodput stopped growing)',
+    );
+    steer.probeFailed('ERR_AMST_PROBE_FAILED: connection 2 reset');
+    expect(steer.probeNote).toBe(
+      "probe failed (ERR_AMST_PROBE_FAILED: connection 2 reset); steered from the transfer's samples",
+    );
+  });
+
   it('re-aims downtime-limit at what the pause budget leaves after half the RTT and the drain of the buffer at the stop', () => {
     const path = new FakePath();
     const chosen = chooseParameters();

@@ -18,7 +18,7 @@ import {
   type MigrationParameterChoice,
   PAUSE_BUDGET_MS,
 } from './parameters';
-import type { SourceCounters, TransferCounters } from './ports';
+import type { ProbeResult, SourceCounters, TransferCounters } from './ports';
 
 /** Above the prediction, so a path faster than predicted is found (samples limited by QEMU's cap do not lower PBA). */
 const HEADROOM = 1.15;
@@ -61,6 +61,10 @@ export class PathSteering {
   /** Source counters at the last reduction reading, for the reduction of the stream lately. */
   private reductionMark: { fromQemu: number; wire: number } | undefined;
   private recentReduction: number | undefined;
+  /** What the probe before the stream found, for the record's basis. */
+  private probe: string | undefined;
+  /** The probe measured past slow start, so the buffer may follow the first samples down. */
+  private probedRate = false;
 
   /**
    * `adjustable` is false when the operator or the caller fixed max-bandwidth: then it is only
@@ -132,7 +136,9 @@ export class PathSteering {
     } else {
       const rate = Math.max(predicted, ...this.recentGoodput);
       target = bufferBytesFor(rate, estimate && baseRtt(estimate), BULK_BUFFER_BDPS);
-      if (this.recentGoodput.length < PEAK_WINDOW) target = Math.max(target, this.bufferBytes);
+      if (this.recentGoodput.length < PEAK_WINDOW && !this.probedRate) {
+        target = Math.max(target, this.bufferBytes);
+      }
     }
     if (Math.abs(target - this.bufferBytes) <= this.bufferBytes * 0.2) return undefined;
     this.bufferBytes = target;
@@ -172,6 +178,38 @@ export class PathSteering {
     if (this.recentGoodput.length > PEAK_WINDOW) this.recentGoodput.shift();
     this.path?.observe(sample);
     return sample;
+  }
+
+  /** PBA's first sample of the path: the probe's best round, on connections past slow start. */
+  probed(result: ProbeResult, atMs: number): void {
+    const sample: PathSample = {
+      atMs,
+      goodputBytesPerSec: result.goodputBytesPerSec,
+      connections: result.connections,
+      ...(typeof result.rttMs === 'number' ? { rttMs: result.rttMs } : {}),
+      ...(typeof result.minRttMs === 'number' ? { minRttMs: result.minRttMs } : {}),
+    };
+    this.lastSample = sample;
+    this.recentGoodput.push(result.goodputBytesPerSec);
+    this.probedRate = true;
+    this.path?.observe(sample);
+    const mbit = ((result.goodputBytesPerSec * 8) / 1e6).toFixed(1);
+    const rtt = typeof result.minRttMs === 'number' ? `, min RTT ${result.minRttMs.toFixed(1)} ms` : '';
+    const ended = { plateau: 'goodput stopped growing', maxMs: 'its time limit', stream: "QEMU's stream" }[
+      result.endedBy
+    ];
+    this.probe =
+      `probe: ${mbit} Mbit/s over ${result.connections} connections in ${Math.round(result.durationMs)} ms` +
+      `${rtt} (ended by ${ended})`;
+  }
+
+  probeFailed(reason: string): void {
+    this.probe = `probe failed (${reason}); steered from the transfer's samples`;
+  }
+
+  /** The probe's line of the basis, once one ran. */
+  get probeNote(): string | undefined {
+    return this.probe;
   }
 
   /** The reduction over the stream since the last reading with enough wire bytes in it. */
@@ -267,6 +305,7 @@ export class PathSteering {
     const maxBandwidthMiB = (this.maxBandwidth / 1024 / 1024).toFixed(1);
     const switchoverMiB = ((this.switchoverBandwidth ?? 0) / 1024 / 1024).toFixed(1);
     const changes = [
+      this.probe,
       this.switchover
         ? `QEMU max-bandwidth uncapped (the send buffer paces it); its stop decision assumes ${
             this.switchoverBandwidth === undefined
