@@ -111,6 +111,15 @@ impl BindingEncoder {
             .collect())
     }
 
+    /// Page mode: the previous stream of this VM, whose pages the receiver holds (the stream
+    /// the HELD list came from). A page that changed is then sent as zstd against its previous
+    /// version. Copies `previous`.
+    #[napi(catch_unwind)]
+    pub fn set_reference(&self, previous: Buffer) -> napi::Result<()> {
+        let mut encoder = self.core.lock()?;
+        guard(|| encoder.set_reference(&previous))
+    }
+
     /// Switches codec or level from the next chunk on.
     #[napi(catch_unwind)]
     pub fn set_codec(&self, codec: BindingCodecOptions) -> napi::Result<()> {

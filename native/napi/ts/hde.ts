@@ -144,6 +144,14 @@ export class HdeEncoder {
     return call(() => this.#inner.heldIds());
   }
 
+  /**
+   * Page mode: the previous stream of this VM, which the receiver holds; a changed page is then
+   * sent as zstd against its previous version. Copies `previous`.
+   */
+  setReference(previous: Uint8Array): void {
+    call(() => this.#inner.setReference(asBuffer(previous)));
+  }
+
   setCodec(codec: CodecOptions): void {
     call(() => this.#inner.setCodec(codec));
   }

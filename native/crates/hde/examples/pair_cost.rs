@@ -70,6 +70,11 @@ fn main() {
         ("cdc 16/64/256 KiB", ChunkerParams::default(), Split::Cdc),
         ("cdc 2/4/16 KiB", small, Split::Cdc),
         ("pages", ChunkerParams::default(), Split::Pages),
+        (
+            "pages + previous image",
+            ChunkerParams::default(),
+            Split::Pages,
+        ),
     ];
     for (name, params, split) in modes {
         let t = Instant::now();
@@ -78,6 +83,9 @@ fn main() {
         let mut e2 = Encoder::with_split(params, level, split).unwrap();
         let held = e1.held_ids();
         e2.mark_present(held.clone());
+        if name.contains("previous") {
+            e2.set_reference(&first).unwrap();
+        }
         let w2 = encode(&mut e2, &second);
         let secs = t.elapsed().as_secs_f64();
         let cache = Shared::default();
@@ -96,12 +104,15 @@ fn main() {
         );
         let s = e2.stats();
         println!(
-            "{name}: first {} B, second {} B (units {}, held {}, literal {} B), encode {secs:.2} s, round trip ok",
+            "{name}: first {} B, second {} B (units {}, held {}, deltas {}, literal {} B, new raw {} B, frames {} B), encode {secs:.2} s, round trip ok",
             w1.len(),
             w2.len(),
             s.chunks,
             s.known_chunks,
-            s.literal_bytes
+            s.delta_units,
+            s.literal_bytes,
+            s.sent_raw_bytes,
+            s.sent_frame_bytes
         );
     }
 }

@@ -6,9 +6,17 @@
 //! op    0x00 L | len varint               literal bytes, next in the frame's payload
 //!       0x01 N | id [32] | len varint     a unit the receiver lacks, next in the payload
 //!       0x02 R | id [32] | len varint     a unit the receiver holds
-//!       0x03 I | start varint | count varint
+//!       0x03 I | skip zigzag varint | count varint
 //!                                         `count` units by index: the stream's HELD list
-//!                                         first, then its new units in the order sent
+//!                                         first, then its new units in the order sent; the
+//!                                         run starts `skip` after the previous run's end
+//!       0x05 P | skip zigzag varint | count varint
+//!                                         as I, but each unit follows 8 literal bytes from
+//!                                         the payload (a page record's header)
+//!       0x04 D | id [32] | base varint | raw_len varint | len varint
+//!                                         a new unit as zstd of `len` payload bytes with unit
+//!                                         `base` (an index) as its dictionary: a changed page
+//!                                         against its previous version
 //! ```
 //! The frame's payload is the literals and new units in op order. The literal hash covers the
 //! batch's literal bytes, so a batch is checked whole before any byte of it is emitted.
@@ -21,6 +29,8 @@ const OP_LITERAL: u8 = 0;
 const OP_NEW: u8 = 1;
 const OP_REF: u8 = 2;
 const OP_RUN: u8 = 3;
+const OP_DELTA: u8 = 4;
+const OP_PAGED_RUN: u8 = 5;
 
 /// One decoded op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,8 +41,12 @@ pub enum Op {
     New(ChunkId, usize),
     /// A unit from the receiver's cache.
     Ref(ChunkId, usize),
-    /// `count` units by index, from `start`.
-    Run(u32, u32),
+    /// `count` units by index, starting this far (signed) after the previous run's end.
+    Run(i64, u32),
+    /// As `Run`, each unit after 8 literal bytes.
+    PagedRun(i64, u32),
+    /// A new unit (id, base index, raw length) coded against the base in `len` payload bytes.
+    Delta(ChunkId, u32, usize, usize),
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: usize) {
@@ -58,11 +72,41 @@ pub fn put_new(ops: &mut Vec<u8>, id: &ChunkId, len: usize) {
     put_varint(ops, len);
 }
 
-/// Appends an index run op.
-pub fn put_run(ops: &mut Vec<u8>, start: u32, count: u32) {
+/// Appends an index run op; `skip` is its start minus the previous run's end.
+pub fn put_run(ops: &mut Vec<u8>, skip: i64, count: u32) {
     ops.push(OP_RUN);
-    put_varint(ops, start as usize);
+    put_run_body(ops, skip, count);
+}
+
+/// Appends a paged run op (each unit after 8 literal bytes).
+pub fn put_paged_run(ops: &mut Vec<u8>, skip: i64, count: u32) {
+    ops.push(OP_PAGED_RUN);
+    put_run_body(ops, skip, count);
+}
+
+fn put_run_body(ops: &mut Vec<u8>, skip: i64, count: u32) {
+    // Zigzag: small skips either way take one byte.
+    let zigzag = (skip << 1) ^ (skip >> 63);
+    put_varint64(ops, zigzag.cast_unsigned());
     put_varint(ops, count as usize);
+}
+
+fn put_varint64(out: &mut Vec<u8>, mut v: u64) {
+    let low7 = |v: u64| v.to_le_bytes()[0] & 0x7f;
+    while v >= 0x80 {
+        out.push(low7(v) | 0x80);
+        v >>= 7;
+    }
+    out.push(low7(v));
+}
+
+/// Appends a delta op.
+pub fn put_delta(ops: &mut Vec<u8>, id: &ChunkId, base: u32, raw_len: usize, len: usize) {
+    ops.push(OP_DELTA);
+    ops.extend_from_slice(&id.0);
+    put_varint(ops, base as usize);
+    put_varint(ops, raw_len);
+    put_varint(ops, len);
 }
 
 /// Appends a reference op.
@@ -99,8 +143,12 @@ impl<'a> OpReader<'a> {
     }
 
     fn varint(&mut self) -> Result<u32> {
+        u32::try_from(self.varint64()?).map_err(|_| malformed("a number over 2^32"))
+    }
+
+    fn varint64(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
-        for i in 0..5 {
+        for i in 0..10 {
             let (&b, rest) = self
                 .buf
                 .split_first()
@@ -108,10 +156,10 @@ impl<'a> OpReader<'a> {
             self.buf = rest;
             v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return u32::try_from(v).map_err(|_| malformed("a number over 2^32"));
+                return Ok(v);
             }
         }
-        Err(malformed("a number over 5 bytes"))
+        Err(malformed("a number over 10 bytes"))
     }
 
     fn id(&mut self) -> Result<ChunkId> {
@@ -140,11 +188,19 @@ impl<'a> OpReader<'a> {
                 let id = self.id()?;
                 Op::Ref(id, self.len()?)
             }
-            OP_RUN => {
-                let start = self.varint()?;
+            OP_DELTA => {
+                let id = self.id()?;
+                let base = self.varint()?;
+                let raw_len = self.len()?;
+                Op::Delta(id, base, raw_len, self.len()?)
+            }
+            OP_RUN | OP_PAGED_RUN => {
+                let zigzag = self.varint64()?;
+                let skip = (zigzag >> 1).cast_signed() ^ -((zigzag & 1).cast_signed());
                 match self.varint()? {
                     0 => return Err(malformed("an empty run")),
-                    count => Op::Run(start, count),
+                    count if tag == OP_RUN => Op::Run(skip, count),
+                    count => Op::PagedRun(skip, count),
                 }
             }
             other => return Err(malformed(format!("unknown op 0x{other:02x}"))),
@@ -164,12 +220,16 @@ mod tests {
         put_literal(&mut ops, 8);
         put_new(&mut ops, &id, 4096);
         put_ref(&mut ops, &id, 300_000);
-        put_run(&mut ops, 0, u32::MAX);
+        put_run(&mut ops, -5, u32::MAX);
+        put_delta(&mut ops, &id, 7, 4096, 33);
+        put_paged_run(&mut ops, 3, 2);
         let mut r = OpReader::new(&ops);
         assert_eq!(r.next_op().ok().flatten(), Some(Op::Literal(8)));
         assert_eq!(r.next_op().ok().flatten(), Some(Op::New(id, 4096)));
         assert_eq!(r.next_op().ok().flatten(), Some(Op::Ref(id, 300_000)));
-        assert_eq!(r.next_op().ok().flatten(), Some(Op::Run(0, u32::MAX)));
+        assert_eq!(r.next_op().ok().flatten(), Some(Op::Run(-5, u32::MAX)));
+        assert_eq!(r.next_op().ok().flatten(), Some(Op::Delta(id, 7, 4096, 33)));
+        assert_eq!(r.next_op().ok().flatten(), Some(Op::PagedRun(3, 2)));
         assert!(matches!(r.next_op(), Ok(None)));
         for bad in [
             &[9u8][..],

@@ -214,3 +214,27 @@ fn codec_err(codec: Codec, e: impl std::fmt::Display) -> HdeError {
         reason: e.to_string(),
     }
 }
+
+/// Compresses `raw` with zstd, using `base` (the previous version of the same page) as a raw
+/// content dictionary, so a page that changed a little costs a few bytes.
+pub fn zstd_delta(raw: &[u8], base: &[u8], level: i32) -> Result<Vec<u8>> {
+    zstd::bulk::Compressor::with_dictionary(level, base)
+        .and_then(|mut c| c.compress(raw))
+        .map_err(|e| codec_err(Codec::Zstd, e))
+}
+
+/// Inverts [`zstd_delta`]; the output must be exactly `raw_len` bytes.
+pub fn zstd_undelta(delta: &[u8], base: &[u8], raw_len: usize, out: &mut Vec<u8>) -> Result<()> {
+    let raw = zstd::bulk::Decompressor::with_dictionary(base)
+        .and_then(|mut d| d.decompress(delta, raw_len))
+        .map_err(|e| codec_err(Codec::Zstd, e))?;
+    if raw.len() != raw_len {
+        return Err(HdeError::Malformed {
+            what: "delta unit",
+            reason: format!("decodes to {} bytes, the op says {raw_len}", raw.len()),
+        });
+    }
+    out.clear();
+    out.extend_from_slice(&raw);
+    Ok(())
+}

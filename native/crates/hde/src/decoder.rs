@@ -79,11 +79,14 @@ pub struct Decoder {
     payload: Vec<u8>,
     staged: Vec<u8>,
     unit_frame: Vec<u8>,
+    undelta: Vec<u8>,
     /// Format 2: the HELD list this decoder was given, and the index the stream's runs use
     /// (the HELD list if the stream names it, then each new unit in order).
     held: Vec<ChunkId>,
     index: Vec<ChunkId>,
     batches_seen: bool,
+    /// Where the last index run ended (runs code their start relative to it).
+    run_end: i64,
     stats: DecoderStats,
 }
 
@@ -109,9 +112,11 @@ impl Decoder {
             payload: Vec::new(),
             staged: Vec::new(),
             unit_frame: Vec::new(),
+            undelta: Vec::new(),
             held: Vec::new(),
             index: Vec::new(),
             batches_seen: false,
+            run_end: 0,
             stats: DecoderStats::default(),
         }
     }
@@ -337,18 +342,79 @@ impl Decoder {
                     self.staged.extend_from_slice(&self.scratch);
                     reused += 1;
                 }
-                Op::Run(start, count) => {
-                    let ids = (start as usize)
-                        .checked_add(count as usize)
-                        .and_then(|end| self.index.get(start as usize..end))
+                Op::Delta(id, base, raw_len, len) => {
+                    let delta =
+                        self.payload
+                            .get(at..at + len)
+                            .ok_or_else(|| HdeError::Malformed {
+                                what: "batch record",
+                                reason: format!(
+                                    "ops need more than the payload's {} bytes",
+                                    self.payload.len()
+                                ),
+                            })?;
+                    at += len;
+                    if raw_len > frame::MAX_RAW_LEN {
+                        return Err(HdeError::Malformed {
+                            what: "delta unit",
+                            reason: format!("raw length {raw_len} is over {}", frame::MAX_RAW_LEN),
+                        });
+                    }
+                    let base_id =
+                        *self
+                            .index
+                            .get(base as usize)
+                            .ok_or_else(|| HdeError::Malformed {
+                                what: "batch ops",
+                                reason: format!(
+                                    "delta base {base} is outside the {} indexed chunks",
+                                    self.index.len()
+                                ),
+                            })?;
+                    if !self.cache.fetch(&base_id, &mut self.scratch)? {
+                        return Err(HdeError::MissingChunk(base_id));
+                    }
+                    crate::codec::zstd_undelta(delta, &self.scratch, raw_len, &mut self.undelta)?;
+                    id.verify(&self.undelta)?;
+                    self.unit_frame.clear();
+                    frame::encode_into(
+                        &self.undelta,
+                        CodecLevel::fast(Codec::Lz4),
+                        &mut self.unit_frame,
+                    )?;
+                    self.cache.keep(&id, &self.undelta, &self.unit_frame)?;
+                    self.stream_digest.update(&id.0);
+                    self.index.push(id);
+                    self.staged.extend_from_slice(&self.undelta);
+                    received += 1;
+                }
+                Op::Run(skip, count) | Op::PagedRun(skip, count) => {
+                    let paged = matches!(op, Op::PagedRun(..));
+                    let start = self.run_end.checked_add(skip).filter(|s| *s >= 0);
+                    let ids = start
+                        .and_then(|s| usize::try_from(s).ok())
+                        .and_then(|s| Some(s..s.checked_add(count as usize)?))
+                        .and_then(|range| self.index.get(range))
                         .ok_or_else(|| HdeError::Malformed {
                             what: "batch ops",
                             reason: format!(
-                                "run {start}+{count} is outside the {} indexed chunks",
+                                "run {}{skip:+}, {count} long, is outside the {} indexed chunks",
+                                self.run_end,
                                 self.index.len()
                             ),
                         })?;
                     for id in ids {
+                        if paged {
+                            let header = self.payload.get(at..at + 8).ok_or_else(|| {
+                                HdeError::Malformed {
+                                    what: "batch record",
+                                    reason: "a paged run needs more payload".into(),
+                                }
+                            })?;
+                            literals.update(header);
+                            self.staged.extend_from_slice(header);
+                            at += 8;
+                        }
                         if !self.cache.fetch(id, &mut self.scratch)? {
                             return Err(HdeError::MissingChunk(*id));
                         }
@@ -362,6 +428,7 @@ impl Decoder {
                             });
                         }
                     }
+                    self.run_end += skip + i64::from(count);
                 }
             }
         }

@@ -20,8 +20,13 @@ pub enum Split {
 
 /// A batch's payload is flushed once it reaches this many raw bytes.
 const BATCH_PAYLOAD: usize = 1 << 20;
-/// ... or its ops this many bytes (well under [`batch::MAX_OPS_LEN`]).
+/// ... or its ops this many bytes (well under [`batch::MAX_OPS_LEN`]),
 const BATCH_OPS: usize = 256 * 1024;
+/// ... or it rebuilds this many bytes (runs of references cost almost nothing on the wire; the
+/// decoder refuses batches that rebuild more than 64 MiB).
+const BATCH_REBUILT: usize = 8 << 20;
+/// The literal before each unit of a paged run: a CONTINUE page record's header.
+const PAGED_LITERAL: usize = 8;
 
 /// Counters for one encoded stream.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +52,8 @@ pub struct EncoderStats {
     pub sent_frame_bytes: u64,
     /// Format 2: raw bytes sent as literals (record headers, short gaps), not as units.
     pub literal_bytes: u64,
+    /// Format 2: changed pages sent as a delta against their previous version.
+    pub delta_units: u64,
 }
 
 /// Turns a byte stream into the HDE wire format (see [`wire`]).
@@ -78,6 +85,47 @@ struct Records {
     /// units sent, each with its index for the batches' index runs.
     held: Vec<ChunkId>,
     index_of: HashMap<ChunkId, u32>,
+    /// Format 2: the previous image of this VM, if the caller has it, for page deltas.
+    reference: Option<Reference>,
+}
+
+/// A previous stream of the same VM: its bytes and where each page's last version sits in it.
+#[derive(Debug)]
+struct Reference {
+    content: Vec<u8>,
+    pages: HashMap<u64, (ChunkId, usize)>,
+}
+
+/// A changed page as zstd against its previous version, when the receiver holds that version
+/// under an index and the delta is less than half the page: `(base index, delta)`.
+fn page_delta(
+    reference: Option<&Reference>,
+    index_of: &HashMap<ChunkId, u32>,
+    level: CodecLevel,
+    key: Option<u64>,
+    id: &ChunkId,
+    raw: &[u8],
+) -> Result<Option<(u32, Vec<u8>)>> {
+    let (Some(reference), Some(key)) = (reference, key) else {
+        return Ok(None);
+    };
+    // Deltas cost CPU; when the governor has stepped down from zstd, the encoder is the
+    // bottleneck and they are skipped.
+    if level.codec() != crate::Codec::Zstd {
+        return Ok(None);
+    }
+    let Some(&(base_id, at)) = reference.pages.get(&key) else {
+        return Ok(None);
+    };
+    let Some(&base) = index_of.get(&base_id) else {
+        return Ok(None);
+    };
+    if base_id == *id {
+        return Ok(None);
+    }
+    let delta =
+        crate::codec::zstd_delta(raw, &reference.content[at..at + raw.len()], level.level())?;
+    Ok((delta.len() < raw.len() / 2).then_some((base, delta)))
 }
 
 #[derive(Debug)]
@@ -94,8 +142,13 @@ struct Batch {
     payload: Vec<u8>,
     literal: blake3::Hasher,
     literal_run: usize,
-    /// An index run not yet written: start and count.
-    index_run: Option<(u32, u32)>,
+    /// Raw bytes the batch stands for.
+    rebuilt: usize,
+    /// An index run not yet written: start, count, and whether each unit follows an 8-byte
+    /// literal (a page record header).
+    index_run: Option<(u32, u32, bool)>,
+    /// Where the last written run ended: the next run's start is coded relative to it.
+    run_end: i64,
     frame: Vec<u8>,
 }
 
@@ -128,6 +181,7 @@ impl Encoder {
                 batch: Batch::default(),
                 held: Vec::new(),
                 index_of: HashMap::new(),
+                reference: None,
             },
             started: false,
             finished: false,
@@ -150,6 +204,32 @@ impl Encoder {
                 }
             }
         }
+    }
+
+    /// Format 2: gives the encoder the previous stream of this VM (what the receiver's HELD list
+    /// came from), so that a page that changed is sent as zstd against its previous version
+    /// (`D` op) when the receiver holds that version. Keeps a copy of `previous`.
+    pub fn set_reference(&mut self, previous: &[u8]) -> Result<()> {
+        let Cutter::Pages(splitter) = &self.cutter else {
+            return Err(HdeError::param("reference", "needs split: pages"));
+        };
+        let mut scan = PageSplitter::new(*splitter.params())?;
+        let mut pages = HashMap::new();
+        let mut at = 0usize;
+        let mut note = |unit: Unit<'_>| {
+            if let Unit::Page(bytes, key) = unit {
+                pages.insert(key, (ChunkId::of(bytes), at));
+            }
+            at += unit.bytes().len();
+            Ok(())
+        };
+        scan.push(previous, &mut note)?;
+        scan.finish(&mut note)?;
+        self.records.reference = Some(Reference {
+            content: previous.to_vec(),
+            pages,
+        });
+        Ok(())
     }
 
     /// The HELD list so far: ids announced before the stream started, in order.
@@ -273,27 +353,52 @@ impl Records {
                 if bytes.is_empty() {
                     return Ok(());
                 }
-                batch.end_index_run();
                 batch.literal.update(bytes);
                 batch.payload.extend_from_slice(bytes);
                 batch.literal_run += bytes.len();
                 stats.literal_bytes += bytes.len() as u64;
                 stats.sent_raw_bytes += bytes.len() as u64;
             }
-            Unit::Page(bytes) | Unit::Chunk(bytes) => {
-                batch.end_literal_run();
+            Unit::Page(..) | Unit::Chunk(_) => {
+                let (bytes, key) = match unit {
+                    Unit::Page(bytes, key) => (bytes, Some(key)),
+                    Unit::Chunk(bytes) | Unit::Literal(bytes) => (bytes, None),
+                };
                 let id = ChunkId::of(bytes);
                 self.stream_digest.update(&id.0);
                 stats.chunks += 1;
                 match self.present.entry(id) {
                     Entry::Vacant(slot) => {
                         slot.insert(Origin::Sent);
-                        batch.end_index_run();
+                        batch.end_runs();
                         let index = u32::try_from(self.index_of.len())
                             .map_err(|_| HdeError::param("stream", "over 2^32 units"))?;
+                        let delta = page_delta(
+                            self.reference.as_ref(),
+                            &self.index_of,
+                            self.level,
+                            key,
+                            &id,
+                            bytes,
+                        )?;
                         self.index_of.insert(id, index);
-                        batch::put_new(&mut batch.ops, &id, bytes.len());
-                        batch.payload.extend_from_slice(bytes);
+                        match delta {
+                            Some((base, delta)) => {
+                                batch::put_delta(
+                                    &mut batch.ops,
+                                    &id,
+                                    base,
+                                    bytes.len(),
+                                    delta.len(),
+                                );
+                                batch.payload.extend_from_slice(&delta);
+                                stats.delta_units += 1;
+                            }
+                            None => {
+                                batch::put_new(&mut batch.ops, &id, bytes.len());
+                                batch.payload.extend_from_slice(bytes);
+                            }
+                        }
                         stats.sent_raw_bytes += bytes.len() as u64;
                     }
                     Entry::Occupied(held) => {
@@ -306,7 +411,7 @@ impl Records {
                         match self.index_of.get(&id) {
                             Some(&i) => batch.extend_index_run(i),
                             None => {
-                                batch.end_index_run();
+                                batch.end_runs();
                                 batch::put_ref(&mut batch.ops, &id, bytes.len());
                             }
                         }
@@ -314,7 +419,11 @@ impl Records {
                 }
             }
         }
-        if batch.payload.len() >= BATCH_PAYLOAD || batch.ops.len() >= BATCH_OPS {
+        batch.rebuilt += unit.bytes().len();
+        if batch.payload.len() >= BATCH_PAYLOAD
+            || batch.ops.len() >= BATCH_OPS
+            || batch.rebuilt >= BATCH_REBUILT
+        {
             self.flush_batch(out)?;
         }
         Ok(())
@@ -323,8 +432,7 @@ impl Records {
     /// Format 2: writes the batch being filled, if it holds anything.
     fn flush_batch(&mut self, out: &mut Vec<u8>) -> Result<()> {
         let batch = &mut self.batch;
-        batch.end_literal_run();
-        batch.end_index_run();
+        batch.end_runs();
         if batch.ops.is_empty() {
             return Ok(());
         }
@@ -338,25 +446,48 @@ impl Records {
         self.stats.bytes_out += written as u64;
         batch.ops.clear();
         batch.payload.clear();
+        batch.rebuilt = 0;
         batch.literal.reset();
         Ok(())
     }
 }
 
 impl Batch {
+    /// A unit held under `index` follows the pending literal bytes: extend the run in progress
+    /// if it continues it (a paged run absorbs one 8-byte record header per unit), else start one.
     fn extend_index_run(&mut self, index: u32) {
-        match &mut self.index_run {
-            Some((start, count)) if start.checked_add(*count) == Some(index) => *count += 1,
-            _ => {
-                self.end_index_run();
-                self.index_run = Some((index, 1));
+        let paged = self.literal_run == PAGED_LITERAL;
+        if let Some(run) = &mut self.index_run {
+            let continues = run.0.checked_add(run.1) == Some(index);
+            if continues && run.2 == paged && (paged || self.literal_run == 0) {
+                run.1 += 1;
+                self.literal_run = 0;
+                return;
             }
         }
+        self.end_index_run();
+        if !paged {
+            self.end_literal_run();
+        }
+        self.literal_run = 0;
+        self.index_run = Some((index, 1, paged));
+    }
+
+    /// Writes what is pending, in stream order: the run, then the literal bytes after it.
+    fn end_runs(&mut self) {
+        self.end_index_run();
+        self.end_literal_run();
     }
 
     fn end_index_run(&mut self) {
-        if let Some((start, count)) = self.index_run.take() {
-            batch::put_run(&mut self.ops, start, count);
+        if let Some((start, count, paged)) = self.index_run.take() {
+            let skip = i64::from(start) - self.run_end;
+            if paged {
+                batch::put_paged_run(&mut self.ops, skip, count);
+            } else {
+                batch::put_run(&mut self.ops, skip, count);
+            }
+            self.run_end = i64::from(start) + i64::from(count);
         }
     }
 

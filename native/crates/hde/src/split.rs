@@ -32,8 +32,10 @@ const MAX_HEADER: usize = 8 + 1 + 255;
 pub enum Unit<'a> {
     /// Bytes sent as they are (record headers, section framing), compressed with their batch.
     Literal(&'a [u8]),
-    /// One RAM page's payload: a dedup unit.
-    Page(&'a [u8]),
+    /// One RAM page's payload: a dedup unit, and where it lives in the guest (the block's
+    /// number in order of first appearance in the stream, times 2^48, plus the page offset), so
+    /// the same page can be found in the previous image.
+    Page(&'a [u8], u64),
     /// A FastCDC chunk of bytes not recognised as pages: a dedup unit.
     Chunk(&'a [u8]),
 }
@@ -42,7 +44,7 @@ impl Unit<'_> {
     /// The unit's bytes.
     pub fn bytes(&self) -> &[u8] {
         match self {
-            Unit::Literal(b) | Unit::Page(b) | Unit::Chunk(b) => b,
+            Unit::Literal(b) | Unit::Page(b, _) | Unit::Chunk(b) => b,
         }
     }
 }
@@ -134,6 +136,9 @@ pub struct PageSplitter {
     synced: bool,
     /// Input not yet emitted.
     carry: Vec<u8>,
+    /// RAM block idstrs in order of first appearance, and the one CONTINUE records refer to.
+    blocks: Vec<Vec<u8>>,
+    block: u64,
 }
 
 impl PageSplitter {
@@ -143,12 +148,19 @@ impl PageSplitter {
             chunker: Chunker::new(params)?,
             synced: false,
             carry: Vec::new(),
+            blocks: Vec::new(),
+            block: 0,
         })
     }
 
     /// Bytes held back waiting for more input.
     pub fn pending(&self) -> usize {
         self.carry.len()
+    }
+
+    /// The FastCDC parameters for unrecognised regions.
+    pub fn params(&self) -> &ChunkerParams {
+        self.chunker.params()
     }
 
     /// Feeds `data`; calls `emit` with each unit that is now decided, in order.
@@ -162,6 +174,8 @@ impl PageSplitter {
         self.drain(true, emit)?;
         self.carry.clear();
         self.synced = false;
+        self.blocks.clear();
+        self.block = 0;
         Ok(())
     }
 
@@ -195,8 +209,9 @@ impl PageSplitter {
         if self.synced {
             match parse(buf) {
                 Parsed::Page(h) if buf.len() >= h + PAGE_SIZE => {
+                    let key = self.page_key(&buf[..h]);
                     emit(Unit::Literal(&buf[..h]))?;
-                    emit(Unit::Page(&buf[h..h + PAGE_SIZE]))?;
+                    emit(Unit::Page(&buf[h..h + PAGE_SIZE], key))?;
                     return Ok(Some(h + PAGE_SIZE));
                 }
                 Parsed::Other(len, stay) if buf.len() >= len => {
@@ -241,6 +256,22 @@ impl PageSplitter {
                 Ok(Some(len))
             }
         }
+    }
+
+    /// The page's place in the guest, from its record header (see [`Unit::Page`]).
+    fn page_key(&mut self, header: &[u8]) -> u64 {
+        let word = be64(header);
+        if header.len() > 8 {
+            let id = &header[9..];
+            self.block = match self.blocks.iter().position(|b| b == id) {
+                Some(i) => i as u64,
+                None => {
+                    self.blocks.push(id.to_vec());
+                    (self.blocks.len() - 1) as u64
+                }
+            };
+        }
+        (self.block << 48) | (word & !FLAG_MASK)
     }
 
     fn emit_gap<E: FnMut(Unit<'_>) -> Result<()>>(&self, gap: &[u8], emit: &mut E) -> Result<()> {

@@ -70,7 +70,7 @@ fn units(data: &[u8], split_at: &[usize]) -> Vec<(u8, Vec<u8>)> {
     let mut record = |u: Unit<'_>| {
         let tag = match u {
             Unit::Literal(_) => 0,
-            Unit::Page(_) => 1,
+            Unit::Page(..) => 1,
             Unit::Chunk(_) => 2,
         };
         out.push((tag, u.bytes().to_vec()));
@@ -218,6 +218,57 @@ fn a_repeat_stream_refers_to_the_held_image_in_runs() {
     assert_eq!(err.code(), "ERR_HDE_STREAM_MISMATCH");
     let err = decode_with(Box::new(MemoryChunks::default()), held, &w2).unwrap_err();
     assert_eq!(err.code(), "ERR_HDE_MISSING_CHUNK");
+}
+
+#[test]
+fn with_the_previous_image_a_page_that_changed_a_little_costs_a_delta() {
+    let mut rng = Rng::new(6);
+    let device = rng.bytes(8_000);
+    let mut pages = image(&mut rng, 400);
+    let (first, _) = qemu_like(&pages, &device);
+    for i in (2..400).step_by(5) {
+        pages[i][100..108].copy_from_slice(b"changed!"); // 80 random pages, 8 bytes each
+    }
+    let (second, _) = qemu_like(&pages, &device);
+    let (w1, e1) = encode(&first, Vec::new());
+    let held = e1.held_ids();
+    let without = encode(&second, held.clone()).0;
+    let mut e2 = Encoder::with_split(
+        ChunkerParams::default(),
+        CodecLevel::fast(Codec::Zstd),
+        Split::Pages,
+    )
+    .unwrap();
+    e2.mark_present(held.clone());
+    e2.set_reference(&first).unwrap();
+    let mut w2 = Vec::new();
+    e2.push(&second, &mut w2).unwrap();
+    e2.finish(&mut w2).unwrap();
+    assert_eq!(e2.stats().delta_units, 80, "{:?}", e2.stats());
+    assert!(
+        w2.len() * 10 < without.len(),
+        "{} vs {}",
+        w2.len(),
+        without.len()
+    );
+
+    let cache = SharedChunks::default();
+    assert!(decode_with(Box::new(cache.clone()), Vec::new(), &w1).unwrap() == first);
+    assert!(decode_with(Box::new(cache.clone()), held.clone(), &w2).unwrap() == second);
+    for at in (4..w2.len()).step_by(7) {
+        let mut bad = w2.clone();
+        bad[at] ^= 0x04;
+        assert!(
+            decode_with(Box::new(cache.clone()), held.clone(), &bad).is_err(),
+            "flip at {at}"
+        );
+    }
+    // CDC mode has no pages to delta.
+    let mut cdc = Encoder::new(ChunkerParams::default(), CodecLevel::fast(Codec::Zstd)).unwrap();
+    assert_eq!(
+        cdc.set_reference(&first).unwrap_err().code(),
+        "ERR_HDE_INVALID_PARAM"
+    );
 }
 
 #[test]
