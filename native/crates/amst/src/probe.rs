@@ -3,8 +3,8 @@
 //! exit: three rounds in a row with less than 25 % growth), the time limit, or the stream's
 //! first bytes. The runtime only moves the frames and the timers; every decision is here.
 //!
-//! A round is about one RTT: it ends when a frame sent after the round began is acknowledged,
-//! and lasts at least [`ProbeConfig::min_round`] so that a loopback round measures something.
+//! A round is one RTT (the smallest the probe measured), and at least [`ProbeConfig::min_round`]
+//! so that a loopback round measures something; it ends at the first ack after that.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -38,7 +38,7 @@ impl ProbeConfig {
     pub fn new(max: Duration) -> Self {
         ProbeConfig {
             max,
-            frame_len: 64 * 1024,
+            frame_len: 16 * 1024,
             initial_window: 256 * 1024,
             max_window: 16 << 20,
             min_round: Duration::from_millis(10),
@@ -140,8 +140,7 @@ pub struct Probe {
     /// Unacknowledged frames: id → (connection, length, sent at).
     sent: HashMap<u64, (ConnId, u32, Instant)>,
     next_id: u64,
-    /// First id of the current round, when it began, and the bytes acked by then.
-    round_first_id: u64,
+    /// When the current round began, and the bytes acked by then.
     round_started: Instant,
     round_acked: u64,
     rounds: u32,
@@ -164,7 +163,6 @@ impl Probe {
             conns: BTreeMap::new(),
             sent: HashMap::new(),
             next_id: 0,
-            round_first_id: 0,
             round_started: now,
             round_acked: 0,
             rounds: 0,
@@ -252,8 +250,12 @@ impl Probe {
             c.srtt = Some(smoothed(c.srtt, rtt));
             c.min_rtt = Some(c.min_rtt.map_or(rtt, |m| m.min(rtt)));
         }
+        // A round is one path RTT: the probe's smallest, which has the least queueing in it.
+        // Counting rounds by a frame sent after the round began would add the socket's queue
+        // to each, and a slow start then gets few rounds in a short probe.
         let round = now.saturating_duration_since(self.round_started);
-        if id >= self.round_first_id && round >= self.config.min_round {
+        let rtt = self.min_rtt.unwrap_or_default();
+        if round >= self.config.min_round.max(rtt) {
             self.end_round(round, now);
         }
     }
@@ -357,7 +359,6 @@ impl Probe {
             self.full_bw = self.full_bw.max(bw);
             self.flat_rounds += 1;
         }
-        self.round_first_id = self.next_id;
         self.round_started = now;
         self.round_acked = self.acked;
         if self.flat_rounds >= self.config.plateau_rounds {

@@ -117,7 +117,7 @@ fn waiting_stream_bytes_end_the_probe_at_once() {
     assert!(probe.poll_timeout().is_none());
     let r = probe.poll_outcome().unwrap().unwrap();
     assert_eq!(r.ended, ProbeEnd::Stream);
-    assert_eq!(r.bytes, 64 * 1024);
+    assert_eq!(r.bytes, 16 * 1024);
     assert!(probe.poll_outcome().is_none(), "the outcome comes once");
 }
 
