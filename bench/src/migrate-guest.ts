@@ -15,13 +15,48 @@ export const GUEST_OUT = join(GUEST, 'out');
 /** Seconds between the guest's integrity checks (`dwcp.check_s` below). */
 const CHECK_S = 2;
 const FILL_MIB = 16;
+
+/** How big and how busy a guest the benches migrate (test/guest/init.sh's knobs). */
+export interface GuestProfile {
+  id: string;
+  memoryMiB: number;
+  /** Memory the workload holds: a quarter text, a quarter random, a quarter zeros, a quarter rewritten. */
+  fillMib: number;
+  /** How fast the rewritten quarter changes, KiB/s of fresh random data. */
+  dirtyKibPerS: number;
+}
+
+export const DEFAULT_GUEST: GuestProfile = {
+  id: 'default',
+  memoryMiB: 128,
+  fillMib: FILL_MIB,
+  dirtyKibPerS: 1024,
+};
+/**
+ * Issue 12's dirty-heavy guest: 16 MiB/s of fresh random data over a 24 MiB working set, more
+ * than the `internet` path's 100 Mbit/s carries.
+ */
+export const DIRTY_HEAVY_GUEST: GuestProfile = {
+  id: 'dirty-heavy',
+  memoryMiB: 256,
+  fillMib: 96,
+  dirtyKibPerS: 16384,
+};
+
+export function cmdlineFor(g: GuestProfile): string {
+  return `console=ttyS0 quiet panic=-1 dwcp.fill_mib=${g.fillMib} dwcp.dirty_kib_per_s=${g.dirtyKibPerS} dwcp.check_s=${CHECK_S}`;
+}
+
 /** As the test suites boot it: 16 MiB of known data, 1 MiB/s of it dirtied. */
-export const CMDLINE = `console=ttyS0 quiet panic=-1 dwcp.fill_mib=${FILL_MIB} dwcp.dirty_kib_per_s=1024 dwcp.check_s=${CHECK_S}`;
+export const CMDLINE = cmdlineFor(DEFAULT_GUEST);
 /**
  * Guest memory no other VM holds: init.sh fills a quarter of the fill with /dev/urandom and
  * rewrites another quarter with it, fresh on every boot, so no store can dedup it.
  */
-export const UNIQUE_PER_BOOT_BYTES = (FILL_MIB / 2) * 2 ** 20;
+export const uniquePerBootBytes = (g: GuestProfile): number => (g.fillMib / 2) * 2 ** 20;
+export const UNIQUE_PER_BOOT_BYTES = uniquePerBootBytes(DEFAULT_GUEST);
+export const guestAbout = (g: GuestProfile): string =>
+  `test/guest (Debian kernel + busybox initramfs), ${g.memoryMiB} MiB, \`${cmdlineFor(g)}\``;
 export const GUEST_ABOUT = `test/guest (Debian kernel + busybox initramfs), \`${CMDLINE}\``;
 
 export const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
@@ -30,13 +65,13 @@ export const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
 /** What a guest kernel (or its init) prints when it is in trouble. */
 export const TROUBLE = /Oops|BUG:|Kernel panic|general protection|Call Trace|segfault|DWCP-INTEGRITY FAIL/;
 
-export function guestSpec(name: string, memoryMiB: number): VmSpec {
+export function guestSpec(name: string, memoryMiB: number, cmdline = CMDLINE): VmSpec {
   return {
     name,
     memoryMiB,
     kernel: join(GUEST_OUT, 'vmlinux'),
     initrd: join(GUEST_OUT, 'initramfs.cpio.gz'),
-    cmdline: CMDLINE,
+    cmdline,
   };
 }
 

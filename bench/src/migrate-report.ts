@@ -5,7 +5,7 @@ import type { MigrationPath, MigrationStats } from '@novacron/cluster-state';
 import type { MigrationProgress } from '@novacron/hypervisor';
 import { machineInfo, machineMarkdown } from './machine';
 import type { IntactReport } from './migrate-guest';
-import { GUEST_ABOUT, UNIQUE_PER_BOOT_BYTES } from './migrate-guest';
+import { DEFAULT_GUEST, DIRTY_HEAVY_GUEST, guestAbout, UNIQUE_PER_BOOT_BYTES } from './migrate-guest';
 import { NS_A, NS_B, REPO, type ScenarioPath } from './wan-path';
 
 /** `dwcp`: the node's own migration, asked over its API; `tcp`: QEMU alone (migrateWithQemuAlone). */
@@ -81,6 +81,8 @@ export interface RecordPoint {
 
 export interface RunSample {
   scenario: string;
+  /** The guest profile (bench/src/migrate-guest.ts): `default` or `dirty-heavy`. */
+  guest: string;
   method: MethodId;
   label: string;
   run: 'first' | 'second';
@@ -144,6 +146,8 @@ function command(): string {
     'DWCP_MIGRATE_METHODS',
     'DWCP_MIGRATE_CAP_S',
     'DWCP_MIGRATE_MEMORY_MIB',
+    'DWCP_MIGRATE_GUESTS',
+    'DWCP_MIGRATE_HEAVY_SCENARIOS',
     'DWCP_MIGRATE_REPORT',
   ]
     .filter((k) => process.env[k] !== undefined)
@@ -214,7 +218,7 @@ function survival(samples: RunSample[]): string[] {
       ? "DWCP's (every chunk BLAKE3-verified by the node's sink)"
       : "QEMU's own (its TCP checksums only)";
     out.push(
-      `| ${s.scenario} | ${s.label} | ${s.run} | ${f(s.pauseMs, 0)} | ${whatWentWrong(s)} | ${stream} |`,
+      `| ${s.scenario} (${s.guest ?? 'default'} guest) | ${s.label} | ${s.run} | ${f(s.pauseMs, 0)} | ${whatWentWrong(s)} | ${stream} |`,
     );
   }
   out.push(
@@ -225,77 +229,147 @@ function survival(samples: RunSample[]): string[] {
   return out;
 }
 
-/** The issue's targets, on the internet scenario's first runs. */
+type Verdict = boolean | undefined;
+
+/** Issue 12's targets ("Done means"), each from this run's samples. */
 function targets(samples: RunSample[], capS: number): string[] {
-  const get = (method: MethodId, run: 'first' | 'second' = 'first') =>
-    samples.find((s) => s.scenario === 'internet' && s.method === method && s.run === run);
-  const dwcp = get('dwcp');
-  const second = get('dwcp', 'second');
-  const done = (s: RunSample | undefined) => s?.status === 'completed';
-  const out = [
-    '## Targets (internet, first runs unless named)',
-    '',
-    '| target | measured | |',
-    '|---|---|---|',
-  ];
-  if (!dwcp) return [...out, '| – | no DWCP run on internet in this report | n/a |', ''];
-  for (const [id, name] of [
+  const get = (scenario: string, method: MethodId, guest = 'default', run: 'first' | 'second' = 'first') =>
+    samples.find((s) => s.scenario === scenario && s.guest === guest && s.method === method && s.run === run);
+  const done = (s: RunSample | undefined): boolean => s?.status === 'completed';
+  const rows: string[] = [];
+  const add = (target: string, measured: string, ok: Verdict) =>
+    rows.push(`| ${target} | ${measured} | ${verdict(ok)} |`);
+  const s1 = (x: number | undefined) => `${f(x, 1)} s`;
+  const ms = (x: number | undefined) => `${f(x, 0)} ms`;
+  /** DWCP's total against a baseline's, as a ratio; a baseline that did not finish counts as capS. */
+  const ratio = (d: RunSample, q: RunSample | undefined, name: string, limit: number, what: string) => {
+    if (!q) return;
+    if (!done(d)) return add(what, `DWCP did not complete (${d.status})`, false);
+    if (!done(q))
+      return add(
+        what,
+        `${name} did not finish in ${capS} s; DWCP ${s1(d.totalS)}, so the ratio is < ${f((d.totalS ?? 0) / capS, 2)}`,
+        (d.totalS ?? Number.POSITIVE_INFINITY) <= capS * limit,
+      );
+    const r = (d.totalS ?? Number.NaN) / (q.totalS ?? Number.NaN);
+    add(what, `DWCP ${s1(d.totalS)} / ${name} ${s1(q.totalS)} = ${f(r, 2)}`, r <= limit);
+  };
+  const qemuMethods: [MethodId, string][] = [
     ['qemu-bbr', 'QEMU TCP bbr (uncapped)'],
     ['qemu-bbr-default', 'QEMU TCP bbr (default max-bandwidth)'],
     ['qemu-cubic', 'QEMU TCP cubic (uncapped)'],
-  ] as const) {
-    const q = get(id);
-    if (!q) continue;
-    let measured: string;
-    let ok: boolean | undefined;
-    if (!done(dwcp)) {
-      measured = `DWCP did not complete (${dwcp.status})`;
-      ok = false;
-    } else if (!done(q)) {
-      measured = `${name} did not finish in ${capS} s; DWCP ${f(dwcp.totalS, 1)} s, so the ratio is < ${f((dwcp.totalS ?? 0) / capS, 2)}`;
-      ok = (dwcp.totalS ?? Number.POSITIVE_INFINITY) <= capS / 3;
-    } else {
-      const r = (dwcp.totalS ?? Number.NaN) / (q.totalS ?? Number.NaN);
-      measured = `DWCP ${f(dwcp.totalS, 1)} s / ${name} ${f(q.totalS, 1)} s = ${f(r, 2)}`;
-      ok = r <= 1 / 3;
+    ['qemu-multifd-zstd', 'QEMU multifd 8× zstd'],
+  ];
+  const bestQemuPause = (scenario: string, guest = 'default') => {
+    const paused = qemuMethods
+      .map(([id, name]) => ({ s: get(scenario, id, guest), name }))
+      .filter((x): x is { s: RunSample; name: string } => done(x.s) && x.s?.pauseMs !== undefined);
+    return paused.sort((a, b) => (a.s.pauseMs ?? 0) - (b.s.pauseMs ?? 0))[0];
+  };
+
+  const internet = get('internet', 'dwcp');
+  if (internet) {
+    ratio(
+      internet,
+      get('internet', 'qemu-bbr'),
+      'QEMU TCP bbr (uncapped)',
+      1 / 3,
+      'internet: DWCP total ≤ 1/3 of QEMU TCP bbr',
+    );
+    ratio(
+      internet,
+      get('internet', 'qemu-multifd-zstd'),
+      'QEMU multifd 8× zstd',
+      0.7,
+      'internet: DWCP total ≤ 0.7 × QEMU multifd 8× zstd',
+    );
+    const pause = done(internet) ? internet.pauseMs : undefined;
+    add(
+      'internet: real pause ≤ 500 ms',
+      done(internet) ? `DWCP ${ms(pause)}` : `DWCP ${internet.status}`,
+      pause === undefined ? false : pause <= 500,
+    );
+    const best = bestQemuPause('internet');
+    if (best)
+      add(
+        "internet: real pause ≤ the best QEMU method's",
+        `DWCP ${ms(pause)}; best QEMU: ${best.name} ${ms(best.s.pauseMs)}`,
+        pause === undefined ? false : pause <= (best.s.pauseMs ?? 0),
+      );
+    const u = internet.utilisation;
+    add(
+      'internet: link use during the transfer ≥ 85 %',
+      `DWCP ${f((u ?? Number.NaN) * 100, 0)} % (${f((internet.wireBytes ?? 0) / 1e6, 1)} MB in ${s1(internet.transferS)} on 100 Mbit/s)`,
+      done(internet) && u !== undefined ? u >= 0.85 : false,
+    );
+    const mf = get('internet', 'qemu-multifd-zstd');
+    if (mf) {
+      const r = (internet.wireBytes ?? Number.NaN) / (mf.wireBytes ?? Number.NaN);
+      add(
+        'internet: first migration ≥ 30 % fewer wire bytes than QEMU multifd 8× zstd',
+        `DWCP ${f((internet.wireBytes ?? 0) / 1e6, 1)} MB / multifd ${f((mf.wireBytes ?? 0) / 1e6, 1)} MB = ${f(r, 2)}${done(mf) ? '' : ` (multifd ${mf.status})`}`,
+        done(internet) && done(mf) ? r <= 0.7 : undefined,
+      );
     }
-    out.push(`| DWCP total time ≤ 1/3 of ${name} | ${measured} | ${verdict(ok)} |`);
+    const second = get('internet', 'dwcp', 'default', 'second');
+    if (second) {
+      const r = (second.wireBytes ?? Number.NaN) / (internet.wireBytes ?? Number.NaN);
+      const st = second.dwcp?.stats;
+      const floor = UNIQUE_PER_BOOT_BYTES / (internet.wireBytes ?? Number.NaN);
+      add(
+        "internet (earlier target): a second VM of the same image ≤ 20 % of the first's wire bytes",
+        `${f((second.wireBytes ?? 0) / 1e6, 1)} MB / ${f((internet.wireBytes ?? 0) / 1e6, 1)} MB = ${f(r * 100, 0)} %${
+          st
+            ? `; dedup ratio ${f(st.dedupRatio, 2)}. Each boot writes ${f(UNIQUE_PER_BOOT_BYTES / 1e6, 1)} MB of fresh random data (init.sh) no store holds: ${f(floor * 100, 0)} % of the first run's wire bytes`
+            : ''
+        }`,
+        done(internet) && done(second) ? r <= 0.2 : undefined,
+      );
+    }
   }
-  const u = dwcp.utilisation;
-  out.push(
-    `| link utilisation ≥ 85 % | DWCP ${f((u ?? Number.NaN) * 100, 0)} % (${f((dwcp.wireBytes ?? 0) / 1e6, 1)} MB in ${f(dwcp.transferS, 1)} s on 100 Mbit/s) | ${verdict(done(dwcp) && u !== undefined ? u >= 0.85 : undefined)} |`,
-  );
-  const mf = get('qemu-multifd-zstd');
-  if (mf) {
-    out.push(
-      `| DWCP wire bytes below multifd+zstd | DWCP ${f((dwcp.wireBytes ?? 0) / 1e6, 1)} MB, multifd+zstd ${f((mf.wireBytes ?? 0) / 1e6, 1)} MB${done(mf) ? '' : ` (multifd ${mf.status})`} | ${verdict(done(dwcp) && done(mf) ? (dwcp.wireBytes ?? 0) < (mf.wireBytes ?? 0) : undefined)} |`,
+  const dc = get('datacenter', 'dwcp');
+  if (dc) {
+    for (const [id, name] of [
+      ['qemu-bbr', 'QEMU TCP bbr (uncapped)'],
+      ['qemu-bbr-default', 'QEMU TCP bbr (default max-bandwidth)'],
+      ['qemu-multifd-zstd', 'QEMU multifd 8× zstd'],
+    ] as const) {
+      ratio(dc, get('datacenter', id), name, 1, `datacenter: DWCP total ≤ ${name}'s`);
+    }
+    const pause = done(dc) ? dc.pauseMs : undefined;
+    add(
+      'datacenter: real pause ≤ 150 ms',
+      done(dc) ? `DWCP ${ms(pause)}` : `DWCP ${dc.status}`,
+      pause === undefined ? false : pause <= 150,
     );
   }
-  if (second) {
-    const r = (second.wireBytes ?? Number.NaN) / (dwcp.wireBytes ?? Number.NaN);
-    const floor = UNIQUE_PER_BOOT_BYTES / (dwcp.wireBytes ?? Number.NaN);
-    const st = second.dwcp?.stats;
-    const dedup = st
-      ? `; the node's record gives a dedup ratio of ${f(st.dedupRatio, 2)} for the second VM. Each boot writes ${f(UNIQUE_PER_BOOT_BYTES / 1e6, 1)} MB of fresh random data (init.sh), which no store holds and zstd cannot shrink: ${f(floor * 100, 0)} % of the first run's wire bytes before anything else`
-      : '';
-    out.push(
-      `| second migration ≤ 20 % of the first's wire bytes | ${f((second.wireBytes ?? 0) / 1e6, 1)} MB / ${f((dwcp.wireBytes ?? 0) / 1e6, 1)} MB = ${f(r * 100, 0)} %${dedup} | ${verdict(done(dwcp) && done(second) ? r <= 0.2 : undefined)} |`,
+  const heavy = get('internet', 'dwcp', 'dirty-heavy');
+  if (heavy) {
+    const pause = done(heavy) ? heavy.pauseMs : undefined;
+    add(
+      'internet, dirty-heavy guest: DWCP completes with a real pause ≤ 1 s',
+      done(heavy)
+        ? `DWCP ${s1(heavy.totalS)}, pause ${ms(pause)}`
+        : `DWCP ${heavy.status}: ${heavy.notes.join('; ')}`,
+      pause === undefined ? false : pause <= 1000,
+    );
+    ratio(
+      heavy,
+      get('internet', 'qemu-bbr', 'dirty-heavy'),
+      'QEMU TCP bbr (uncapped)',
+      1,
+      'internet, dirty-heavy guest: DWCP in less time than QEMU plain',
     );
   }
-  for (const s of [dwcp, second]) {
-    if (!s || !done(s)) continue;
-    const pause = s.pauseMs ?? Number.NaN;
-    const after = s.wireBytesAfterStop;
-    const why =
-      pause > 1000
-        ? `; over 1 s: QEMU's own stop-and-copy took ${f(s.qemuDowntimeMs, 0)} ms on the source, and after the source stopped ${f((after ?? Number.NaN) / 1e6, 1)} MB still crossed the link (${f(((after ?? Number.NaN) * 8) / 100e6, 1)} s at 100 Mbit/s): stream already taken from QEMU but still in socket and MigrationSource buffers, which QEMU's downtime does not count`
-        : '';
-    out.push(
-      `| downtime (${s.run} run) | QEMU ${f(s.qemuDowntimeMs, 0)} ms, real pause ${f(pause, 0)} ms${why} | ${verdict(pause <= 1000)} (≤ 1 s) |`,
-    );
-  }
-  out.push('');
-  return out;
+  if (rows.length === 0) return [];
+  return [
+    '## Targets (issue 12, first runs unless named)',
+    '',
+    '| target | measured | |',
+    '|---|---|---|',
+    ...rows,
+    '',
+  ];
 }
 
 /** One line when every scenario ran the same addon build, else one per scenario. */
@@ -323,7 +397,7 @@ export function markdown(r: ReportInput): string {
     machineMarkdown(machineInfo()),
     `- load average (1 min) at the start ${f(r.startLoad[0], 2)}; at the start of each run between ${f(Math.min(...loads), 2)} and ${f(Math.max(...loads), 2)} (each run's in the JSON). The machine has 2 cores, and the load averages say how much else ran on them; source QEMU, destination QEMU, both node processes, the emulator and the data path all run on them too`,
     ...addonLines(r),
-    `- QEMU: ${r.qemuVersion}, ${accel || 'n/a'} (QemuDriver's accelerator choice), guest ${r.memoryMiB} MiB: ${GUEST_ABOUT}`,
+    `- QEMU: ${r.qemuVersion}, ${accel || 'n/a'} (QemuDriver's accelerator choice); each table names its guest`,
     `- path: namespaces ${NS_A} (node 1 and its source QEMU; the QEMU-alone source) and ${NS_B} (node 2 and its destination QEMU; the QEMU-alone destination) joined by bench/wan's user-space TUN emulator. Node 1 and node 2 form one two-voter Raft cluster (@novacron/local-cluster), Raft and mutual TLS over the emulated path`,
     ...(r.hostChanges ? [`- host: ${r.hostChanges}`] : []),
     `- each run is capped at ${r.capS} s: one that has not completed by then is cancelled (migrate_cancel) and reported as not finished`,
@@ -336,24 +410,30 @@ export function markdown(r: ReportInput): string {
     "- **wire MB**: dwcp-a's wan0 tx_bytes from before the migration to the destination's resume (10^6 bytes): every IP packet the source side put on the path, with TCP/TLS headers and retransmissions; the same counter for every method. The JSON also has what dwcp-b received and the acks. The notes give the part of it that crossed after the source's STOP (from the last reading before STOP to the resume, so also ±0.1 s): stream QEMU had already handed over but that was still in buffers when the guest paused. For DWCP the bench does not see the QMP events, so it takes as STOP the `updatedAt` of the record's switching-over phase (committed once the source QEMU completed, which is its STOP plus its own few-ms stop-and-copy plus a Raft commit) and as the end the record's done; so DWCP's after-STOP bytes are a slight underestimate.",
     '- **utilisation %**: wire bytes × 8 ÷ link rate ÷ transfer s.',
     "- **intact**: on the destination the heartbeat continues past the source's last one, and two DWCP-INTEGRITY readings in a row pass with the checksum the guest printed when ready (a reading straddling the switchover was once misreported, so one is not trusted; up to three are read).",
-    "- **runs**: first = a freshly booted VM migrated to node 2, whose chunk store is empty; second = another VM booted from the same image on node 1 and migrated to the same node 2, whose store holds the first VM's chunks (cross-VM dedup). The QEMU methods run once.",
-    `- **QEMU methods**: migrateWithQemuAlone (libs/hypervisor, the helper the demo uses too): \`migrate tcp:10.77.0.2:PORT\` into a destination started with \`-incoming defer\` + \`migrate-incoming tcp:10.77.0.2:PORT\`, followed with followMigration; congestion control set with sysctl in dwcp-a (this kernel's default: ${r.kernelCc}); QEMU's default downtime-limit (${String(defaults['downtime-limit'] ?? '?')} ms). QEMU 7.2's default max-bandwidth, read from query-migrate-parameters, is ${f(defaultBw / 2 ** 20, 0)} MiB/s (${f((defaultBw * 8) / 1e6, 0)} Mbit/s), not 32 MiB/s; "uncapped" sets 2^40 B/s. The default-capped run is bbr only: cubic is the same cap on a slower sender.`,
-    "- **multifd**: capability multifd, multifd-channels 8, multifd-compression zstd on both ends (Debian's QEMU 7.2 has zstd for multifd). The destination gets them from `-global migration.x-multifd=on -global migration.multifd-channels=8 -global migration.multifd-compression=zstd`, because QemuDriver sends `migrate-incoming` as soon as QEMU is up and multifd set after that makes QEMU reset the source's channels.",
-    "- **DWCP**: the product: `POST /v1/migrations {vmId, targetNodeId}` on node 1's REST API, then `GET /v1/migrations/:id` every 100 ms until done. Node 1's MigrationRun: QEMU → unix socket → MigrationSource (HDE: FastCDC chunks, BLAKE3, zstd) → AMST over TCP+TLS connections (kernel default congestion control) → node 2's sink → its QEMU. The parameters are the node's own choice (chooseParameters from what the node knows, the Raft RTT; the bench tells it nothing about the link), as in any real migration.",
+    "- **runs**: first = a freshly booted VM migrated to node 2, whose chunk store is empty; second (default guest only) = another VM booted from the same image on node 1 and migrated to the same node 2, whose store holds the first VM's chunks (cross-VM dedup). The QEMU methods run once. The dirty-heavy guest runs on the scenarios in DWCP_MIGRATE_HEAVY_SCENARIOS (default `internet`).",
+    `- **QEMU methods**: migrateWithQemuAlone (libs/hypervisor, the helper the demo uses too): \`migrate tcp:10.77.0.2:PORT\` into a destination started with \`-incoming defer\` + \`migrate-incoming tcp:10.77.0.2:PORT\`, followed with followMigration; congestion control set with sysctl in dwcp-a (this kernel's default: ${r.kernelCc}); QEMU's default downtime-limit (${String(defaults['downtime-limit'] ?? '?')} ms). QEMU's default max-bandwidth, read from query-migrate-parameters, is ${f(defaultBw / 2 ** 20, 0)} MiB/s (${f((defaultBw * 8) / 1e6, 0)} Mbit/s), not 32 MiB/s; "uncapped" sets 2^40 B/s. The default-capped run is bbr only: cubic is the same cap on a slower sender.`,
+    "- **multifd**: capability multifd, multifd-channels 8, multifd-compression zstd on both ends (this QEMU has zstd for multifd). The destination gets them from `-global migration.x-multifd=on -global migration.multifd-channels=8 -global migration.multifd-compression=zstd`, because QemuDriver sends `migrate-incoming` as soon as QEMU is up and multifd set after that makes QEMU reset the source's channels.",
+    "- **DWCP**: the product: `POST /v1/migrations {vmId, targetNodeId}` on node 1's REST API, then `GET /v1/migrations/:id` every 100 ms until done. Node 1's MigrationRun: QEMU → unix socket → MigrationSource (HDE: FastCDC chunks, BLAKE3, zstd) → AMST over TCP+TLS connections (kernel default congestion control) → node 2's sink → its QEMU. The parameters are the node's own choice, as in any real migration: chooseParameters from what PBA knows of the path (before any transfer, Raft's RTT), then the source's probe over its own connections before QEMU starts and PBA's samples during the transfer (docs/pba.md); the bench tells it nothing about the link. Each run's record timeline (phase, PBA's measured and predicted goodput, buffer, downtime-limit) is in the JSON (`dwcp.timeline`).",
     '',
   ];
   for (const scenario of r.scenarios) {
-    const rows = r.samples.filter((s) => s.scenario === scenario);
-    if (rows.length === 0) continue;
-    const p = r.paths.get(scenario);
-    out.push(
-      `## ${scenario}: ${p?.about ?? ''}`,
-      '',
-      '| method | run | total s | transfer s | downtime ms (QEMU / real pause) | wire MB | utilisation % | intact | note |',
-      '|---|---|---:|---:|---:|---:|---:|---|---|',
-      ...rows.map(row),
-      '',
-    );
+    for (const guest of [...new Set(r.samples.map((s) => s.guest ?? 'default'))]) {
+      const rows = r.samples.filter((s) => s.scenario === scenario && (s.guest ?? 'default') === guest);
+      if (rows.length === 0) continue;
+      const p = r.paths.get(scenario);
+      const profile =
+        guest === DIRTY_HEAVY_GUEST.id ? DIRTY_HEAVY_GUEST : { ...DEFAULT_GUEST, memoryMiB: r.memoryMiB };
+      out.push(
+        `## ${scenario}, ${guest} guest: ${p?.about ?? ''}`,
+        '',
+        `Guest: ${guestAbout(profile)}.`,
+        '',
+        '| method | run | total s | transfer s | downtime ms (QEMU / real pause) | wire MB | utilisation % | intact | note |',
+        '|---|---|---:|---:|---:|---:|---:|---|---|',
+        ...rows.map(row),
+        '',
+      );
+    }
   }
   out.push(...survival(r.samples), ...targets(r.samples, r.capS));
   return out.join('\n');

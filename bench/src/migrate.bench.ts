@@ -36,10 +36,13 @@ import { migrateWithQemuAlone, waitForLine } from '@novacron/hypervisor';
 import { freePort, LocalCluster, type NodeProcess, until } from '@novacron/local-cluster';
 import { CounterSampler } from './migrate-counters';
 import {
-  CMDLINE,
   checkIntact,
+  cmdlineFor,
+  DEFAULT_GUEST,
+  DIRTY_HEAVY_GUEST,
   ensureGuestBuilt,
   GUEST_OUT,
+  type GuestProfile,
   guestSpec,
   HEARTBEAT,
   INTEGRITY,
@@ -72,6 +75,8 @@ const SCENARIOS = (env.DWCP_MIGRATE_SCENARIOS ?? 'datacenter,regional,internet,b
 const ONLY = env.DWCP_MIGRATE_METHODS?.split(',').filter((m) => m !== '');
 const CAP_S = Number(env.DWCP_MIGRATE_CAP_S ?? 300);
 const MEMORY_MIB = Number(env.DWCP_MIGRATE_MEMORY_MIB ?? 128);
+const GUESTS = (env.DWCP_MIGRATE_GUESTS ?? 'default,dirty-heavy').split(',');
+const HEAVY_SCENARIOS = (env.DWCP_MIGRATE_HEAVY_SCENARIOS ?? 'internet').split(',');
 const REPORT = env.DWCP_MIGRATE_REPORT ?? 'migration';
 /** A directory for both nodes' last log lines after each DWCP run, to see what the node did. */
 const NODE_LOGS = env.DWCP_MIGRATE_NODE_LOGS;
@@ -126,14 +131,31 @@ interface Inner {
   rateMbit: number;
   methods: MigrationMethod[];
   kernelCc: string;
+  guests: GuestProfile[];
 }
 
-/** The node's image directory for the test guest, with the bench's kernel command line. */
-function installImage(imagesDir: string): void {
-  const dir = join(imagesDir, IMAGE);
-  mkdirSync(dir, { recursive: true });
-  for (const f of ['vmlinux', 'initramfs.cpio.gz']) symlinkSync(join(GUEST_OUT, f), join(dir, f));
-  writeFileSync(join(dir, 'cmdline'), `${CMDLINE}\n`);
+const imageOf = (g: GuestProfile): string => `${IMAGE}-${g.id}`;
+
+/** The node's image directory for the test guest, with each profile's kernel command line. */
+function installImages(imagesDir: string, guests: GuestProfile[]): void {
+  for (const g of guests) {
+    const dir = join(imagesDir, imageOf(g));
+    mkdirSync(dir, { recursive: true });
+    for (const f of ['vmlinux', 'initramfs.cpio.gz']) symlinkSync(join(GUEST_OUT, f), join(dir, f));
+    writeFileSync(join(dir, 'cmdline'), `${cmdlineFor(g)}\n`);
+  }
+}
+
+/**
+ * The guest profiles a scenario runs: the default one everywhere, the dirty-heavy one on the
+ * scenarios in DWCP_MIGRATE_HEAVY_SCENARIOS (default internet: each run there takes up to minutes).
+ */
+function guestsFor(scenario: string): GuestProfile[] {
+  const profiles = [
+    { ...DEFAULT_GUEST, memoryMiB: MEMORY_MIB },
+    ...(HEAVY_SCENARIOS.includes(scenario) ? [DIRTY_HEAVY_GUEST] : []),
+  ];
+  return profiles.filter((g) => GUESTS.includes(g.id));
 }
 
 async function startCluster(
@@ -234,15 +256,16 @@ async function dwcpRun(
   method: MigrationMethod,
   run: 'first' | 'second',
   sample: RunSample,
+  guest: GuestProfile,
 ): Promise<void> {
   const token = cluster.adminToken;
   const { a, b } = nodes;
-  const name = `${ctx.scenario}-${method.id}-${run}`;
+  const name = `${ctx.scenario}-${guest.id}-${method.id}-${run}`;
   const created = await a.api<VmRecord>('POST', '/v1/vms', token, {
     name,
-    image: IMAGE,
+    image: imageOf(guest),
     vcpus: 1,
-    memoryMiB: MEMORY_MIB,
+    memoryMiB: guest.memoryMiB,
     nodeId: nodes.aId,
   });
   if (created.status !== 201 && created.status !== 200)
@@ -341,13 +364,14 @@ async function qemuRun(
   method: MigrationMethod,
   run: 'first' | 'second',
   sample: RunSample,
+  guest: GuestProfile,
 ): Promise<void> {
-  const name = `${ctx.scenario}-${method.id}-${run}`;
+  const name = `${ctx.scenario}-${guest.id}-${method.id}-${run}`;
   let md5 = '';
   let sampler: CounterSampler | undefined;
   let intact: IntactReport | undefined;
   const r = await migrateWithQemuAlone({
-    spec: guestSpec(name, MEMORY_MIB),
+    spec: guestSpec(name, guest.memoryMiB, cmdlineFor(guest)),
     host: ADDR_B,
     port: await freePort(),
     destinationNamespace: NS_B,
@@ -401,7 +425,7 @@ async function qemuRun(
 async function inner(ctx: Inner, out: string): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'dwcp-migrate-bench-'));
   const images = join(work, 'images');
-  installImage(images);
+  installImages(images, ctx.guests);
   const cluster = new LocalCluster(
     [
       '--hypervisor-driver',
@@ -418,34 +442,39 @@ async function inner(ctx: Inner, out: string): Promise<void> {
   try {
     const nodes = await startCluster(cluster);
     log(`${ctx.scenario}: cluster up, node 1 in ${NS_A}, node 2 in ${NS_B}`);
-    for (const method of ctx.methods) {
-      for (const run of method.transport === 'dwcp' ? (['first', 'second'] as const) : (['first'] as const)) {
-        const cc = method.congestion === 'kernel-default' ? ctx.kernelCc : method.congestion;
-        const sample: RunSample = {
-          scenario: ctx.scenario,
-          method: method.id,
-          label: method.label,
-          run,
-          congestion: cc,
-          loadavg: loadavg(),
-          status: 'error',
-          intact: false,
-          notes: [],
-        };
-        try {
-          setCongestion(cc);
-          if (method.transport === 'dwcp')
-            await dwcpRun(ctx, cluster, nodes, anchorB.pid ?? 0, method, run, sample);
-          else await qemuRun(ctx, anchorB.pid ?? 0, method, run, sample);
-        } catch (error) {
-          sample.status = 'error';
-          sample.notes.push(`FAILED: ${(error as Error).message.split('\n')[0]}`);
-        } finally {
-          setCongestion(ctx.kernelCc);
+    for (const guest of ctx.guests) {
+      for (const method of ctx.methods) {
+        // The second run shows cross-VM dedup: the default guest's, not the dirty-heavy one's point.
+        const second = method.transport === 'dwcp' && guest.id === DEFAULT_GUEST.id;
+        for (const run of second ? (['first', 'second'] as const) : (['first'] as const)) {
+          const cc = method.congestion === 'kernel-default' ? ctx.kernelCc : method.congestion;
+          const sample: RunSample = {
+            scenario: ctx.scenario,
+            guest: guest.id,
+            method: method.id,
+            label: method.label,
+            run,
+            congestion: cc,
+            loadavg: loadavg(),
+            status: 'error',
+            intact: false,
+            notes: [],
+          };
+          try {
+            setCongestion(cc);
+            if (method.transport === 'dwcp')
+              await dwcpRun(ctx, cluster, nodes, anchorB.pid ?? 0, method, run, sample, guest);
+            else await qemuRun(ctx, anchorB.pid ?? 0, method, run, sample, guest);
+          } catch (error) {
+            sample.status = 'error';
+            sample.notes.push(`FAILED: ${(error as Error).message.split('\n')[0]}`);
+          } finally {
+            setCongestion(ctx.kernelCc);
+          }
+          log(describe(sample));
+          samples.push(sample);
+          writeFileSync(out, JSON.stringify(samples));
         }
-        log(describe(sample));
-        samples.push(sample);
-        writeFileSync(out, JSON.stringify(samples));
       }
     }
   } finally {
@@ -458,7 +487,7 @@ async function inner(ctx: Inner, out: string): Promise<void> {
 function describe(s: RunSample): string {
   const f = (x: number | undefined, d: number) => (x === undefined ? '-' : x.toFixed(d));
   return (
-    `${s.scenario} ${s.method} ${s.run}: ${s.status}, total ${f(s.totalS, 1)} s, transfer ${f(s.transferS, 1)} s, ` +
+    `${s.scenario} ${s.guest} ${s.method} ${s.run}: ${s.status}, total ${f(s.totalS, 1)} s, transfer ${f(s.transferS, 1)} s, ` +
     `real pause ${f(s.pauseMs, 0)} ms, wire ${f((s.wireBytes ?? 0) / 1e6, 1)} MB ` +
     `(${f((s.wireBytesAfterStop ?? 0) / 1e6, 1)} after STOP), util ${f((s.utilisation ?? 0) * 100, 0)} %, intact ${s.intact} ${s.notes.join('; ')}`
   );
@@ -567,10 +596,10 @@ if (values.inner !== undefined && values.out !== undefined) {
   if (!path) throw new Error(`unknown scenario ${scenario}`);
   const kernelCc = sh('sysctl', ['-n', 'net.ipv4.tcp_congestion_control']).trim();
   const methods = METHODS.filter((m) => !ONLY || ONLY.includes(m.id));
-  inner({ scenario, rateMbit: path.rate_mbit, methods, kernelCc }, values.out).then(
-    () => process.exit(0),
-    fail,
-  );
+  inner(
+    { scenario, rateMbit: path.rate_mbit, methods, kernelCc, guests: guestsFor(scenario) },
+    values.out,
+  ).then(() => process.exit(0), fail);
 } else {
   main().catch(fail);
 }
