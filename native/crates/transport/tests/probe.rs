@@ -3,6 +3,7 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -239,4 +240,44 @@ async fn a_silent_link_during_the_probe_fails_it_by_the_limit() {
     assert_eq!(err.code(), "ERR_AMST_PROBE_FAILED", "{err}");
     assert!(err.to_string().contains("acknowledged"), "{err}");
     assert!(took < max + Duration::from_secs(3), "{took:?}");
+}
+
+/// A receiver of the previous build: TLS that offers only `dwcp-amst/2`, then silence.
+async fn v2_receiver(identity: &NodeIdentity) -> SocketAddr {
+    let mut config = (*identity.server_config().unwrap()).clone();
+    config.alpn_protocols = vec![b"dwcp-amst/2".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = front.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((sock, _)) = front.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(sock).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 64 * 1024];
+                // Reads (hello, and anything after) and answers nothing.
+                while matches!(tls.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_older_than_v3_is_never_sent_a_probe_and_the_probe_says_why() {
+    let (a, b) = identities();
+    let addr = v2_receiver(&b).await;
+    let s = start(LinkKind::Tcp, addr, &a, 2);
+    let t0 = Instant::now();
+    let err = probe(&s, Duration::from_secs(10)).await.unwrap_err();
+    assert_eq!(err.code(), "ERR_AMST_PROBE_FAILED", "{err}");
+    assert!(err.to_string().contains("version 3"), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    s.cancel.send_replace(true);
+    let ended = tokio::time::timeout(Duration::from_secs(5), s.send)
+        .await
+        .unwrap();
+    assert!(matches!(ended.unwrap(), Err(TransportError::Cancelled)));
 }
