@@ -180,24 +180,35 @@ export class PathSteering {
     return sample;
   }
 
-  /** PBA's first sample of the path: the probe's best round, on connections past slow start. */
+  /**
+   * PBA's first sample of the path: the probe's best round. A probe that reached its plateau
+   * measured the path's rate; one cut short (its time limit, QEMU's stream) was still in slow
+   * start, and says only that the path carries at least that much (an application-limited sample,
+   * which PBA never takes as the first word on a path), besides the RTT.
+   */
   probed(result: ProbeResult, atMs: number): void {
+    const plateau = result.endedBy === 'plateau';
     const sample: PathSample = {
       atMs,
       goodputBytesPerSec: result.goodputBytesPerSec,
       connections: result.connections,
+      ...(plateau ? {} : { appLimited: true }),
       ...(typeof result.rttMs === 'number' ? { rttMs: result.rttMs } : {}),
       ...(typeof result.minRttMs === 'number' ? { minRttMs: result.minRttMs } : {}),
     };
     this.lastSample = sample;
-    this.recentGoodput.push(result.goodputBytesPerSec);
-    this.probedRate = true;
+    if (plateau) {
+      this.recentGoodput.push(result.goodputBytesPerSec);
+      this.probedRate = true;
+    }
     this.path?.observe(sample);
     const mbit = ((result.goodputBytesPerSec * 8) / 1e6).toFixed(1);
     const rtt = typeof result.minRttMs === 'number' ? `, min RTT ${result.minRttMs.toFixed(1)} ms` : '';
-    const ended = { plateau: 'goodput stopped growing', maxMs: 'its time limit', stream: "QEMU's stream" }[
-      result.endedBy
-    ];
+    const ended = {
+      plateau: 'goodput stopped growing',
+      maxMs: 'its time limit, still in slow start: a lower bound',
+      stream: "QEMU's stream, still in slow start: a lower bound",
+    }[result.endedBy];
     this.probe =
       `probe: ${mbit} Mbit/s over ${result.connections} connections in ${Math.round(result.durationMs)} ms` +
       `${rtt} (ended by ${ended})`;
