@@ -2,9 +2,9 @@
 //! compressed frame, so 4 KiB pages keep a compression context and cost few bytes of framing.
 //!
 //! ```text
-//! BATCH 0x04 | literal BLAKE3 [32] | ops_len u32 LE | ops | frame
+//! BATCH 0x04 | payload BLAKE3 [32] | ops_len u32 LE | ops | frame
 //! op    0x00 L | len varint               literal bytes, next in the frame's payload
-//!       0x01 N | id [32] | len varint     a unit the receiver lacks, next in the payload
+//!       0x01 N | len varint               a unit the receiver lacks, next in the payload
 //!       0x02 R | id [32] | len varint     a unit the receiver holds
 //!       0x03 I | skip zigzag varint | count varint
 //!                                         `count` units by index: the stream's HELD list
@@ -13,13 +13,14 @@
 //!       0x05 P | skip zigzag varint | count varint
 //!                                         as I, but each unit follows 8 literal bytes from
 //!                                         the payload (a page record's header)
-//!       0x04 D | id [32] | base varint | raw_len varint | len varint
+//!       0x04 D | base varint | raw_len varint | len varint
 //!                                         a new unit as zstd of `len` payload bytes with unit
 //!                                         `base` (an index) as its dictionary: a changed page
 //!                                         against its previous version
 //! ```
-//! The frame's payload is the literals and new units in op order. The literal hash covers the
-//! batch's literal bytes, so a batch is checked whole before any byte of it is emitted.
+//! The frame's payload is the literals and new units in op order. The payload hash covers all
+//! of it, so a batch is checked whole before any byte of it is emitted, and new units need no
+//! id on the wire: the receiver names them by hashing what it rebuilt (32 bytes a page saved).
 
 use crate::{ChunkId, HdeError, Result};
 
@@ -38,15 +39,15 @@ pub enum Op {
     /// Literal bytes from the payload.
     Literal(usize),
     /// A new unit from the payload.
-    New(ChunkId, usize),
+    New(usize),
     /// A unit from the receiver's cache.
     Ref(ChunkId, usize),
     /// `count` units by index, starting this far (signed) after the previous run's end.
     Run(i64, u32),
     /// As `Run`, each unit after 8 literal bytes.
     PagedRun(i64, u32),
-    /// A new unit (id, base index, raw length) coded against the base in `len` payload bytes.
-    Delta(ChunkId, u32, usize, usize),
+    /// A new unit (base index, raw length) coded against the base in `len` payload bytes.
+    Delta(u32, usize, usize),
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: usize) {
@@ -66,9 +67,8 @@ pub fn put_literal(ops: &mut Vec<u8>, len: usize) {
 }
 
 /// Appends a new-unit op.
-pub fn put_new(ops: &mut Vec<u8>, id: &ChunkId, len: usize) {
+pub fn put_new(ops: &mut Vec<u8>, len: usize) {
     ops.push(OP_NEW);
-    ops.extend_from_slice(&id.0);
     put_varint(ops, len);
 }
 
@@ -101,9 +101,8 @@ fn put_varint64(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// Appends a delta op.
-pub fn put_delta(ops: &mut Vec<u8>, id: &ChunkId, base: u32, raw_len: usize, len: usize) {
+pub fn put_delta(ops: &mut Vec<u8>, base: u32, raw_len: usize, len: usize) {
     ops.push(OP_DELTA);
-    ops.extend_from_slice(&id.0);
     put_varint(ops, base as usize);
     put_varint(ops, raw_len);
     put_varint(ops, len);
@@ -180,19 +179,15 @@ impl<'a> OpReader<'a> {
         self.buf = rest;
         let op = match tag {
             OP_LITERAL => Op::Literal(self.len()?),
-            OP_NEW => {
-                let id = self.id()?;
-                Op::New(id, self.len()?)
-            }
+            OP_NEW => Op::New(self.len()?),
             OP_REF => {
                 let id = self.id()?;
                 Op::Ref(id, self.len()?)
             }
             OP_DELTA => {
-                let id = self.id()?;
                 let base = self.varint()?;
                 let raw_len = self.len()?;
-                Op::Delta(id, base, raw_len, self.len()?)
+                Op::Delta(base, raw_len, self.len()?)
             }
             OP_RUN | OP_PAGED_RUN => {
                 let zigzag = self.varint64()?;
@@ -218,17 +213,17 @@ mod tests {
         let id = ChunkId::of(b"page");
         let mut ops = Vec::new();
         put_literal(&mut ops, 8);
-        put_new(&mut ops, &id, 4096);
+        put_new(&mut ops, 4096);
         put_ref(&mut ops, &id, 300_000);
         put_run(&mut ops, -5, u32::MAX);
-        put_delta(&mut ops, &id, 7, 4096, 33);
+        put_delta(&mut ops, 7, 4096, 33);
         put_paged_run(&mut ops, 3, 2);
         let mut r = OpReader::new(&ops);
         assert_eq!(r.next_op().ok().flatten(), Some(Op::Literal(8)));
-        assert_eq!(r.next_op().ok().flatten(), Some(Op::New(id, 4096)));
+        assert_eq!(r.next_op().ok().flatten(), Some(Op::New(4096)));
         assert_eq!(r.next_op().ok().flatten(), Some(Op::Ref(id, 300_000)));
         assert_eq!(r.next_op().ok().flatten(), Some(Op::Run(-5, u32::MAX)));
-        assert_eq!(r.next_op().ok().flatten(), Some(Op::Delta(id, 7, 4096, 33)));
+        assert_eq!(r.next_op().ok().flatten(), Some(Op::Delta(7, 4096, 33)));
         assert_eq!(r.next_op().ok().flatten(), Some(Op::PagedRun(3, 2)));
         assert!(matches!(r.next_op(), Ok(None)));
         for bad in [
@@ -236,7 +231,8 @@ mod tests {
             &[0, 0],
             &[0, 0x80, 0x80, 0x80, 0x80, 0x80, 1],
             &[0, 0x80, 0x80, 0x80, 0x80, 0x10],
-            &[1, 2, 3],
+            &[1],
+            &[2, 1, 2],
             &[0],
             &[3, 0, 0],
         ] {

@@ -231,12 +231,12 @@ impl Decoder {
                     self.index = std::mem::take(&mut self.held);
                 }
                 Record::Batch {
-                    literal_hash,
+                    payload_hash,
                     ops,
                     frame,
                 } => {
                     self.batches_seen = true;
-                    self.batch(&literal_hash, ops, frame)?;
+                    self.batch(&payload_hash, ops, frame)?;
                     out.extend_from_slice(&self.staged);
                 }
                 Record::Chunk { id, frame, .. } => {
@@ -285,18 +285,18 @@ impl Decoder {
         }
     }
 
-    /// Rebuilds one BATCH into `staged`, checking every new unit and the literals before the
-    /// caller emits any of it.
-    fn batch(&mut self, literal_hash: &ChunkId, ops: &[u8], frame: &[u8]) -> Result<()> {
+    /// Rebuilds one BATCH into `staged`, checking its payload against the payload hash before
+    /// the caller emits any of it; new units are named by hashing what was rebuilt.
+    fn batch(&mut self, payload_hash: &ChunkId, ops: &[u8], frame: &[u8]) -> Result<()> {
         frame::decode_into(frame, &mut self.payload)?;
+        payload_hash.verify(&self.payload)?;
         self.staged.clear();
-        let mut literals = blake3::Hasher::new();
         let mut at = 0usize;
         let mut reader = OpReader::new(ops);
         let (mut received, mut reused) = (0u64, 0u64);
         while let Some(op) = reader.next_op()? {
             match op {
-                Op::Literal(len) | Op::New(_, len) => {
+                Op::Literal(len) | Op::New(len) => {
                     let bytes =
                         self.payload
                             .get(at..at + len)
@@ -308,8 +308,8 @@ impl Decoder {
                                 ),
                             })?;
                     at += len;
-                    if let Op::New(id, _) = op {
-                        id.verify(bytes)?;
+                    if let Op::New(_) = op {
+                        let id = ChunkId::of(bytes);
                         self.unit_frame.clear();
                         frame::encode_into(
                             bytes,
@@ -320,8 +320,6 @@ impl Decoder {
                         self.stream_digest.update(&id.0);
                         self.index.push(id);
                         received += 1;
-                    } else {
-                        literals.update(bytes);
                     }
                     self.staged.extend_from_slice(bytes);
                 }
@@ -342,7 +340,7 @@ impl Decoder {
                     self.staged.extend_from_slice(&self.scratch);
                     reused += 1;
                 }
-                Op::Delta(id, base, raw_len, len) => {
+                Op::Delta(base, raw_len, len) => {
                     let delta =
                         self.payload
                             .get(at..at + len)
@@ -375,7 +373,7 @@ impl Decoder {
                         return Err(HdeError::MissingChunk(base_id));
                     }
                     crate::codec::zstd_undelta(delta, &self.scratch, raw_len, &mut self.undelta)?;
-                    id.verify(&self.undelta)?;
+                    let id = ChunkId::of(&self.undelta);
                     self.unit_frame.clear();
                     frame::encode_into(
                         &self.undelta,
@@ -411,7 +409,6 @@ impl Decoder {
                                     reason: "a paged run needs more payload".into(),
                                 }
                             })?;
-                            literals.update(header);
                             self.staged.extend_from_slice(header);
                             at += 8;
                         }
@@ -438,15 +435,8 @@ impl Decoder {
                 reason: format!("ops use {at} of the payload's {} bytes", self.payload.len()),
             });
         }
-        let actual = ChunkId(*literals.finalize().as_bytes());
-        if actual != *literal_hash {
-            return Err(HdeError::ChunkCorrupt {
-                id: *literal_hash,
-                actual,
-            });
-        }
         self.stream_digest.update(ops);
-        self.stream_digest.update(&literal_hash.0);
+        self.stream_digest.update(&payload_hash.0);
         self.stats.chunks_received += received;
         self.stats.chunks_reused += reused;
         self.stats.bytes_out += self.staged.len() as u64;

@@ -8,7 +8,7 @@
 //! ```
 //! Format 2 (`"HDE" 0x02`, the page-aware encoder) replaces CHUNK and REF with
 //! [`BATCH`](crate::batch) records; its END digest is BLAKE3 over each batch's ops followed by
-//! its literal hash. A format 2 stream may start with `HELD 0x05 | count u32 LE | BLAKE3 [32]`:
+//! its payload hash. A format 2 stream may start with `HELD 0x05 | count u32 LE | BLAKE3 [32]`:
 //! the count and digest of the ordered list of chunks the encoder was told the receiver holds,
 //! which the batches' index runs refer to.
 //! Parsing is incremental: [`parse_record`] returns `None` until a whole record is buffered.
@@ -53,8 +53,8 @@ pub enum Record<'a> {
     },
     /// A batch of literals and units (format 2).
     Batch {
-        /// BLAKE3 of the batch's literal bytes.
-        literal_hash: ChunkId,
+        /// BLAKE3 of the batch's decompressed payload.
+        payload_hash: ChunkId,
         /// The ops section.
         ops: &'a [u8],
         /// The whole frame, header included.
@@ -100,13 +100,13 @@ pub fn write_ref(out: &mut Vec<u8>, id: &ChunkId, raw_len: usize) -> Result<usiz
 /// Appends a BATCH record; `frame` is a whole frame over the batch's payload.
 pub fn write_batch(
     out: &mut Vec<u8>,
-    literal_hash: &ChunkId,
+    payload_hash: &ChunkId,
     ops: &[u8],
     frame: &[u8],
 ) -> Result<usize> {
     let ops_len = u32::try_from(ops.len()).map_err(|_| HdeError::param("ops", "over 4 GiB"))?;
     out.push(TAG_BATCH);
-    out.extend_from_slice(&literal_hash.0);
+    out.extend_from_slice(&payload_hash.0);
     out.extend_from_slice(&ops_len.to_le_bytes());
     out.extend_from_slice(ops);
     out.extend_from_slice(frame);
@@ -229,7 +229,7 @@ pub fn parse_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>> {
                 return Ok(None);
             }
             let record = Record::Batch {
-                literal_hash: id_at(buf, 1),
+                payload_hash: id_at(buf, 1),
                 ops: &buf[BATCH_FIXED..BATCH_FIXED + ops_len],
                 frame: &rest[..header.frame_len()],
             };
