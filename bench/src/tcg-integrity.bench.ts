@@ -22,6 +22,7 @@ import {
   type MigrationRunOptions,
 } from '@novacron/migration';
 import { testDataPaths } from './data-paths';
+import { LoopbackLink } from './loopback-link';
 import { type MachineInfo, machineInfo, machineMarkdown } from './machine';
 import {
   type ConsoleWatch,
@@ -33,7 +34,6 @@ import {
   watchConsole,
 } from './migrate-guest';
 import { StreamTap, type TapReading, tappedSink, tappedSource } from './stream-tap';
-import { ThrottledLink } from './throttled-link';
 import { REPO, sh } from './wan-path';
 
 const ROUNDS = Number(process.env.DWCP_TCG_ROUNDS ?? 6);
@@ -317,7 +317,7 @@ async function dwcpRound(
   const runLog: string[] = [];
   const logger = { log: (m: string) => runLog.push(m), warn: (m: string) => runLog.push(`WARN ${m}`) };
   const taps: { source?: StreamTap; sink?: StreamTap } = {};
-  const link = new ThrottledLink(LINK);
+  const link = new LoopbackLink(LINK);
   const port = await link.listen();
   const incoming = new IncomingMigration({
     id,

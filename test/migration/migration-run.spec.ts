@@ -25,7 +25,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensureGuestBuilt, guestSpec, heartbeatSeq, isAlive, qemuSkipReason, READY } from '../guest/guest';
 import { describeUnless } from '../tools';
 import { testDataPaths } from './data-paths';
-import { CuttableLink, throughLink } from './link';
+import { LoopbackLink } from './link';
 
 const MiB = 1024 * 1024;
 
@@ -78,7 +78,7 @@ describeQemu('MigrationRun with real QEMU', () => {
     options: MigrationRunOptions,
     onReport?: (phase: MigrationPhase, stats: MigrationRunStats) => void,
     signal?: AbortSignal,
-    link?: { link: CuttableLink; port: number },
+    link?: { link: LoopbackLink; port: number },
   ) {
     const reports: { phase: MigrationPhase; stats: MigrationRunStats; reason?: string }[] = [];
     const incoming = new IncomingMigration({
@@ -91,7 +91,7 @@ describeQemu('MigrationRun with real QEMU', () => {
     const run = new MigrationRun({
       id,
       source: { driver, vm, dataPath: sourcePath },
-      destination: link ? throughLink(incoming, link.link, link.port) : incoming,
+      destination: link ? link.link.carrying(incoming, link.port) : incoming,
       onPhase: async (phase, stats, reason) => {
         reports.push({ phase, stats, ...(reason === undefined ? {} : { reason }) });
         onReport?.(phase, stats);
@@ -188,7 +188,7 @@ describeQemu('MigrationRun with real QEMU', () => {
   }, 90_000);
 
   it('the link cut mid-transfer: failed with the reason, the source keeps running, the destination is gone; a retry succeeds', async () => {
-    const link = new CuttableLink();
+    const link = new LoopbackLink();
     const port = await link.listen();
     const before = prepared.length;
     let cutAt: MigrationRunStats | undefined;
@@ -223,7 +223,7 @@ describeQemu('MigrationRun with real QEMU', () => {
       `link cut after ${cutAt?.bytesIn} bytes from QEMU: failed after ${seconds.toFixed(2)} s (${outcome.reason}); source beats on`,
     );
 
-    const healed = new CuttableLink();
+    const healed = new LoopbackLink();
     const healedPort = await healed.listen();
     const retry = migration('mig-retry', {}, undefined, undefined, { link: healed, port: healedPort });
     const again = await retry.run.run();

@@ -6,18 +6,15 @@
  * The fronts here play the receiver (TLS as `node-b`) on the connections they break, and relay
  * every other connection to a real `listenJs` listener.
  */
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect, createServer as netCreateServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { TLSSocket, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ByteQueue } from './byte-queue';
 import { AmstError } from './error';
 import { type Ack, encodeAck, encodeFin, FIN_SEQ, frameLength, parseFrame } from './frame';
 import { encodeHello, HELLO_LEN, type Hello, parseHello } from './hello';
+import { TestPki } from './test-pki';
 import { clientTlsOptions, serverTlsOptions, type TlsIdentity } from './tls-identity';
 import { type JsClientConnection, type JsIncomingStream, listenJs, sendJs } from './tls-transport';
 
@@ -26,59 +23,18 @@ const HOST = '127.0.0.1';
 /** Generous: the machine has two cores and a bench may run beside the tests. */
 const TIMEOUT_MS = 120_000;
 
-let dir = '';
 const pki = { ca: '', nodeB: { cert: '', key: '' }, nodeA: { cert: '', key: '' } };
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-function makeKey(name: string): void {
-  openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`);
-}
-
-function makeLeaf(name: string): { cert: string; key: string } {
-  makeKey(name);
-  openssl('req', '-new', '-key', `${name}.key`, '-subj', `/CN=${name}`, '-out', `${name}.csr`);
-  writeFileSync(
-    join(dir, `${name}.ext`),
-    `subjectAltName=DNS:${name}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`,
-  );
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    'ca.pem',
-    '-CAkey',
-    'ca.key',
-    '-CAcreateserial',
-    '-days',
-    '2',
-    '-extfile',
-    `${name}.ext`,
-    '-out',
-    `${name}.pem`,
-  );
-  return {
-    cert: readFileSync(join(dir, `${name}.pem`), 'utf8'),
-    key: readFileSync(join(dir, `${name}.key`), 'utf8'),
-  };
-}
+let certs: TestPki | undefined;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'amst-redial-'));
-  makeKey('ca');
-  openssl('req', '-x509', '-new', '-key', 'ca.key', '-subj', '/CN=ca', '-days', '2', '-out', 'ca.pem');
-  pki.ca = readFileSync(join(dir, 'ca.pem'), 'utf8');
-  pki.nodeB = makeLeaf('node-b');
-  pki.nodeA = makeLeaf('node-a');
+  certs = new TestPki('amst-redial-');
+  pki.ca = certs.ca('ca');
+  pki.nodeB = certs.leaf('node-b', 'node-b', 'ca');
+  pki.nodeA = certs.leaf('node-a', 'node-a', 'ca');
 });
 
-afterAll(() => {
-  if (dir !== '') rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => certs?.remove());
 
 const receiverId = (): TlsIdentity => ({ ca: pki.ca, ...pki.nodeB });
 const senderId = (): TlsIdentity => ({ ca: pki.ca, ...pki.nodeA });
@@ -262,36 +218,43 @@ describe('AMST JS: re-dials and the end of a transfer', () => {
     TIMEOUT_MS,
   );
 
+  /** 8 MiB over `streams` connections whose first ones are reset right after their hellos. */
+  async function sendThroughResets(streams: number, maxDialFailures?: number) {
+    const listener = await listenJs({ host: HOST, port: 0, identity: receiverId() });
+    const front = await resetFirstAfterHello(listener.port, streams);
+    try {
+      const data = randomBytes(8 * MiB);
+      const opened: number[] = [];
+      const [sent, got] = await Promise.all([
+        sendJs(
+          {
+            host: HOST,
+            port: front.port,
+            serverName: 'node-b',
+            identity: senderId(),
+            streams,
+            ...(maxDialFailures === undefined ? {} : { maxDialFailures }),
+            onConnection: (c) => opened.push(c.index),
+          },
+          chunksOf(data),
+        ),
+        listener.accept().then(drain),
+      ]);
+      expect(got).toBe(sha256(data));
+      expect(sent.bytes).toBe(data.length);
+      return { reset: front.hellos.map((h) => h.index).sort(), opened };
+    } finally {
+      await front.close();
+      await listener.close();
+    }
+  }
+
   it(
     'the only connection reset right after its hello is re-dialed and nothing is lost',
     async () => {
-      const listener = await listenJs({ host: HOST, port: 0, identity: receiverId() });
-      const front = await resetFirstAfterHello(listener.port, 1);
-      try {
-        const data = randomBytes(8 * MiB);
-        const opened: number[] = [];
-        const [sent, got] = await Promise.all([
-          sendJs(
-            {
-              host: HOST,
-              port: front.port,
-              serverName: 'node-b',
-              identity: senderId(),
-              streams: 1,
-              onConnection: (c) => opened.push(c.index),
-            },
-            chunksOf(data),
-          ),
-          listener.accept().then(drain),
-        ]);
-        expect(front.hellos.map((h) => h.index)).toEqual([0]);
-        expect(got).toBe(sha256(data));
-        expect(sent.bytes).toBe(data.length);
-        expect(opened).toEqual([0, 1]);
-      } finally {
-        await front.close();
-        await listener.close();
-      }
+      const { reset, opened } = await sendThroughResets(1);
+      expect(reset).toEqual([0]);
+      expect(opened).toEqual([0, 1]);
     },
     TIMEOUT_MS,
   );
@@ -299,35 +262,10 @@ describe('AMST JS: re-dials and the end of a transfer', () => {
   it(
     'connections lost at the same moment cost one attempt, and re-dials follow',
     async () => {
-      const listener = await listenJs({ host: HOST, port: 0, identity: receiverId() });
-      const front = await resetFirstAfterHello(listener.port, 4);
-      try {
-        const data = randomBytes(8 * MiB);
-        const opened: number[] = [];
-        const [sent, got] = await Promise.all([
-          sendJs(
-            {
-              host: HOST,
-              port: front.port,
-              serverName: 'node-b',
-              identity: senderId(),
-              streams: 4,
-              maxDialFailures: 2,
-              onConnection: (c) => opened.push(c.index),
-            },
-            chunksOf(data),
-          ),
-          listener.accept().then(drain),
-        ]);
-        expect(front.hellos.map((h) => h.index).sort()).toEqual([0, 1, 2, 3]);
-        expect(got).toBe(sha256(data));
-        expect(sent.bytes).toBe(data.length);
-        // The first re-dial went alone (one at a time while dials fail), the rest once it worked.
-        expect(opened.slice(0, 5)).toEqual([0, 1, 2, 3, 4]);
-      } finally {
-        await front.close();
-        await listener.close();
-      }
+      const { reset, opened } = await sendThroughResets(4, 2);
+      expect(reset).toEqual([0, 1, 2, 3]);
+      // The first re-dial went alone (one at a time while dials fail), the rest once it worked.
+      expect(opened.slice(0, 5)).toEqual([0, 1, 2, 3, 4]);
     },
     TIMEOUT_MS,
   );

@@ -4,17 +4,14 @@
  * a second CA with a client of its own, an expired client, and a server certificate for the
  * wrong name.
  */
-import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AmstError } from './error';
 import { dataHeader } from './frame';
 import { encodeHello } from './hello';
+import { TestPki } from './test-pki';
 import {
   type JsClientConnection,
   type JsIncomingStream,
@@ -28,7 +25,6 @@ import {
 const MiB = 1024 * 1024;
 const HOST = '127.0.0.1';
 
-let dir = '';
 const pki = {
   ca: '',
   otherCa: '',
@@ -44,72 +40,20 @@ const pki = {
   wrongName: { cert: '', key: '' },
 };
 
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-function makeCa(name: string): string {
-  openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`);
-  openssl(
-    'req',
-    '-x509',
-    '-new',
-    '-key',
-    `${name}.key`,
-    '-subj',
-    `/CN=${name}`,
-    '-days',
-    '2',
-    '-out',
-    `${name}.pem`,
-  );
-  return readFileSync(join(dir, `${name}.pem`), 'utf8');
-}
-
-function makeLeaf(name: string, dns: string, ca: string, days: number): { cert: string; key: string } {
-  openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', `${name}.key`);
-  openssl('req', '-new', '-key', `${name}.key`, '-subj', `/CN=${dns}`, '-out', `${name}.csr`);
-  writeFileSync(
-    join(dir, `${name}.ext`),
-    `subjectAltName=DNS:${dns}\nextendedKeyUsage=serverAuth,clientAuth\nbasicConstraints=CA:FALSE\n`,
-  );
-  openssl(
-    'x509',
-    '-req',
-    '-in',
-    `${name}.csr`,
-    '-CA',
-    `${ca}.pem`,
-    '-CAkey',
-    `${ca}.key`,
-    '-CAcreateserial',
-    '-days',
-    String(days),
-    '-extfile',
-    `${name}.ext`,
-    '-out',
-    `${name}.pem`,
-  );
-  return {
-    cert: readFileSync(join(dir, `${name}.pem`), 'utf8'),
-    key: readFileSync(join(dir, `${name}.key`), 'utf8'),
-  };
-}
+let certs: TestPki | undefined;
 
 beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'amst-tls-'));
-  pki.ca = makeCa('ca');
-  pki.otherCa = makeCa('other-ca');
-  pki.nodeB = makeLeaf('node-b', 'node-b', 'ca', 2);
-  pki.nodeA = makeLeaf('node-a', 'node-a', 'ca', 2);
-  pki.stranger = makeLeaf('stranger', 'node-a', 'other-ca', 2);
-  pki.expired = makeLeaf('expired', 'node-a', 'ca', -1);
-  pki.wrongName = makeLeaf('wrong-name', 'node-x', 'ca', 2);
+  certs = new TestPki('amst-tls-');
+  pki.ca = certs.ca('ca');
+  pki.otherCa = certs.ca('other-ca');
+  pki.nodeB = certs.leaf('node-b', 'node-b', 'ca');
+  pki.nodeA = certs.leaf('node-a', 'node-a', 'ca');
+  pki.stranger = certs.leaf('stranger', 'node-a', 'other-ca');
+  pki.expired = certs.leaf('expired', 'node-a', 'ca', -1);
+  pki.wrongName = certs.leaf('wrong-name', 'node-x', 'ca');
 });
 
-afterAll(() => {
-  if (dir !== '') rmSync(dir, { recursive: true, force: true });
-});
+afterAll(() => certs?.remove());
 
 const receiverId = (): TlsIdentity => ({ ca: pki.ca, ...pki.nodeB });
 const senderId = (): TlsIdentity => ({ ca: pki.ca, ...pki.nodeA });

@@ -1,6 +1,8 @@
 /**
- * A TCP proxy with one rate for all its connections together, as one slow link carries every AMST
- * connection: towards the target, each chunk waits for its turn on a shared clock.
+ * A TCP link on loopback toward a migration's sink, for tests and benches: every connection
+ * through it is forwarded to `target`; optionally at one rate for all connections together (as
+ * one slow link carries every AMST connection: towards the target, each chunk waits for its turn
+ * on a shared clock), and it can be cut (every connection reset, new ones refused).
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { IncomingOffer, IncomingResult, MigrationDestination } from '@novacron/migration';
@@ -8,9 +10,10 @@ import type { IncomingOffer, IncomingResult, MigrationDestination } from '@novac
 /** How far the link may run ahead of its rate after an idle moment. */
 const BURST_MS = 5;
 
-export class ThrottledLink {
+export class LoopbackLink {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
+  private isCut = false;
   /** When the link is free again (performance.now() ms): every connection books its bytes here. */
   private freeAtMs = 0;
   /** Where connections go: the destination sink's port, set when it is known. */
@@ -19,7 +22,8 @@ export class ThrottledLink {
   connections = 0;
   bytes = 0;
 
-  constructor(readonly bytesPerSec: number) {
+  /** `bytesPerSec` caps all connections together; without it the link only forwards. */
+  constructor(readonly bytesPerSec?: number) {
     this.server = createServer((client) => this.carry(client));
   }
 
@@ -30,40 +34,10 @@ export class ThrottledLink {
     return address.port;
   }
 
-  /** Books `n` bytes on the link; how long the sender must wait before they are on it, ms. */
-  private book(n: number): number {
-    const now = performance.now();
-    this.freeAtMs = Math.max(this.freeAtMs, now - BURST_MS) + (n / this.bytesPerSec) * 1000;
-    return Math.max(0, this.freeAtMs - now - BURST_MS);
-  }
-
-  private carry(client: Socket): void {
-    if (this.target === 0) {
-      client.destroy();
-      return;
-    }
-    this.connections++;
-    const upstream = connect(this.target, '127.0.0.1');
-    for (const s of [client, upstream]) {
-      this.sockets.add(s);
-      s.on('close', () => this.sockets.delete(s));
-      s.on('error', () => undefined);
-    }
-    client.on('data', (d: Buffer) => {
-      this.bytes += d.length;
-      const waitMs = this.book(d.length);
-      const full = !upstream.write(d);
-      if (waitMs > 0 || full) {
-        client.pause();
-        const resume = () => setTimeout(() => client.resume(), waitMs);
-        if (full) upstream.once('drain', resume);
-        else resume();
-      }
-    });
-    client.on('end', () => upstream.end());
-    client.on('close', () => upstream.end());
-    upstream.on('close', () => client.destroy());
-    upstream.pipe(client);
+  /** Drops every connection (no FIN: reset) and refuses new ones. */
+  cut(): void {
+    this.isCut = true;
+    for (const s of this.sockets) s.resetAndDestroy();
   }
 
   /** `inner`, with the data path's connections sent through this link (the RPC-free in-process case). */
@@ -80,7 +54,51 @@ export class ThrottledLink {
   }
 
   close(): Promise<void> {
-    for (const s of this.sockets) s.destroy();
+    this.cut();
     return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** Books `n` bytes on the link; how long the sender must wait before they are on it, ms. */
+  private book(n: number, bytesPerSec: number): number {
+    const now = performance.now();
+    this.freeAtMs = Math.max(this.freeAtMs, now - BURST_MS) + (n / bytesPerSec) * 1000;
+    return Math.max(0, this.freeAtMs - now - BURST_MS);
+  }
+
+  private carry(client: Socket): void {
+    if (this.isCut || this.target === 0) {
+      client.destroy();
+      return;
+    }
+    this.connections++;
+    const upstream = connect(this.target, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      this.sockets.add(s);
+      s.on('close', () => this.sockets.delete(s));
+      s.on('error', () => undefined);
+    }
+    upstream.pipe(client);
+    const rate = this.bytesPerSec;
+    if (rate === undefined) {
+      client.on('data', (d: Buffer) => {
+        this.bytes += d.length;
+      });
+      client.pipe(upstream);
+      return;
+    }
+    client.on('data', (d: Buffer) => {
+      this.bytes += d.length;
+      const waitMs = this.book(d.length, rate);
+      const full = !upstream.write(d);
+      if (waitMs > 0 || full) {
+        client.pause();
+        const resume = () => setTimeout(() => client.resume(), waitMs);
+        if (full) upstream.once('drain', resume);
+        else resume();
+      }
+    });
+    client.on('end', () => upstream.end());
+    client.on('close', () => upstream.end());
+    upstream.on('close', () => client.destroy());
   }
 }
