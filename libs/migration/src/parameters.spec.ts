@@ -35,13 +35,13 @@ describe('chooseParameters', () => {
       streams: 2,
       zstdLevel: 1,
       maxBandwidthBytesPerSec: 2048 * MiB,
-      // 150 − 0.1 − 31 MiB at 1 GiB/s (30.3 ms).
-      downtimeLimitMs: 120,
+      // 150 − 0.1 − the 8 MiB of 1.5 BDPs with 5 ms of slack at 1 GiB/s (7.8 ms).
+      downtimeLimitMs: 142,
       // The first pass's buffer: 2.5 BDPs.
       bufferBytes: bufferBytesFor(1024 * MiB, 0.2, 2.5),
     });
     expect(c.basis).toBe(
-      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 120 ms, send buffer 51.7 MiB',
+      'bandwidth 1024.0 MiB/s, RTT 0.2 ms → 2 connections, zstd 1, QEMU max-bandwidth 2048.0 MiB/s, downtime-limit 142 ms, send buffer 13.3 MiB',
     );
   });
 
@@ -86,10 +86,12 @@ describe('downtimeLimitFor', () => {
 });
 
 describe('bufferBytesFor', () => {
-  it('is 1.5 (or the given) × rate × (RTT + 20 ms), between 2 and 64 MiB, and the 8 MiB default without a rate', () => {
+  it('is 1.5 (or the given) × rate × (RTT + the RTT again within 5..20 ms), between 2 and 64 MiB, and the 8 MiB default without a rate', () => {
     expect(bufferBytesFor(12_500_000, 100)).toBe(2_250_000);
     expect(bufferBytesFor(12_500_000, 100, 3)).toBe(4_500_000);
-    expect(bufferBytesFor(1_250_000_000, 0.2)).toBe(Math.round(1_250_000_000 * 0.0202 * 1.5));
+    // A datacenter: 5 ms of slack, not 20, or the buffer is ten times the path's BDP.
+    expect(bufferBytesFor(1_250_000_000, 0.2)).toBe(Math.round(1_250_000_000 * 0.0052 * 1.5));
+    expect(bufferBytesFor(1_250_000_000, 10)).toBe(Math.round(1_250_000_000 * 0.02 * 1.5));
     expect(bufferBytesFor(1_000_000, 1)).toBe(2 * 1024 * 1024);
     expect(bufferBytesFor(10e9, 300)).toBe(64 * 1024 * 1024);
     expect(bufferBytesFor(undefined, 100)).toBe(8 * 1024 * 1024);

@@ -49,8 +49,12 @@ const MIN_DOWNTIME_LIMIT_MS = 20;
 export const DEFAULT_BUFFER_BYTES = 8 * MiB;
 const MIN_BUFFER_BYTES = 2 * MiB;
 const MAX_BUFFER_BYTES = 64 * MiB;
-/** Scheduling slack beyond the RTT that the buffer also covers, so a fast path is not starved. */
-const BUFFER_SLACK_MS = 20;
+/**
+ * Scheduling slack beyond the RTT that the buffer also covers, so a fast path is not starved: the
+ * RTT itself within 5..20 ms (a fixed 20 ms made a datacenter buffer ten times its BDP, all of it
+ * to cross during the pause at the encoder's pace).
+ */
+const slackMs = (rttMs: number | undefined): number => Math.min(20, Math.max(5, rttMs ?? 20));
 
 /**
  * How many bandwidth-delay products the send buffer holds while QEMU's first pass streams the
@@ -80,7 +84,7 @@ export function bufferBytesFor(
 ): number {
   if (bytesPerSec === undefined || !Number.isFinite(bytesPerSec) || bytesPerSec <= 0)
     return DEFAULT_BUFFER_BYTES;
-  const seconds = ((rttMs ?? 0) + BUFFER_SLACK_MS) / 1000;
+  const seconds = ((rttMs ?? 0) + slackMs(rttMs)) / 1000;
   return Math.round(clamp(bytesPerSec * seconds * bdps, MIN_BUFFER_BYTES, MAX_BUFFER_BYTES));
 }
 

@@ -223,7 +223,9 @@ describe('PathSteering', () => {
     path.predicted = 10 * MiB;
     expect(steer.reswitchover()).toBe(30 * MiB);
     steer.sample(counters(3, 11 * MiB, 12 * MiB, 70 * MiB, 11 * MiB), 3000);
-    expect(steer.reswitchover()).toBe(400 * MiB);
+    // The path would carry 400 MiB/s of such a stream, but the pipeline took QEMU's at 40 MiB/s
+    // at most (an encoder-bound interval): the stop decision assumes that.
+    expect(steer.reswitchover()).toBe(40 * MiB);
     // Then dirtied random pages, which do not shrink: the stop decision assumes the wire rate.
     steer.sample(counters(4, 21 * MiB, 22 * MiB, 78 * MiB, 21 * MiB), 4000);
     expect(steer.reswitchover()).toBe(10 * MiB);

@@ -53,6 +53,9 @@ export class PathSteering {
   private codecChanges = 0;
   /** Goodput of the last PEAK_WINDOW samples. */
   private readonly recentGoodput: number[] = [];
+  /** QEMU's stream as the pipeline took it, bytes per second, over the last PEAK_WINDOW intervals. */
+  private readonly recentDrain: number[] = [];
+  private drainMark: { fromQemu: number; atS: number } | undefined;
   /** QEMU's first pass is over: it iterates over dirtied pages, and may stop the guest any time. */
   private converging = false;
   /** QEMU takes a switchover bandwidth: set, and max-bandwidth left uncapped. */
@@ -176,6 +179,7 @@ export class PathSteering {
     this.lastSample = sample;
     this.recentGoodput.push(goodput);
     if (this.recentGoodput.length > PEAK_WINDOW) this.recentGoodput.shift();
+    this.noteDrain(counters.bytesFromQemu, now.elapsedSeconds);
     this.path?.observe(sample);
     return sample;
   }
@@ -221,6 +225,15 @@ export class PathSteering {
   /** The probe's line of the basis, once one ran. */
   get probeNote(): string | undefined {
     return this.probe;
+  }
+
+  /** How fast the pipeline took QEMU's stream over the interval (it counts only while QEMU sent). */
+  private noteDrain(fromQemu: number, atS: number): void {
+    const mark = this.drainMark;
+    this.drainMark = { fromQemu, atS };
+    if (mark === undefined || atS <= mark.atS) return;
+    this.recentDrain.push(Math.max(0, fromQemu - mark.fromQemu) / (atS - mark.atS));
+    if (this.recentDrain.length > PEAK_WINDOW) this.recentDrain.shift();
   }
 
   /** The reduction over the stream since the last reading with enough wire bytes in it. */
@@ -278,13 +291,21 @@ export class PathSteering {
   /**
    * QEMU's switchover bandwidth now, when it should change by more than the hysteresis: PBA's
    * prediction times the reduction of the stream lately (never the whole run's, which zero pages
-   * and text inflate: the last stop-and-copy is dirtied pages), at least 1×.
+   * and text inflate: the last stop-and-copy is dirtied pages), at least 1×; and never more than
+   * the pipeline took QEMU's stream at lately (the peak of the last intervals), since where the
+   * encoder rather than the path is the bottleneck (a fast link, slow CPUs) the path's rate says
+   * nothing of how fast what is left will cross.
    */
   reswitchover(): number | undefined {
     if (!this.switchover) return undefined;
     const predicted = this.path?.estimate().bandwidthBytesPerSec;
     if (predicted === undefined || predicted <= 0) return undefined;
-    const target = Math.max(MIN_MAX_BANDWIDTH, Math.round(predicted * (this.recentReduction ?? 1)));
+    const fromPath = predicted * (this.recentReduction ?? 1);
+    const drained = this.recentDrain.length > 0 ? Math.max(...this.recentDrain) : Number.POSITIVE_INFINITY;
+    const target = Math.max(
+      MIN_MAX_BANDWIDTH,
+      Math.round(Math.min(fromPath, drained > 0 ? drained : fromPath)),
+    );
     const current = this.switchoverBandwidth;
     if (current !== undefined && Math.abs(target - current) <= current * HYSTERESIS) return undefined;
     this.switchoverBandwidth = target;
