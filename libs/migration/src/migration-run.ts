@@ -316,7 +316,7 @@ export class MigrationRun {
         if (next.done) throw new Error("QEMU's migration status stopped before it completed");
         const progress = next.value;
         this.progress = progress;
-        this.steering.progressed(progress);
+        this.steering.progressed(progress, this.source?.stats(), Date.now());
         this.checkCompletionTimeout(progress);
         if (progress.cpuThrottlePercent > this.throttle) {
           if (this.throttle === 0) {

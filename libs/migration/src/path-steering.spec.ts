@@ -272,7 +272,7 @@ describe('PathSteering', () => {
     expect(path.samples).toHaveLength(1);
   });
 
-  it('gives the ETA from the prediction: QEMU’s remaining bytes reduced, plus the pipeline’s backlog', () => {
+  it('gives the ETA from the prediction before QEMU’s readings: remaining bytes at the run’s reduction, plus the backlog', () => {
     const path = new FakePath();
     const steer = new PathSteering(path, chooseParameters(), true);
     const c = counters(2, 10 * MiB, 12 * MiB, 20 * MiB, 10 * MiB);
@@ -280,6 +280,101 @@ describe('PathSteering', () => {
     path.predicted = 2 * MiB;
     // (40 MiB / 2 + 2 MiB backlog) / 2 MiB/s = 11 s.
     expect(steer.etaMs(c, 40 * MiB)).toBe(11_000);
+  });
+
+  /** Feeds QEMU readings every 250 ms: `ramPerSec` of RAM covered, at `wirePerRam` wire bytes each. */
+  const feed = (
+    steer: PathSteering,
+    from: { atMs: number; remaining: number; wire: number },
+    seconds: number,
+    ramPerSec: number,
+    wirePerRam: number,
+  ) => {
+    const at = { ...from };
+    for (let t = 0; t < seconds * 4; t++) {
+      at.atMs += 250;
+      const ram = Math.min(at.remaining, ramPerSec / 4);
+      at.remaining -= ram;
+      at.wire += ram * wirePerRam;
+      steer.progressed(
+        { dirtySyncCount: 1, remainingBytes: at.remaining },
+        counters(0, 0, 0, 0, at.wire),
+        at.atMs,
+      );
+    }
+    return at;
+  };
+
+  it('gives the ETA from the mix of the last seconds, so it follows a link whose prediction steps down', () => {
+    const path = new FakePath();
+    const steer = new PathSteering(path, chooseParameters(), true);
+    // Random pages (1 wire byte per RAM byte) at 10 MiB/s, the run's reduction 4 from zero pages before.
+    path.predicted = 10 * MiB;
+    const at = feed(steer, { atMs: 0, remaining: 200 * MiB, wire: 0 }, 4, 10 * MiB, 1);
+    const c = counters(4, 40 * MiB, 41 * MiB, 160 * MiB, 40 * MiB);
+    // 160 MiB left × 1 + 1 MiB backlog at 10 MiB/s: 16.1 s (the run's reduction would say 4.1 s).
+    expect(steer.etaMs(c, at.remaining)).toBe(16_100);
+    // The link halves and PBA sees it: the ETA doubles at once, before the window holds a slow second.
+    path.predicted = 5 * MiB;
+    expect(steer.etaMs(c, at.remaining)).toBe(32_200);
+    // The window's pages now cost 5 MiB/s of wire for 5 MiB/s of RAM: the same mix, the same ETA.
+    const later = feed(steer, at, 2, 5 * MiB, 1);
+    expect(steer.etaMs(c, later.remaining)).toBe(Math.round(((150 * MiB + MiB) * 1000) / (5 * MiB)));
+  });
+
+  it('counts a stretch of zero pages at its own mix, and the random pages after it at theirs', () => {
+    const path = new FakePath();
+    path.predicted = 5 * MiB;
+    const steer = new PathSteering(path, chooseParameters(), true);
+    const c = counters(4, 40 * MiB, 40 * MiB, 100 * MiB, 50 * MiB);
+    let at = feed(steer, { atMs: 0, remaining: 200 * MiB, wire: 0 }, 4, 5 * MiB, 1);
+    expect(steer.etaMs(c, at.remaining)).toBe(36_000);
+    // Zero pages: 40 MiB of RAM in one second for 9 bytes a page. The 2 s window still holds 1 s
+    // of random pages (5 MiB of wire for 5 MiB of RAM).
+    at = feed(steer, at, 1, 40 * MiB, 9 / 4096);
+    const zeroWire = 40 * MiB * (9 / 4096);
+    expect(steer.etaMs(c, at.remaining)).toBe(
+      Math.round((at.remaining * ((5 * MiB + zeroWire) / (45 * MiB)) * 1000) / (5 * MiB)),
+    );
+    // Four seconds of random pages later the zero stretch has left the window.
+    at = feed(steer, at, 4, 5 * MiB, 1);
+    expect(steer.etaMs(c, at.remaining)).toBe(Math.round((at.remaining * 1000) / (5 * MiB)));
+  });
+
+  it('leaves out of the ETA’s mix an interval in which a dirty sync raised QEMU’s remaining count', () => {
+    const path = new FakePath();
+    path.predicted = 5 * MiB;
+    const steer = new PathSteering(path, chooseParameters(), true);
+    const c = counters(4, 40 * MiB, 40 * MiB, 100 * MiB, 50 * MiB);
+    let at = feed(steer, { atMs: 0, remaining: 40 * MiB, wire: 0 }, 3, 10 * MiB, 0.5);
+    // The sync: 20 MiB of dirtied pages back in the count, 2 MiB sent meanwhile.
+    at = { atMs: at.atMs + 250, remaining: at.remaining + 20 * MiB, wire: at.wire + 2 * MiB };
+    steer.progressed(
+      { dirtySyncCount: 2, remainingBytes: at.remaining },
+      counters(0, 0, 0, 0, at.wire),
+      at.atMs,
+    );
+    expect(steer.etaMs(c, at.remaining)).toBe(Math.round((at.remaining * 0.5 * 1000) / (5 * MiB)));
+  });
+
+  it('reaches back past 2 s for 8 MiB of RAM, holds the last mix while QEMU waits, and the run’s reduction before any', () => {
+    const path = new FakePath();
+    path.predicted = 5 * MiB;
+    const steer = new PathSteering(path, chooseParameters(), true);
+    const c = counters(4, 40 * MiB, 40 * MiB, 100 * MiB, 50 * MiB);
+    // Less than 8 MiB of RAM behind the window: the run's reduction, 2.
+    let at = feed(steer, { atMs: 0, remaining: 100 * MiB, wire: 0 }, 1, 4 * MiB, 1);
+    expect(steer.etaMs(c, at.remaining)).toBe(Math.round((at.remaining * 0.5 * 1000) / (5 * MiB)));
+    // Random pages at 0.5 wire bytes a byte, then at 1: 2 s hold 8 MiB, and only the latter count.
+    at = feed(steer, at, 1, 4 * MiB, 0.5);
+    at = feed(steer, at, 2, 4 * MiB, 1);
+    expect(steer.etaMs(c, at.remaining)).toBe(Math.round((at.remaining * 1000) / (5 * MiB)));
+    // At 2 MiB/s the window reaches back 3 s for its 8 MiB: half of it at 0.5, half at 1.
+    at = feed(steer, at, 2, 2 * MiB, 0.5);
+    expect(steer.etaMs(c, at.remaining)).toBe(Math.round((at.remaining * 0.75 * 1000) / (5 * MiB)));
+    // QEMU blocked for 25 s: no RAM covered within 20 s, the last mix stands.
+    at = feed(steer, at, 25, 0, 1);
+    expect(steer.etaMs(c, at.remaining)).toBe(Math.round((at.remaining * 0.75 * 1000) / (5 * MiB)));
   });
 
   it('shows the codec the encoder uses, and why it changed, in the record', () => {

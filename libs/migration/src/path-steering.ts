@@ -31,6 +31,16 @@ export const MAX_MAX_BANDWIDTH = 10 * 1024 ** 3;
 const PEAK_WINDOW = 4;
 /** Wire bytes an interval needs before its reduction counts (a few frames). */
 const MIN_REDUCTION_WIRE_BYTES = 256 * 1024;
+/**
+ * How far back the ETA looks, at least, for the wire bytes each byte of QEMU's remaining RAM costs:
+ * short, so that a stretch of zero pages or of random pages counts for the rest as soon as QEMU is
+ * in it (with 4 s, the burst before a link's step still weighed at 50 % in link-change.spec.ts).
+ */
+const ETA_WINDOW_MS = 2000;
+/** RAM the window must hold (a few of HDE's batches): on a slow path it reaches back further. */
+const MIN_ETA_WINDOW_RAM = 8 * 1024 * 1024;
+/** But never further back than this. */
+const MAX_ETA_WINDOW_MS = 20_000;
 
 const median = (xs: number[]): number | undefined => {
   if (xs.length === 0) return undefined;
@@ -41,6 +51,30 @@ const median = (xs: number[]): number | undefined => {
 
 /** The propagation RTT where measured: the queue a transfer builds is not bandwidth-delay product. */
 const baseRtt = (e: PathEstimate): number | undefined => e.minRttMs ?? e.rttMs;
+
+interface EtaReading {
+  atMs: number;
+  remaining: number;
+  wire: number;
+}
+
+/**
+ * RAM QEMU covered and wire bytes the encoder emitted over the readings, from the intervals in which
+ * QEMU's remaining count fell; one in which it rose (a dirty-bitmap sync added pages) is left out,
+ * since how much it sent meanwhile is unknown.
+ */
+function windowMix(readings: readonly EtaReading[]): { ram: number; wire: number } {
+  let ram = 0;
+  let wire = 0;
+  for (let i = 1; i < readings.length; i++) {
+    const prev = readings[i - 1] as EtaReading;
+    const cur = readings[i] as EtaReading;
+    if (cur.remaining > prev.remaining) continue;
+    ram += prev.remaining - cur.remaining;
+    wire += Math.max(0, cur.wire - prev.wire);
+  }
+  return { ram, wire };
+}
 
 export class PathSteering {
   private last: TransferCounters | undefined;
@@ -68,6 +102,9 @@ export class PathSteering {
   private probe: string | undefined;
   /** The probe measured past slow start, so the buffer may follow the first samples down. */
   private probedRate = false;
+  /** QEMU's remaining RAM and the encoder's wire bytes at each recent reading, for the ETA. */
+  private readonly etaReadings: EtaReading[] = [];
+  private lastWirePerRam: number | undefined;
 
   /**
    * `adjustable` is false when the operator or the caller fixed max-bandwidth: then it is only
@@ -117,10 +154,29 @@ export class PathSteering {
 
   /**
    * QEMU's progress: once it synced the dirty bitmap twice, its first pass is over, and the buffer
-   * shrinks to what may be in flight when it stops the guest.
+   * shrinks to what may be in flight when it stops the guest. With the sender's counters at the
+   * same moment, the reading also feeds the ETA's window.
    */
-  progressed(progress: { dirtySyncCount: number }): void {
+  progressed(
+    progress: { dirtySyncCount: number; remainingBytes?: number },
+    counters?: SourceCounters,
+    atMs?: number,
+  ): void {
     if (progress.dirtySyncCount >= 2) this.converging = true;
+    if (progress.remainingBytes === undefined || counters === undefined || atMs === undefined) return;
+    const readings = this.etaReadings;
+    const last = readings.at(-1);
+    if (last !== undefined && atMs <= last.atMs) return;
+    readings.push({ atMs, remaining: progress.remainingBytes, wire: counters.wireBytes });
+    // The oldest reading goes once the window after it still spans ETA_WINDOW_MS and holds MIN_ETA_WINDOW_RAM.
+    while (readings.length > 2) {
+      const second = readings[1] as EtaReading;
+      const tooOld = (readings[0] as EtaReading).atMs < atMs - MAX_ETA_WINDOW_MS;
+      const spare =
+        second.atMs <= atMs - ETA_WINDOW_MS && windowMix(readings.slice(1)).ram >= MIN_ETA_WINDOW_RAM;
+      if (!tooOld && !spare) break;
+      readings.shift();
+    }
   }
 
   /**
@@ -312,14 +368,30 @@ export class PathSteering {
     return target;
   }
 
-  /** Time left: what QEMU still has to send, reduced as so far, plus what is still in the pipeline, at the predicted rate. */
+  /**
+   * Time left: QEMU's remaining RAM at the wire bytes per RAM byte of the last seconds, plus
+   * what is still in the pipeline, at PBA's predicted rate. The window's mix, not the run's: QEMU
+   * counts a zero page as 4 KiB of RAM though it costs a few bytes on the wire, so the run's ratio
+   * after a stretch of zero pages says nothing of the random pages after it. Before the window has
+   * enough RAM behind it, the last window that had stands in (QEMU blocked on a full pipeline), and
+   * before any, the run's reduction of QEMU's stream.
+   */
   etaMs(counters: SourceCounters, remainingBytes: number): number | undefined {
     const predicted = this.path?.estimate().bandwidthBytesPerSec;
     if (predicted === undefined || predicted <= 0) return undefined;
     const backlog = counters.transfer
       ? Math.max(0, counters.transfer.bytesWritten - counters.transfer.bytesAcked)
       : 0;
-    return Math.round(((remainingBytes / this.reduction(counters) + backlog) * 1000) / predicted);
+    const wirePerRam = this.windowWirePerRam() ?? this.lastWirePerRam ?? 1 / this.reduction(counters);
+    return Math.round(((remainingBytes * wirePerRam + backlog) * 1000) / predicted);
+  }
+
+  /** Wire bytes per byte of RAM QEMU covered over the window, once it holds enough RAM. */
+  private windowWirePerRam(): number | undefined {
+    const { ram, wire } = windowMix(this.etaReadings);
+    if (ram < MIN_ETA_WINDOW_RAM) return undefined;
+    this.lastWirePerRam = wire / ram;
+    return this.lastWirePerRam;
   }
 
   /** What the record shows. */
