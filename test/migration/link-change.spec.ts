@@ -154,6 +154,7 @@ describeLink('a migration over a link whose rate halves mid-transfer', () => {
       remaining: number;
       wire: number | undefined;
       fromQemu: number | undefined;
+      encoded: number | undefined;
       predicted: number | undefined;
       measured: number | undefined;
       switchover: number | undefined;
@@ -173,6 +174,11 @@ describeLink('a migration over a link whose rate halves mid-transfer', () => {
           remaining: stats.remainingBytes,
           wire: stats.bytesOnWire,
           fromQemu: stats.bytesIn,
+          // The encoder's input: its ratio is its bytes in over its bytes out.
+          encoded:
+            stats.bytesOnWire === undefined || stats.compressionRatio === undefined
+              ? undefined
+              : Math.round(stats.bytesOnWire * stats.compressionRatio),
           predicted: reported?.predictedBytesPerSec,
           measured: reported?.measuredBytesPerSec,
           switchover: reported?.switchoverBandwidthBytesPerSec,
@@ -192,7 +198,7 @@ describeLink('a migration over a link whose rate halves mid-transfer', () => {
         (p) =>
           `${((p.atMs - linkStartedAt) / 1000).toFixed(2)}s ${(p.fraction * 100).toFixed(1)}% ` +
           `eta=${p.etaMs ?? '?'}ms left=${Math.round(((doneAt - p.atMs) / 1000) * 10) / 10}s remaining=${p.remaining} ` +
-          `wire=${p.wire ?? '?'} fromQemu=${p.fromQemu ?? '?'} MB/s: predicted=${mbs(p.predicted)} measured=${mbs(p.measured)} switchover=${mbs(p.switchover)}`,
+          `wire=${p.wire ?? '?'} fromQemu=${p.fromQemu ?? '?'} encoded=${p.encoded ?? '?'} MB/s: predicted=${mbs(p.predicted)} measured=${mbs(p.measured)} switchover=${mbs(p.switchover)}`,
       )
       .join('\n');
     console.info(`transfer reports (time from the link's start):\n${summary}`);
