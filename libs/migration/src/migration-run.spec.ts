@@ -496,8 +496,8 @@ describe('MigrationRun with fake adapters', () => {
     });
     const outcome = await h.run.run();
     expect(outcome.phase).toBe('done');
-    // 3 × the 80 ms min RTT; before `migrate`.
-    const probeAt = h.calls.indexOf('probe 240');
+    // 5 × the 80 ms min RTT; before `migrate`.
+    const probeAt = h.calls.indexOf('probe 400');
     expect(probeAt).toBeGreaterThan(-1);
     expect(probeAt).toBeLessThan(h.calls.indexOf('migrate vm-src unix:/run/mig-1/source.sock'));
     expect(observed[0]).toMatchObject({

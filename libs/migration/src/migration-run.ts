@@ -48,8 +48,8 @@ export interface MigrationRunOptions {
   /** Fail (and roll back) past this many seconds per GiB of guest RAM (default 150, as KubeVirt). */
   completionTimeoutPerGiBSec?: number;
   /**
-   * The longest probe of the path before QEMU starts, ms (0: none). Default: 3 RTTs, within
-   * 100..500 ms; it ends sooner once goodput stops growing. Short, because probe bytes carry
+   * The longest probe of the path before QEMU starts, ms (0: none). Default: 5 RTTs, within
+   * 100..600 ms (the connections' handshakes take two of them); it ends sooner once goodput stops growing. Short, because probe bytes carry
    * nothing: on `internet` a probe run to its plateau took about 1 s and 5 MB, where the stream's
    * own slow start would have carried data; a short one measures the RTT, warms the connections
    * and gives a lower bound of the rate.
@@ -281,7 +281,7 @@ export class MigrationRun {
    */
   private async probe(source: SourceDataPathEnd): Promise<boolean> {
     const rtt = this.input.path?.estimate().minRttMs ?? this.input.path?.estimate().rttMs;
-    const maxMs = this.input.options?.probeMs ?? Math.round(Math.min(500, Math.max(100, 3 * (rtt ?? 20))));
+    const maxMs = this.input.options?.probeMs ?? Math.round(Math.min(600, Math.max(100, 5 * (rtt ?? 20))));
     if (source.probe === undefined || maxMs <= 0) return false;
     try {
       const result = await source.probe(maxMs);
