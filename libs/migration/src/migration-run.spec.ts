@@ -508,6 +508,35 @@ describe('MigrationRun with fake adapters', () => {
     });
   });
 
+  it('does not probe a path PBA measured lately, unless told to', async () => {
+    const measured = { atMs: 1, goodputBytesPerSec: 9_000_000, connections: 2, rttMs: 100 };
+    const path = {
+      observe: () => undefined,
+      estimate: () => ({ samples: 3, rttMs: 100, minRttMs: 90, measured, bandwidthBytesPerSec: 9_000_000 }),
+    };
+    const probeResult: ProbeResult = {
+      durationMs: 100,
+      bytes: 1,
+      goodputBytesPerSec: 1,
+      connections: 2,
+      perConnection: [],
+      endedBy: 'plateau',
+      rounds: 3,
+    };
+    const h = harness(({ data }) => {
+      data.probe = probeResult;
+      return { path };
+    });
+    expect((await h.run.run()).phase).toBe('done');
+    expect(h.calls.some((c) => c.startsWith('probe'))).toBe(false);
+    const told = harness(({ data }) => {
+      data.probe = probeResult;
+      return { path, options: { pollIntervalMs: 1, progressIntervalMs: 0, probeMs: 250 } };
+    });
+    expect((await told.run.run()).phase).toBe('done');
+    expect(told.calls).toContain('probe 250');
+  });
+
   it('a probe that fails is logged in the basis and the migration goes on', async () => {
     const logs: string[] = [];
     const h = harness(({ data }) => {

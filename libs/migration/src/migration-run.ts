@@ -280,8 +280,13 @@ export class MigrationRun {
    * logged: the transfer's own failure handling decides what the path can still do.
    */
   private async probe(source: SourceDataPathEnd): Promise<boolean> {
-    const rtt = this.input.path?.estimate().minRttMs ?? this.input.path?.estimate().rttMs;
-    const maxMs = this.input.options?.probeMs ?? Math.round(Math.min(600, Math.max(100, 5 * (rtt ?? 20))));
+    const estimate = this.input.path?.estimate();
+    const rtt = estimate?.minRttMs ?? estimate?.rttMs;
+    // A path PBA measured lately (a migration in the last minutes) is not probed again by default:
+    // on a long path a probe short enough to be worth its time ends before its plateau.
+    const fresh = estimate?.measured !== undefined;
+    const maxMs =
+      this.input.options?.probeMs ?? (fresh ? 0 : Math.round(Math.min(600, Math.max(100, 5 * (rtt ?? 20)))));
     if (source.probe === undefined || maxMs <= 0) return false;
     try {
       const result = await source.probe(maxMs);

@@ -158,7 +158,7 @@ describe('PathSteering', () => {
     expect(steer.report().basis).toContain(
       'probe: 100.0 Mbit/s over 4 connections in 812 ms, min RTT 100.2 ms (ended by goodput stopped growing)',
     );
-    // A probe cut short by its time limit is a lower bound, and the buffer does not follow it.
+    // A probe cut short by its time limit measured slow start: PBA gets nothing, the buffer stays.
     const short = new PathSteering(new FakePath(), chooseParameters({ rttMs: 100 }), true);
     const shortPath = new FakePath();
     const cut = new PathSteering(shortPath, chooseParameters({ rttMs: 100 }), true);
@@ -175,10 +175,10 @@ describe('PathSteering', () => {
       },
       5000,
     );
-    expect(shortPath.samples[0]).toMatchObject({ goodputBytesPerSec: 3_000_000, appLimited: true });
+    expect(shortPath.samples).toEqual([]);
     shortPath.predicted = 3_000_000;
     expect(cut.rebuffer(), 'slow start is not the path: the 8 MiB stays').toBeUndefined();
-    expect(cut.probeNote).toContain('ended by its time limit, still in slow start: a lower bound');
+    expect(cut.probeNote).toContain('ended by its time limit, still in slow start: not used');
     expect(short.probeNote).toBeUndefined();
     steer.probeFailed('ERR_AMST_PROBE_FAILED: connection 2 reset');
     expect(steer.probeNote).toBe(

@@ -248,26 +248,27 @@ export class PathSteering {
    */
   probed(result: ProbeResult, atMs: number): void {
     const plateau = result.endedBy === 'plateau';
-    const sample: PathSample = {
-      atMs,
-      goodputBytesPerSec: result.goodputBytesPerSec,
-      connections: result.connections,
-      ...(plateau ? {} : { appLimited: true }),
-      ...(typeof result.rttMs === 'number' ? { rttMs: result.rttMs } : {}),
-      ...(typeof result.minRttMs === 'number' ? { minRttMs: result.minRttMs } : {}),
-    };
-    this.lastSample = sample;
+    // A probe cut short measured slow start and freshly opened connections (its RTTs count the
+    // handshakes' queueing: 204 ms on a 100 ms path): PBA gets nothing from it.
     if (plateau) {
+      const sample: PathSample = {
+        atMs,
+        goodputBytesPerSec: result.goodputBytesPerSec,
+        connections: result.connections,
+        ...(typeof result.rttMs === 'number' ? { rttMs: result.rttMs } : {}),
+        ...(typeof result.minRttMs === 'number' ? { minRttMs: result.minRttMs } : {}),
+      };
+      this.lastSample = sample;
       this.recentGoodput.push(result.goodputBytesPerSec);
       this.probedRate = true;
+      this.path?.observe(sample);
     }
-    this.path?.observe(sample);
     const mbit = ((result.goodputBytesPerSec * 8) / 1e6).toFixed(1);
     const rtt = typeof result.minRttMs === 'number' ? `, min RTT ${result.minRttMs.toFixed(1)} ms` : '';
     const ended = {
       plateau: 'goodput stopped growing',
-      maxMs: 'its time limit, still in slow start: a lower bound',
-      stream: "QEMU's stream, still in slow start: a lower bound",
+      maxMs: 'its time limit, still in slow start: not used',
+      stream: "QEMU's stream, still in slow start: not used",
     }[result.endedBy];
     this.probe =
       `probe: ${mbit} Mbit/s over ${result.connections} connections in ${Math.round(result.durationMs)} ms` +
