@@ -478,7 +478,7 @@ describe('MigrationRun with fake adapters', () => {
     const observed: PathSample[] = [];
     const path = {
       observe: (s: PathSample) => observed.push(s),
-      estimate: () => ({ samples: observed.length, rttMs: 100, minRttMs: 80 }),
+      estimate: () => ({ samples: observed.length, rttMs: 12, minRttMs: 8 }),
     };
     const h = harness(({ data }) => {
       data.probe = {
@@ -496,8 +496,8 @@ describe('MigrationRun with fake adapters', () => {
     });
     const outcome = await h.run.run();
     expect(outcome.phase).toBe('done');
-    // 5 × the 80 ms min RTT; before `migrate`.
-    const probeAt = h.calls.indexOf('probe 400');
+    // 15 × the 8 ms min RTT; before `migrate`.
+    const probeAt = h.calls.indexOf('probe 120');
     expect(probeAt).toBeGreaterThan(-1);
     expect(probeAt).toBeLessThan(h.calls.indexOf('migrate vm-src unix:/run/mig-1/source.sock'));
     expect(observed[0]).toMatchObject({
@@ -508,7 +508,7 @@ describe('MigrationRun with fake adapters', () => {
     });
   });
 
-  it('does not probe a path PBA measured lately, unless told to', async () => {
+  it('does not probe a path PBA measured lately, nor a long one, unless told to', async () => {
     const measured = { atMs: 1, goodputBytesPerSec: 9_000_000, connections: 2, rttMs: 100 };
     const path = {
       observe: () => undefined,
@@ -535,6 +535,15 @@ describe('MigrationRun with fake adapters', () => {
     });
     expect((await told.run.run()).phase).toBe('done');
     expect(told.calls).toContain('probe 250');
+    // A 100 ms path never measured: no probe either (it would end long before its plateau).
+    const long = harness(({ data }) => {
+      data.probe = probeResult;
+      return {
+        path: { observe: () => undefined, estimate: () => ({ samples: 0, rttMs: 100, minRttMs: 100 }) },
+      };
+    });
+    expect((await long.run.run()).phase).toBe('done');
+    expect(long.calls.some((c) => c.startsWith('probe'))).toBe(false);
   });
 
   it('a probe that fails is logged in the basis and the migration goes on', async () => {

@@ -48,8 +48,8 @@ export interface MigrationRunOptions {
   /** Fail (and roll back) past this many seconds per GiB of guest RAM (default 150, as KubeVirt). */
   completionTimeoutPerGiBSec?: number;
   /**
-   * The longest probe of the path before QEMU starts, ms (0: none). Default: 5 RTTs, within
-   * 100..600 ms (the connections' handshakes take two of them); it ends sooner once goodput stops growing. Short, because probe bytes carry
+   * The longest probe of the path before QEMU starts, ms (0: none). Default: on a path up to 20 ms
+   * RTT that PBA has not measured lately, 15 RTTs within 50..300 ms; none on a longer one; it ends sooner once goodput stops growing. Short, because probe bytes carry
    * nothing: on `internet` a probe run to its plateau took about 1 s and 5 MB, where the stream's
    * own slow start would have carried data; a short one measures the RTT, warms the connections
    * and gives a lower bound of the rate.
@@ -58,6 +58,8 @@ export interface MigrationRunOptions {
 }
 
 const GiB = 1024 ** 3;
+/** Paths up to this RTT are probed before QEMU starts (`probe`). */
+const PROBE_MAX_RTT_MS = 20;
 
 /** The migration ran past its completion timeout: it is failed, and the VM runs on at its source. */
 class CompletionTimeout extends Error {
@@ -282,11 +284,15 @@ export class MigrationRun {
   private async probe(source: SourceDataPathEnd): Promise<boolean> {
     const estimate = this.input.path?.estimate();
     const rtt = estimate?.minRttMs ?? estimate?.rttMs;
-    // A path PBA measured lately (a migration in the last minutes) is not probed again by default:
-    // on a long path a probe short enough to be worth its time ends before its plateau.
+    // By default only a path PBA has not measured lately, and only a short one: a probe must reach
+    // its plateau to say anything (BBR's startup exit takes some ten RTTs: 80 ms on `datacenter`,
+    // 1.7 s on `internet`), and its bytes carry nothing. On a long path the stream's own first
+    // samples measure it instead.
     const fresh = estimate?.measured !== undefined;
+    const short = rtt !== undefined && rtt <= PROBE_MAX_RTT_MS;
     const maxMs =
-      this.input.options?.probeMs ?? (fresh ? 0 : Math.round(Math.min(600, Math.max(100, 5 * (rtt ?? 20)))));
+      this.input.options?.probeMs ??
+      (fresh || !short ? 0 : Math.round(Math.min(300, Math.max(50, 15 * (rtt ?? PROBE_MAX_RTT_MS)))));
     if (source.probe === undefined || maxMs <= 0) return false;
     try {
       const result = await source.probe(maxMs);

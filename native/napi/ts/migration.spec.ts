@@ -55,16 +55,14 @@ describe('MigrationSource and MigrationSink', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('carry a stream exactly and report clean integrity counters', async () => {
-    const store = ChunkStore.open(join(dir, 'store'), 256 * MiB);
-    const dstPath = join(dir, 'dst.sock');
-    const delivered = fakeDestination(dstPath);
+  /** A sink toward QEMU's socket at `dstPath` (a store of its own), and a source sending to it over 2 connections. */
+  async function pair(dstPath: string): Promise<{ sink: MigrationSink; source: MigrationSource }> {
     const sink = await MigrationSink.start(
       {
         socketPath: dstPath,
         listen: { kind: 'tcp', host: '127.0.0.1', port: 0, identity: identity('node-b') },
       },
-      store,
+      ChunkStore.open(join(dir, 'store'), 256 * MiB),
     );
     const source = MigrationSource.start({
       socketPath: join(dir, 'src.sock'),
@@ -77,6 +75,13 @@ describe('MigrationSource and MigrationSink', () => {
         streams: 2,
       },
     });
+    return { sink, source };
+  }
+
+  it('carry a stream exactly and report clean integrity counters', async () => {
+    const dstPath = join(dir, 'dst.sock');
+    const delivered = fakeDestination(dstPath);
+    const { sink, source } = await pair(dstPath);
     const data = randomBytes(6 * MiB);
     await fakeSource(source.socketPath, data);
     const [sent, got, out] = await Promise.all([source.finished(), sink.finished(), delivered]);
@@ -97,27 +102,9 @@ describe('MigrationSource and MigrationSink', () => {
   });
 
   it('probe the path on the warm connections before QEMU, and the stream follows exactly', async () => {
-    const store = ChunkStore.open(join(dir, 'store'), 256 * MiB);
     const dstPath = join(dir, 'dst.sock');
     const delivered = fakeDestination(dstPath);
-    const sink = await MigrationSink.start(
-      {
-        socketPath: dstPath,
-        listen: { kind: 'tcp', host: '127.0.0.1', port: 0, identity: identity('node-b') },
-      },
-      store,
-    );
-    const source = MigrationSource.start({
-      socketPath: join(dir, 'src.sock'),
-      send: {
-        kind: 'tcp',
-        host: '127.0.0.1',
-        port: sink.port,
-        serverName: 'node-b',
-        identity: identity('node-a'),
-        streams: 2,
-      },
-    });
+    const { sink, source } = await pair(dstPath);
     const started = Date.now();
     const probe = await source.probe(800);
     expect(Date.now() - started).toBeLessThan(800 + 1000);
@@ -143,25 +130,7 @@ describe('MigrationSource and MigrationSink', () => {
   });
 
   it('reject a probe with a typed error when the sink is gone, and cancel cleanly', async () => {
-    const store = ChunkStore.open(join(dir, 'store'), 256 * MiB);
-    const sink = await MigrationSink.start(
-      {
-        socketPath: join(dir, 'dst.sock'),
-        listen: { kind: 'tcp', host: '127.0.0.1', port: 0, identity: identity('node-b') },
-      },
-      store,
-    );
-    const source = MigrationSource.start({
-      socketPath: join(dir, 'src.sock'),
-      send: {
-        kind: 'tcp',
-        host: '127.0.0.1',
-        port: sink.port,
-        serverName: 'node-b',
-        identity: identity('node-a'),
-        streams: 2,
-      },
-    });
+    const { sink, source } = await pair(join(dir, 'dst.sock'));
     const probe = source.probe(5000);
     sink.cancel();
     await expect(probe).rejects.toMatchObject({ code: 'ERR_AMST_PROBE_FAILED' });
