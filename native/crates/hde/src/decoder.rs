@@ -297,17 +297,7 @@ impl Decoder {
         while let Some(op) = reader.next_op()? {
             match op {
                 Op::Literal(len) | Op::New(len) => {
-                    let bytes =
-                        self.payload
-                            .get(at..at + len)
-                            .ok_or_else(|| HdeError::Malformed {
-                                what: "batch record",
-                                reason: format!(
-                                    "ops need more than the payload's {} bytes",
-                                    self.payload.len()
-                                ),
-                            })?;
-                    at += len;
+                    let bytes = payload_part(&self.payload, &mut at, len)?;
                     if let Op::New(_) = op {
                         let id = ChunkId::of(bytes);
                         self.unit_frame.clear();
@@ -341,17 +331,7 @@ impl Decoder {
                     reused += 1;
                 }
                 Op::Delta(base, raw_len, len) => {
-                    let delta =
-                        self.payload
-                            .get(at..at + len)
-                            .ok_or_else(|| HdeError::Malformed {
-                                what: "batch record",
-                                reason: format!(
-                                    "ops need more than the payload's {} bytes",
-                                    self.payload.len()
-                                ),
-                            })?;
-                    at += len;
+                    let delta = payload_part(&self.payload, &mut at, len)?;
                     if raw_len > frame::MAX_RAW_LEN {
                         return Err(HdeError::Malformed {
                             what: "delta unit",
@@ -448,4 +428,17 @@ impl Decoder {
         self.stats.bytes_out += self.scratch.len() as u64;
         out.extend_from_slice(&self.scratch);
     }
+}
+
+/// The next `len` bytes of a batch's payload at `*at`, which moves past them; a batch whose ops
+/// need more than its payload holds is malformed.
+fn payload_part<'a>(payload: &'a [u8], at: &mut usize, len: usize) -> Result<&'a [u8]> {
+    let part = payload
+        .get(*at..*at + len)
+        .ok_or_else(|| HdeError::Malformed {
+            what: "batch record",
+            reason: format!("ops need more than the payload's {} bytes", payload.len()),
+        })?;
+    *at += len;
+    Ok(part)
 }

@@ -161,6 +161,19 @@ pub fn parse_stream_version(buf: &[u8]) -> Result<Option<u8>> {
     Ok(Some(1))
 }
 
+/// The frame at the start of `rest` with its header, once all of it is there (`None`: more
+/// bytes needed).
+fn whole_frame(rest: Option<&[u8]>) -> Result<Option<(frame::FrameHeader, &[u8])>> {
+    let Some(rest) = rest else {
+        return Ok(None);
+    };
+    if rest.len() < frame::HEADER_LEN {
+        return Ok(None);
+    }
+    let header = frame::parse_header(rest)?;
+    Ok(rest.get(..header.frame_len()).map(|f| (header, f)))
+}
+
 /// Parses one record from the start of `buf`. `Ok(None)` means "incomplete, buffer more".
 pub fn parse_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>> {
     let Some(&tag) = buf.first() else {
@@ -168,20 +181,13 @@ pub fn parse_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>> {
     };
     match tag {
         TAG_CHUNK => {
-            let Some(rest) = buf.get(1 + ID_LEN..) else {
+            let Some((header, frame)) = whole_frame(buf.get(1 + ID_LEN..))? else {
                 return Ok(None);
             };
-            if rest.len() < frame::HEADER_LEN {
-                return Ok(None);
-            }
-            let header = frame::parse_header(rest)?;
-            if rest.len() < header.frame_len() {
-                return Ok(None);
-            }
             let record = Record::Chunk {
                 id: id_at(buf, 1),
                 header,
-                frame: &rest[..header.frame_len()],
+                frame,
             };
             Ok(Some((record, 1 + ID_LEN + header.frame_len())))
         }
@@ -218,20 +224,13 @@ pub fn parse_record(buf: &[u8]) -> Result<Option<(Record<'_>, usize)>> {
                     ),
                 });
             }
-            let Some(rest) = buf.get(BATCH_FIXED + ops_len..) else {
+            let Some((header, frame)) = whole_frame(buf.get(BATCH_FIXED + ops_len..))? else {
                 return Ok(None);
             };
-            if rest.len() < frame::HEADER_LEN {
-                return Ok(None);
-            }
-            let header = frame::parse_header(rest)?;
-            if rest.len() < header.frame_len() {
-                return Ok(None);
-            }
             let record = Record::Batch {
                 payload_hash: id_at(buf, 1),
                 ops: &buf[BATCH_FIXED..BATCH_FIXED + ops_len],
-                frame: &rest[..header.frame_len()],
+                frame,
             };
             Ok(Some((record, BATCH_FIXED + ops_len + header.frame_len())))
         }
