@@ -47,10 +47,10 @@ export class IncomingMigration implements MigrationDestination {
   }
 
   /**
-   * Opens the sink and answers with where to send as soon as it listens; the destination QEMU
-   * starts meanwhile (under TCG that takes a good part of a second), while the source dials and
-   * starts. The sink keeps trying QEMU's socket until it is up, and `completion` fails at once if
-   * QEMU does not start.
+   * Opens the sink, starts the destination QEMU on its socket, and answers with where to send once
+   * QEMU listens. (Answering as soon as the sink listened, with QEMU starting meanwhile, failed
+   * when the first VM of a freshly started node took seconds to launch, its accelerator being
+   * probed first: the source's stream then stalled against a sink with nowhere to write.)
    */
   async prepare(): Promise<IncomingOffer> {
     const { id, spec, driver, dataPath } = this.input;
@@ -60,15 +60,12 @@ export class IncomingMigration implements MigrationDestination {
     this.sink = dataPath.openSink(socket.path);
     const sink = await this.sink;
     this.checkNotAborted();
-    this.destination = driver.prepareIncoming(spec, `unix:${socket.path}`).then((vm) => {
-      // Before any RESUME can come: QEMU resumes only once the whole stream loaded.
-      this.events = driver.events(vm);
-      this.resumedAt = firstEventAt(this.events, 'resume');
-      this.input.logger?.log(`incoming migration ${id}: destination QEMU waiting on the sink's socket`);
-      return vm;
-    });
-    this.destination.catch(() => {});
-    this.input.logger?.log(`incoming migration ${id}: sink on port ${sink.port}; destination QEMU starting`);
+    this.destination = driver.prepareIncoming(spec, `unix:${socket.path}`);
+    const vm = await this.destination;
+    this.checkNotAborted();
+    this.events = driver.events(vm);
+    this.resumedAt = firstEventAt(this.events, 'resume');
+    this.input.logger?.log(`incoming migration ${id}: sink on port ${sink.port}, destination QEMU waiting`);
     return dataPath.offer(sink.port);
   }
 
@@ -86,7 +83,6 @@ export class IncomingMigration implements MigrationDestination {
   private async complete(): Promise<IncomingResult> {
     try {
       const sink = await this.required(this.sink);
-      // A destination QEMU that does not start fails the migration now, not at the sink's timeout.
       const [{ stats }, vm] = await Promise.all([sink.finished(), this.required(this.destination)]);
       const streamEndedAt = Date.now();
       const deadline = performance.now() + (this.input.startTimeoutMs ?? 10_000);

@@ -176,6 +176,14 @@ export class PeerClients {
     return client;
   }
 
+  /** Closes the client for `peer` and makes a new one (its connection started now). */
+  renew(peer: PeerEndpoint): IncomingMigrationClient {
+    const key = `${peer.nodeName}@${peer.addr}`;
+    this.clients.get(key)?.close();
+    this.clients.delete(key);
+    return this.clientFor(peer);
+  }
+
   /** Keeps clients for exactly these peers: new ones connect, those of departed nodes close. */
   follow(peers: readonly PeerEndpoint[]): void {
     const keep = new Set(peers.map((p) => `${p.nodeName}@${p.addr}`));
@@ -216,7 +224,7 @@ class RemoteCallError extends Error {
 
 /** The target node's half of a migration, over the IncomingMigration RPCs. */
 export class RemoteDestination implements MigrationDestination {
-  private readonly client: IncomingMigrationClient;
+  private client: IncomingMigrationClient;
   private readonly ownsClient: boolean;
 
   constructor(private readonly options: RemoteDestinationOptions) {
@@ -244,12 +252,25 @@ export class RemoteDestination implements MigrationDestination {
   }
 
   async prepare(): Promise<IncomingOffer> {
-    const r = await this.call(
-      this.client.prepare,
-      { migrationId: this.options.migrationId },
-      this.options.prepareTimeoutMs ?? 30_000,
-      'preparing the destination',
-    );
+    const prepare = () =>
+      this.call(
+        this.client.prepare,
+        { migrationId: this.options.migrationId },
+        this.options.prepareTimeoutMs ?? 30_000,
+        'preparing the destination',
+      );
+    let r: PrepareResponse;
+    try {
+      r = await prepare();
+    } catch (e) {
+      // A pooled connection to a node that went away stays in gRPC's reconnect backoff after the
+      // node is back: once, a fresh client connects now instead.
+      const { clients } = this.options;
+      if (clients === undefined || !(e instanceof RemoteCallError) || e.code !== 'ERR_PEER_UNAVAILABLE')
+        throw e;
+      this.client = clients.renew(this.options);
+      r = await prepare();
+    }
     const offer: IncomingOffer = { host: r.host, port: r.port, serverName: r.serverName };
     if (r.inventory.length > 0) offer.inventory = r.inventory;
     return offer;

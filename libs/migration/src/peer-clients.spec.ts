@@ -63,6 +63,44 @@ describe('PeerClients', () => {
     await new Promise<void>((resolve) => grpcServer.tryShutdown(() => resolve()));
   });
 
+  /** A server for the service on `port` (0: any), mutual TLS as node-2. */
+  async function serve(port: number): Promise<{ server: grpc.Server; port: number }> {
+    const s = new grpc.Server();
+    s.addService(
+      incomingMigrationService().service,
+      incomingMigrationServer(handlers, () => ['node-1']),
+    );
+    const creds = grpc.ServerCredentials.createSsl(
+      Buffer.from(ca.certPem),
+      [{ cert_chain: Buffer.from(server.certPem), private_key: Buffer.from(server.keyPem) }],
+      true,
+    );
+    const bound = await new Promise<number>((resolve, reject) =>
+      s.bindAsync(`127.0.0.1:${port}`, creds, (e, p) => (e ? reject(e) : resolve(p))),
+    );
+    return { server: s, port: bound };
+  }
+
+  it('a peer that went away and came back is reached on the next migration (a fresh client, not the backoff)', async () => {
+    const first = await serve(0);
+    const clients = new PeerClients(identity);
+    const peer = { addr: `127.0.0.1:${first.port}`, nodeName: 'node-2' };
+    const destination = (migrationId: string) =>
+      new RemoteDestination({ migrationId, ...peer, identity, clients });
+    expect(await destination('mig-5').prepare()).toMatchObject({ port: 4005 });
+    // The node dies: its pooled connection fails and gRPC backs off reconnecting.
+    first.server.forceShutdown();
+    await expect(destination('mig-6').prepare()).rejects.toMatchObject({ code: 'ERR_PEER_UNAVAILABLE' });
+    // It restarts on the same address: the next migration's Prepare gets through at once.
+    const again = await serve(first.port);
+    try {
+      expect(await destination('mig-7').prepare()).toMatchObject({ port: 4007 });
+    } finally {
+      clients.close();
+      again.server.forceShutdown();
+    }
+  });
+
   it('without a pool, each destination opens its own connection and closes it', async () => {
     const peer = { addr: `127.0.0.1:${relayPort}`, nodeName: 'node-2' };
     connections = 0;
