@@ -34,19 +34,9 @@ describe('PeerClients', () => {
   let connections = 0;
 
   beforeAll(async () => {
-    grpcServer = new grpc.Server();
-    grpcServer.addService(
-      incomingMigrationService().service,
-      incomingMigrationServer(handlers, () => ['node-1']),
-    );
-    const creds = grpc.ServerCredentials.createSsl(
-      Buffer.from(ca.certPem),
-      [{ cert_chain: Buffer.from(server.certPem), private_key: Buffer.from(server.keyPem) }],
-      true,
-    );
-    const port = await new Promise<number>((resolve, reject) =>
-      grpcServer.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? reject(e) : resolve(p))),
-    );
+    const served = await serve(0);
+    grpcServer = served.server;
+    const port = served.port;
     relay = createServer((inbound: Socket) => {
       connections += 1;
       const outbound = connect(port, '127.0.0.1');
