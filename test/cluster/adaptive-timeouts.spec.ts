@@ -1,8 +1,9 @@
 /**
  * Raft timeouts that follow the measured RTT. Every Raft message gets an injected 150 ms one-way
  * delay (RTT ≈ 300 ms, a long WAN path): with adaptive ticks the cluster re-elects after its
- * leader is killed; with ticks pinned at 20 ms (election timeout 200–400 ms, shorter than the
- * pre-vote plus vote round trips) it cannot.
+ * leader is killed; with ticks pinned at 10 ms (election timeout 100–200 ms, shorter than one
+ * round trip, so no pre-vote is ever answered in time) it cannot. (At 20 ms, 200–400 ms, a lucky
+ * draw of timeouts sometimes fits a 300 ms round trip: that control failed 1 to 2 runs in 4.)
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { LocalCluster, type NodeProcess, until } from './harness';
@@ -50,8 +51,8 @@ describe('adaptive Raft timeouts (injected 150 ms one-way delay)', () => {
     expect(await reelects(cluster, 30_000)).toBe(true);
   }, 180_000);
 
-  it('with the tick pinned at 20 ms the same path cannot keep a leader through joins and an election', async () => {
-    cluster = new LocalCluster([...DELAY, '--raft-min-tick-ms', '20', '--raft-max-tick-ms', '20']);
+  it('with the tick pinned at 10 ms the same path cannot keep a leader through joins and an election', async () => {
+    cluster = new LocalCluster([...DELAY, '--raft-min-tick-ms', '10', '--raft-max-tick-ms', '10']);
     const c = cluster;
     // Either step fails on this path: adding a voter needs its acks inside one election timeout
     // (check-quorum), and an election needs two round trips inside it.

@@ -81,7 +81,7 @@ export class MigrationAgent {
   private readonly deadlines = new Map<string, NodeJS.Timeout>();
   private readonly follower: StateFollower;
   private stopVmWatch: (() => void) | undefined;
-  /** Connections to the other nodes' IncomingMigration service, kept ahead of any migration. */
+  /** Connections to the other nodes' IncomingMigration service, kept from one migration to the next. */
   private readonly peers: PeerClients;
 
   constructor(private readonly deps: MigrationAgentDeps) {
@@ -109,7 +109,7 @@ export class MigrationAgent {
 
   reconcile(snapshot: HostSnapshot): void {
     const self = this.deps.nodeId();
-    this.peers.follow(
+    this.peers.retain(
       snapshot.nodes
         .filter((n) => n.id !== self && n.peerAddr)
         .map((n) => ({ addr: n.peerAddr, nodeName: n.name })),

@@ -115,7 +115,7 @@ describe('PeerClients', () => {
     expect(connections).toBe(1);
     // A node that left the cluster: its client closes, and a later one is a new client.
     const before = clients.clientFor(peer);
-    clients.follow([]);
+    clients.retain([]);
     expect(clients.clientFor(peer)).not.toBe(before);
     clients.close();
   });
