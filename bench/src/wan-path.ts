@@ -112,14 +112,20 @@ export function namespacesDown(): void {
   sh('bash', [join(WAN, 'netns.sh'), 'down', NS_A, NS_B]);
 }
 
+/**
+ * Runs `f` while the emulator serves `scenario` between the namespaces; `flags` go to the emulator
+ * after the scenario and override it (`['--rate-trace', file]`, say). Resolves with `f`'s result and
+ * what the emulator printed on stdout meanwhile (its `start` line with the resolved configuration).
+ */
 export async function withEmulator<T>(
   scenario: string,
   f: () => Promise<T>,
+  flags: string[] = [],
 ): Promise<{ result: T; emulator: string }> {
   const statsFile = join(tmpdir(), `dwcp-wanem-${NS_A}-${scenario}.json`);
   const emu = spawn(
     EMULATOR,
-    ['--ns-a', NS_A, '--ns-b', NS_B, '--scenario', scenario, '--stats-file', statsFile],
+    ['--ns-a', NS_A, '--ns-b', NS_B, '--scenario', scenario, '--stats-file', statsFile, ...flags],
     {
       stdio: ['ignore', 'pipe', 'inherit'],
     },

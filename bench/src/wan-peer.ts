@@ -5,6 +5,12 @@
  *   wan-peer receive --kind tcp|quic --port P --identity DIR [--path native|js]
  *   wan-peer send    --kind tcp|quic --host H --port P --identity DIR [--path native|js]
  *                    (--bytes N --seed S | --seconds T) [--streams N] [--max-streams N] [--congestion C]
+ *   wan-peer record  --kind tcp|quic --host H --port P --identity DIR --seconds T [--sample-ms M]
+ *                    [--streams N] [--max-streams N] [--congestion C]
+ *
+ * `record` sends for T seconds and reports the sender's acknowledged bytes every M ms (default
+ * 100; the addon refreshes them every 250 ms), the counter a migration feeds PBA (libs/migration
+ * path-steering), for bench:pba:record.
  *
  * The JS path (libs/transport's node:tls reference) is TCP only; both ends print the SHA-256 of
  * the stream, since its data is made in JS.
@@ -71,9 +77,15 @@ async function receiveJs(port: number, dir: string): Promise<void> {
   process.exit(0);
 }
 
-async function sendWithJs(o: SendOptions, bytes: number): Promise<void> {
+/** 4 MiB of random bytes, written over and over: incompressible, and cheap to make once. */
+function incompressiblePiece(): Buffer {
   const piece = Buffer.alloc(4 << 20);
   for (let i = 0; i < piece.length; i += 4) piece.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+  return piece;
+}
+
+async function sendWithJs(o: SendOptions, bytes: number): Promise<void> {
+  const piece = incompressiblePiece();
   const hash = createHash('sha256');
   async function* source(): AsyncGenerator<Buffer> {
     for (let left = bytes; left > 0; left -= piece.length) {
@@ -151,8 +163,7 @@ async function send(
   }
   // Time-limited: send for `seconds`, then count what was acknowledged.
   const sender = AmstSender.start(o);
-  const piece = Buffer.alloc(4 << 20);
-  for (let i = 0; i < piece.length; i += 4) piece.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+  const piece = incompressiblePiece();
   const deadline = Date.now() + (seconds ?? 20) * 1000;
   let maxStreams = 0;
   let firstAckAt: number | undefined;
@@ -178,6 +189,40 @@ async function send(
   });
 }
 
+/**
+ * Sends for `seconds` and samples `[elapsedSeconds, bytesAcked]` every `sampleMs`. The deadline
+ * does not wait for a write: on a slow path the sender holds up to 64 MiB unacknowledged, and a
+ * write can wait for many seconds of it to drain.
+ */
+async function record(o: SendOptions, seconds: number, sampleMs: number): Promise<void> {
+  const startedAtMs = Date.now();
+  const sender = AmstSender.start(o);
+  const piece = incompressiblePiece();
+  const samples: Array<[number, number]> = [];
+  let maxStreams = 0;
+  const sampler = setInterval(() => {
+    const s = sender.stats();
+    maxStreams = Math.max(maxStreams, s.connections.length);
+    samples.push([s.elapsedSeconds, s.bytesAcked]);
+  }, sampleMs);
+  let stop = false;
+  const writing = (async () => {
+    while (!stop) await sender.write(piece);
+  })();
+  try {
+    await Promise.race([writing, new Promise((r) => setTimeout(r, seconds * 1000))]);
+  } finally {
+    stop = true;
+    clearInterval(sampler);
+  }
+  const s = sender.stats();
+  samples.push([s.elapsedSeconds, s.bytesAcked]);
+  sender.cancel();
+  writing.catch(() => undefined);
+  await sender.finished().catch(() => undefined);
+  out({ startedAtMs, samples, maxStreams, resent: s.framesResent, bytes: s.bytesAcked });
+}
+
 async function main(): Promise<void> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
@@ -193,6 +238,7 @@ async function main(): Promise<void> {
       'max-streams': { type: 'string' },
       congestion: { type: 'string', default: 'default' },
       path: { type: 'string', default: 'native' },
+      'sample-ms': { type: 'string', default: '100' },
     },
   });
   const kind = values.kind as LinkKind;
@@ -201,7 +247,8 @@ async function main(): Promise<void> {
   const js = values.path === 'js';
   if (positionals[0] === 'receive')
     return js ? receiveJs(Number(values.port), dir) : receive(kind, Number(values.port), dir);
-  if (positionals[0] !== 'send') throw new Error('usage: wan-peer receive|send ...');
+  if (positionals[0] !== 'send' && positionals[0] !== 'record')
+    throw new Error('usage: wan-peer receive|send|record ...');
   const options: SendOptions = {
     kind,
     host: values.host ?? '127.0.0.1',
@@ -214,6 +261,7 @@ async function main(): Promise<void> {
   if (values['max-streams'] !== undefined) options.maxStreams = Number(values['max-streams']);
   const bytes = values.bytes === undefined ? undefined : Number(values.bytes);
   const seconds = values.seconds === undefined ? undefined : Number(values.seconds);
+  if (positionals[0] === 'record') return record(options, seconds ?? 60, Number(values['sample-ms']));
   if (js) return sendWithJs(options, bytes ?? 256 << 20);
   return send(options, bytes, Number(values.seed), seconds);
 }
