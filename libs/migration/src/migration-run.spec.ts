@@ -1,5 +1,5 @@
 import type { PathSample } from '@novacron/bandwidth';
-import type { MigrationPhase } from '@novacron/cluster-state';
+import type { MigrationPath, MigrationPhase } from '@novacron/cluster-state';
 import type {
   MigrationParameters,
   MigrationParameterValues,
@@ -195,6 +195,31 @@ class ProbingEnd extends FakeEnd<SourceCounters> {
     this.log.push(`probe ${maxMs}`);
     if (this.outcome instanceof Error) throw this.outcome;
     return this.outcome;
+  }
+}
+
+/**
+ * A source end whose path goes during its probe: the transfer fails at once (no connection can be
+ * replaced), the probe only some time after the end is cancelled, as the native one notices.
+ */
+class LostDuringProbeEnd extends FakeEnd<SourceCounters> {
+  private cancelledProbe: (() => void) | undefined;
+  constructor(calls: string[]) {
+    super(SOURCE_COUNTERS, calls, 'source');
+  }
+  async probe(maxMs: number): Promise<ProbeResult> {
+    this.fail(Object.assign(new Error('TLS handshake failed: connection reset'), { code: 'ERR_AMST_TLS' }));
+    await new Promise<void>((resolve) => {
+      this.cancelledProbe = resolve;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    throw Object.assign(new Error(`connection 0 was lost 5 ms into a ${maxMs} ms probe`), {
+      code: 'ERR_AMST_PROBE_FAILED',
+    });
+  }
+  override cancel(): void {
+    super.cancel();
+    this.cancelledProbe?.();
   }
 }
 
@@ -560,6 +585,33 @@ describe('MigrationRun with fake adapters', () => {
     expect((await h.run.run()).phase).toBe('done');
     expect(h.calls).toContain('probe 300');
     expect(logs.join('\n')).toContain('probe failed (ERR_AMST_PROBE_FAILED: connection 1 reset)');
+  });
+
+  it('a path lost during the probe fails the run in preparing, and its record names the failed probe', async () => {
+    const records: { phase: MigrationPhase; reason: string | undefined; path: MigrationPath | undefined }[] =
+      [];
+    const h = harness(({ hv, data, calls }) => ({
+      source: {
+        driver: hv,
+        vm: handle('vm-src'),
+        dataPath: { socket: (id) => data.socket(id), startSource: () => new LostDuringProbeEnd(calls) },
+      },
+      onPhase: async (phase, _stats, reason, path) => {
+        records.push({ phase, reason, path });
+      },
+      options: { probeMs: 5000 },
+    }));
+    const outcome = await h.run.run();
+    expect(outcome).toMatchObject({
+      phase: 'failed',
+      reason: 'ERR_AMST_TLS: TLS handshake failed: connection reset',
+    });
+    expect(outcome.phases).toEqual(['preparing', 'failed']);
+    expect(h.calls.some((c) => c.startsWith('migrate'))).toBe(false);
+    expect(h.calls).toContain('destroy vm-dst');
+    expect(records.at(-1)?.path?.basis).toContain(
+      'probe failed (ERR_AMST_PROBE_FAILED: connection 0 was lost 5 ms into a 5000 ms probe)',
+    );
   });
 
   it('a destination that cannot start fails in preparing; QEMU is never told to migrate', async () => {

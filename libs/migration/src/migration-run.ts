@@ -140,6 +140,8 @@ export class MigrationRun {
   private offer: Promise<IncomingOffer> | undefined;
   private source: SourceDataPathEnd | undefined;
   private sourceFinished: Promise<{ stats: SourceCounters }> | undefined;
+  /** The probe before QEMU starts, true once it measured; it never rejects. */
+  private probing: Promise<boolean> | undefined;
   private arrived: Promise<IncomingResult> | undefined;
   private migrateIssued = false;
   private progress: MigrationProgress | undefined;
@@ -258,7 +260,7 @@ export class MigrationRun {
     });
     this.sourceFinished = this.watch(this.source.finished());
     // The probe runs while QEMU is told its knobs and the destination QEMU starts.
-    const probing = this.probe(this.source);
+    this.probing = this.probe(this.source);
     // QEMU escalates itself once the guest outruns the stream (dirtied pages past half of what a
     // round sent), by throttling its vCPUs; the capability must be set before `migrate`.
     await source.driver.setMigrationCapabilities(source.vm, {
@@ -273,7 +275,7 @@ export class MigrationRun {
       maxBandwidthBytesPerSec: uncapped ?? this.parameters.maxBandwidthBytesPerSec,
       downtimeLimitMs: this.parameters.downtimeLimitMs,
     });
-    if (await this.guard(probing)) await this.steer();
+    if (await this.guard(this.probing)) await this.steer();
   }
 
   /**
@@ -487,7 +489,8 @@ export class MigrationRun {
       const status = await source.driver.status(source.vm);
       if (!status.running && status.state !== 'exited') await source.driver.cont(source.vm);
     });
-    await Promise.allSettled([this.sourceFinished, this.arrived]);
+    // A probe the failure cut short ends with its source end (cancelled above): the record says what it found.
+    await Promise.allSettled([this.sourceFinished, this.arrived, this.probing]);
     this.closeEventStreams();
     await this.releaseSocket();
     await step(`reporting ${result}`, () => this.report(result, stats, reason));
