@@ -2,7 +2,7 @@
  * A TCP link on loopback toward a migration's sink, for tests and benches: every connection
  * through it is forwarded to `target`; optionally at one rate for all connections together (as
  * one slow link carries every AMST connection: towards the target, each chunk waits for its turn
- * on a shared clock), and it can be cut (every connection reset, new ones refused).
+ * on a shared clock), and it can be cut (every connection reset, new ones refused) and restored.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { IncomingOffer, IncomingResult, MigrationDestination } from '@novacron/migration';
@@ -14,6 +14,8 @@ export class LoopbackLink {
   private readonly server: Server;
   private readonly sockets = new Set<Socket>();
   private isCut = false;
+  /** Who waits for the link to have carried so many bytes (`carried`). */
+  private readonly waiters: { bytes: number; resolve: () => void }[] = [];
   /** When the link is free again (performance.now() ms): every connection books its bytes here. */
   private freeAtMs = 0;
   /** Where connections go: the destination sink's port, set when it is known. */
@@ -38,6 +40,17 @@ export class LoopbackLink {
   cut(): void {
     this.isCut = true;
     for (const s of this.sockets) s.resetAndDestroy();
+  }
+
+  /** Takes connections again after a `cut`; the ones it reset stay gone. */
+  restore(): void {
+    this.isCut = false;
+  }
+
+  /** Resolves once the link has carried `bytes` towards the target in all, on the chunk that crosses it. */
+  carried(bytes: number): Promise<void> {
+    if (this.bytes >= bytes) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ bytes, resolve }));
   }
 
   /** `inner`, with the data path's connections sent through this link (the RPC-free in-process case). */
@@ -65,6 +78,17 @@ export class LoopbackLink {
     return Math.max(0, this.freeAtMs - now - BURST_MS);
   }
 
+  private count(n: number): void {
+    this.bytes += n;
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const waiter = this.waiters[i];
+      if (waiter !== undefined && this.bytes >= waiter.bytes) {
+        this.waiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
+  }
+
   private carry(client: Socket): void {
     if (this.isCut || this.target === 0) {
       client.destroy();
@@ -81,13 +105,13 @@ export class LoopbackLink {
     const rate = this.bytesPerSec;
     if (rate === undefined) {
       client.on('data', (d: Buffer) => {
-        this.bytes += d.length;
+        this.count(d.length);
       });
       client.pipe(upstream);
       return;
     }
     client.on('data', (d: Buffer) => {
-      this.bytes += d.length;
+      this.count(d.length);
       const waitMs = this.book(d.length, rate);
       const full = !upstream.write(d);
       if (waitMs > 0 || full) {
