@@ -52,6 +52,15 @@ impl BindingDecoder {
         }
     }
 
+    /// Threads for decompression and verification from the next push on, 1..=64 (default 1).
+    #[napi(catch_unwind)]
+    pub fn set_threads(&self, threads: u32) -> napi::Result<()> {
+        self.core
+            .lock()?
+            .set_threads(threads as usize)
+            .map_err(to_napi)
+    }
+
     /// The ordered hex ids the encoder's `markPresent` got before its first push: a
     /// `split: 'pages'` stream refers to them by index and names the list it expects.
     #[napi(catch_unwind)]

@@ -47,6 +47,9 @@ pub struct BindingEncoderOptions {
     /// `"pages"` (QEMU RAM pages as units, stream format 2, native decoder only).
     #[napi(ts_type = "'cdc' | 'pages'")]
     pub split: Option<String>,
+    /// Threads for hashing and compression, 1..=64 (default 1: the stream is the same at any
+    /// count, only faster).
+    pub threads: Option<u32>,
 }
 
 fn split_of(name: Option<&str>) -> Result<Split, HdeError> {
@@ -74,11 +77,13 @@ impl BindingEncoder {
         let encoder = guard(|| {
             let params = ChunkerParams::try_from(options.chunker.unwrap_or_default())?;
             let split = split_of(options.split.as_deref())?;
-            Encoder::with_split(
+            let mut encoder = Encoder::with_split(
                 params,
                 CodecLevel::try_from(options.codec.unwrap_or_default())?,
                 split,
-            )
+            )?;
+            encoder.set_threads(options.threads.unwrap_or(1) as usize)?;
+            Ok(encoder)
         })?;
         Ok(BindingEncoder {
             core: Exclusive::new(encoder),

@@ -25,6 +25,8 @@ export interface EncoderOptions {
    * `'pages'`: QEMU RAM pages as units, stream format 2, native decoder only (docs/hde.md).
    */
   split?: 'cdc' | 'pages';
+  /** Threads for hashing and compression, 1..=64 (default 1). The stream is the same at any count. */
+  threads?: number;
 }
 
 export type EncoderStats = binding.BindingEncoderStats;
@@ -187,6 +189,11 @@ export class HdeDecoder {
 
   push(data: Uint8Array, signal?: AbortSignal): Promise<Buffer> {
     return callAsync(() => this.#inner.push(asBuffer(data), signal), signal);
+  }
+
+  /** Threads for decompression and verification from the next push on, 1..=64 (default 1). */
+  setThreads(threads: number): void {
+    call(() => this.#inner.setThreads(threads));
   }
 
   /** The ordered ids the encoder's `markPresent` got before its first push (page mode). */

@@ -122,6 +122,22 @@ describe('encoder and decoder', () => {
     expect(dec.stats().bytesOut).toBe(data.length);
   });
 
+  it('on several threads give the same stream and rebuild it; a thread count out of range is a typed error', () => {
+    const data = Buffer.concat([pseudoRandom(6 << 20, 2), text, pseudoRandom(2 << 20, 2)]);
+    const encode = (threads: number) => {
+      const enc = new HdeEncoder({ codec: { codec: 'zstd', level: 1 }, threads });
+      return Buffer.concat([enc.pushSync(data), enc.finishSync()]);
+    };
+    const one = encode(1);
+    expect(encode(3).equals(one)).toBe(true);
+    const dec = new HdeDecoder();
+    dec.setThreads(3);
+    expect(dec.pushSync(one).equals(data)).toBe(true);
+    dec.finish();
+    expect(codeOf(() => new HdeEncoder({ threads: 0 }))).toBe('ERR_HDE_INVALID_PARAM');
+    expect(codeOf(() => new HdeDecoder().setThreads(65))).toBe('ERR_HDE_INVALID_PARAM');
+  });
+
   it('refuses a second push while one is running', async () => {
     const enc = new HdeEncoder();
     const first = enc.push(pseudoRandom(4 << 20, 5));

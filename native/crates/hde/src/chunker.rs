@@ -8,6 +8,15 @@ use fastcdc::v2020;
 
 use crate::{ChunkerParams, Result};
 
+/// Where a chunk cut by [`Chunker::push_cuts`] lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cut<'a> {
+    /// Bytes `at..at + len` of the pushed data.
+    Input(usize, usize),
+    /// A chunk that began in an earlier push, held by the chunker.
+    Carried(&'a [u8]),
+}
+
 /// Cuts a byte stream into content-defined chunks.
 #[derive(Debug)]
 pub struct Chunker {
@@ -43,6 +52,19 @@ impl Chunker {
 
     /// Feeds `data`; calls `emit` with each chunk that is now complete, in order.
     pub fn push<E: FnMut(&[u8]) -> Result<()>>(&mut self, data: &[u8], mut emit: E) -> Result<()> {
+        self.push_cuts(data, |cut| match cut {
+            Cut::Carried(chunk) => emit(chunk),
+            Cut::Input(at, len) => emit(&data[at..at + len]),
+        })
+    }
+
+    /// As [`push`](Self::push), but says where each chunk lies: in `data` (so the caller can
+    /// keep a run of them without copying) or in bytes carried over from earlier pushes.
+    pub fn push_cuts<E: FnMut(Cut<'_>) -> Result<()>>(
+        &mut self,
+        data: &[u8],
+        mut emit: E,
+    ) -> Result<()> {
         let max = self.params.max_size;
         let mut pos = 0;
         // First finish the chunk that began in an earlier push, topping the carry up to max.
@@ -54,7 +76,7 @@ impl Chunker {
                 return Ok(()); // all of `data` is carried; not enough in view to cut yet
             }
             let len = self.cut(&self.carry);
-            emit(&self.carry[..len])?;
+            emit(Cut::Carried(&self.carry[..len]))?;
             if len >= carried {
                 // The chunk reached into `data`: continue in place from there, copying no more.
                 pos += len - carried;
@@ -67,7 +89,7 @@ impl Chunker {
         }
         while data.len() - pos >= max {
             let len = self.cut(&data[pos..]);
-            emit(&data[pos..pos + len])?;
+            emit(Cut::Input(pos, len))?;
             pos += len;
         }
         self.carry.extend_from_slice(&data[pos..]);

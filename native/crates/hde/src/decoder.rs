@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use crate::batch::{Op, OpReader};
 use crate::frame;
 use crate::wire::{self, Record};
-use crate::{ChunkId, ChunkStore, Codec, CodecLevel, HdeError, Result};
+use crate::{ChunkId, ChunkStore, Codec, CodecLevel, HdeError, Result, Workers};
 
 /// Where a decoder keeps chunks so that later references can be resolved.
 pub trait ChunkCache: Send {
@@ -67,6 +67,7 @@ pub struct DecoderStats {
 /// Rebuilds a stream from the HDE wire format, in pieces of any size.
 pub struct Decoder {
     cache: Box<dyn ChunkCache>,
+    workers: Workers,
     /// Stream bytes not yet forming a whole record; `consumed` of them are already parsed.
     pending: Vec<u8>,
     consumed: usize,
@@ -103,6 +104,7 @@ impl Decoder {
     pub fn new(cache: Box<dyn ChunkCache>) -> Self {
         Decoder {
             cache,
+            workers: Workers::default(),
             pending: Vec::new(),
             consumed: 0,
             version: None,
@@ -128,6 +130,15 @@ impl Decoder {
         self.held = ids;
     }
 
+    /// Spreads decompression and verification over `threads` threads from the next push on
+    /// (format 1). Fails with `ERR_HDE_INVALID_PARAM` outside 1..=[`MAX_THREADS`](crate::MAX_THREADS).
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
+        if threads != self.workers.threads() {
+            self.workers = Workers::new(threads)?;
+        }
+        Ok(())
+    }
+
     /// Makes the chunks kept so far durable (see [`ChunkCache::flush`]).
     pub fn flush_cache(&mut self) -> Result<()> {
         self.cache.flush()
@@ -151,8 +162,18 @@ impl Decoder {
     /// Consumes stream bytes, appending rebuilt raw bytes to `out`. A chunk that fails
     /// verification is an error and nothing of it reaches `out`.
     pub fn push(&mut self, wire_bytes: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        self.stats.bytes_in += wire_bytes.len() as u64;
-        self.pending.extend_from_slice(wire_bytes);
+        self.push_many(&[wire_bytes], out)
+    }
+
+    /// Consumes `pieces` one after another, as pushing each would, but decodes the records
+    /// they hold together: with several [threads](Self::set_threads), the more records at
+    /// once, the more of them are decompressed and verified side by side.
+    pub fn push_many<P: AsRef<[u8]>>(&mut self, pieces: &[P], out: &mut Vec<u8>) -> Result<()> {
+        for piece in pieces {
+            let piece = piece.as_ref();
+            self.stats.bytes_in += piece.len() as u64;
+            self.pending.extend_from_slice(piece);
+        }
         let pending = std::mem::take(&mut self.pending);
         let result = self.drain(&pending, out);
         self.pending = pending;
@@ -240,28 +261,10 @@ impl Decoder {
                     out.extend_from_slice(&self.staged);
                 }
                 Record::Chunk { id, frame, .. } => {
-                    frame::decode_into(frame, &mut self.scratch)?;
-                    id.verify(&self.scratch)?;
-                    self.cache.keep(&id, &self.scratch, frame)?;
-                    self.stats.chunks_received += 1;
-                    self.accept(&id, out);
+                    self.chunk_run(rest, RunRecord::Chunk(id, frame), len, out)?;
+                    continue;
                 }
-                Record::Ref { id, raw_len } => {
-                    if !self.cache.fetch(&id, &mut self.scratch)? {
-                        return Err(HdeError::MissingChunk(id));
-                    }
-                    if self.scratch.len() != raw_len {
-                        return Err(HdeError::Malformed {
-                            what: "ref record",
-                            reason: format!(
-                                "chunk {id} is {} bytes, ref says {raw_len}",
-                                self.scratch.len()
-                            ),
-                        });
-                    }
-                    self.stats.chunks_reused += 1;
-                    self.accept(&id, out);
-                }
+                Record::Ref { id, raw_len } => self.resolve(&id, raw_len, out)?,
                 Record::End {
                     total_len,
                     stream_hash,
@@ -423,12 +426,91 @@ impl Decoder {
         Ok(())
     }
 
-    fn accept(&mut self, id: &ChunkId, out: &mut Vec<u8>) {
+    /// Format 1: the CHUNK record at the start of `rest`, and the CHUNK and REF records after
+    /// it that are already buffered (up to [`RUN_RECORDS`] with several workers). Their frames
+    /// are decompressed and verified on the workers; then, in order, each chunk is kept and
+    /// emitted and each REF resolved (it may name a chunk of the same run). `consumed` moves
+    /// past each record as it is done, so on an error the records before the failing one have
+    /// been emitted, as one at a time would.
+    fn chunk_run(
+        &mut self,
+        rest: &[u8],
+        first: RunRecord<'_>,
+        len: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let mut run = vec![(first, len)];
+        let mut at = len;
+        while run.len() < RUN_RECORDS && self.workers.threads() > 1 {
+            let record = match wire::parse_record(&rest[at..])? {
+                Some((Record::Chunk { id, frame, .. }, len)) => (RunRecord::Chunk(id, frame), len),
+                Some((Record::Ref { id, raw_len }, len)) => (RunRecord::Ref(id, raw_len), len),
+                _ => break,
+            };
+            at += record.1;
+            run.push(record);
+        }
+        let raws = self.workers.map(&run, |(record, _)| match record {
+            RunRecord::Chunk(id, frame) => {
+                let mut raw = Vec::new();
+                frame::decode_into(frame, &mut raw)?;
+                id.verify(&raw)?;
+                Ok(raw)
+            }
+            RunRecord::Ref(..) => Ok(Vec::new()),
+        });
+        for ((record, len), raw) in run.into_iter().zip(raws) {
+            match record {
+                RunRecord::Chunk(id, frame) => {
+                    let raw = raw?;
+                    self.cache.keep(&id, &raw, frame)?;
+                    self.stats.chunks_received += 1;
+                    self.accept(&id, &raw, out);
+                }
+                RunRecord::Ref(id, raw_len) => self.resolve(&id, raw_len, out)?,
+            }
+            self.consumed += len;
+        }
+        Ok(())
+    }
+
+    /// A REF: the chunk from the cache, which must hold it at the length the record says.
+    fn resolve(&mut self, id: &ChunkId, raw_len: usize, out: &mut Vec<u8>) -> Result<()> {
+        let mut raw = std::mem::take(&mut self.scratch);
+        let found = self.cache.fetch(id, &mut raw);
+        let checked = match found {
+            Ok(true) if raw.len() == raw_len => Ok(()),
+            Ok(true) => Err(HdeError::Malformed {
+                what: "ref record",
+                reason: format!("chunk {id} is {} bytes, ref says {raw_len}", raw.len()),
+            }),
+            Ok(false) => Err(HdeError::MissingChunk(*id)),
+            Err(e) => Err(e),
+        };
+        if checked.is_ok() {
+            self.stats.chunks_reused += 1;
+            self.accept(id, &raw, out);
+        }
+        self.scratch = raw;
+        checked
+    }
+
+    fn accept(&mut self, id: &ChunkId, raw: &[u8], out: &mut Vec<u8>) {
         self.stream_digest.update(&id.0);
-        self.stats.bytes_out += self.scratch.len() as u64;
-        out.extend_from_slice(&self.scratch);
+        self.stats.bytes_out += raw.len() as u64;
+        out.extend_from_slice(raw);
     }
 }
+
+/// A format 1 record of a run that [`Decoder::chunk_run`] decodes together.
+enum RunRecord<'a> {
+    Chunk(ChunkId, &'a [u8]),
+    Ref(ChunkId, usize),
+}
+
+/// Most records decoded together: enough for every worker to have several frames, few enough
+/// that the run's raw bytes stay a few MiB.
+const RUN_RECORDS: usize = 64;
 
 /// The next `len` bytes of a batch's payload at `*at`, which moves past them; a batch whose ops
 /// need more than its payload holds is malformed.

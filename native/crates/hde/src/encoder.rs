@@ -1,11 +1,12 @@
 //! The sending side of HDE: chunk, name, skip what the receiver holds, compress the rest.
 
+use std::borrow::Cow;
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 
 use crate::split::{PageSplitter, Unit};
 use crate::{batch, frame, wire};
-use crate::{ChunkId, Chunker, ChunkerParams, CodecLevel, HdeError, Result};
+use crate::{ChunkId, Chunker, ChunkerParams, CodecLevel, Cut, HdeError, Result, Workers};
 
 /// How the encoder cuts its input into dedup units.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,6 +65,7 @@ pub struct EncoderStats {
 #[derive(Debug)]
 pub struct Encoder {
     cutter: Cutter,
+    workers: Workers,
     records: Records,
     started: bool,
     finished: bool,
@@ -173,6 +175,7 @@ impl Encoder {
         };
         Ok(Encoder {
             cutter,
+            workers: Workers::default(),
             records: Records {
                 level,
                 present: HashMap::new(),
@@ -237,6 +240,21 @@ impl Encoder {
         &self.records.held
     }
 
+    /// Spreads hashing and compression over `threads` threads from the next push on (format 1;
+    /// the output is the same at any count). Fails with `ERR_HDE_INVALID_PARAM` outside
+    /// 1..=[`MAX_THREADS`](crate::MAX_THREADS).
+    pub fn set_threads(&mut self, threads: usize) -> Result<()> {
+        if threads != self.workers.threads() {
+            self.workers = Workers::new(threads)?;
+        }
+        Ok(())
+    }
+
+    /// The threads hashing and compression may use.
+    pub fn threads(&self) -> usize {
+        self.workers.threads()
+    }
+
     /// Changes the codec level from the next chunk on, e.g. when the predicted bandwidth moves.
     pub fn set_level(&mut self, level: CodecLevel) {
         self.records.level = level;
@@ -264,12 +282,39 @@ impl Encoder {
 
     /// Encodes `data`, appending whole records to `out`. A partial chunk is held back.
     pub fn push(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.push_many(&[data], out)
+    }
+
+    /// Encodes `pieces` one after another, as pushing each would, but hashes and compresses
+    /// their chunks together: with several [threads](Self::set_threads), the more chunks at
+    /// once, the more of them run side by side.
+    pub fn push_many<P: AsRef<[u8]>>(&mut self, pieces: &[P], out: &mut Vec<u8>) -> Result<()> {
         self.start(out)?;
         let records = &mut self.records;
-        records.stats.bytes_in += data.len() as u64;
+        for data in pieces {
+            records.stats.bytes_in += data.as_ref().len() as u64;
+        }
         match &mut self.cutter {
-            Cutter::Cdc(chunker) => chunker.push(data, |chunk| records.emit(chunk, out)),
-            Cutter::Pages(splitter) => splitter.push(data, |unit| records.unit(unit, out)),
+            Cutter::Cdc(chunker) => {
+                let mut chunks = Vec::new();
+                for data in pieces {
+                    let data = data.as_ref();
+                    chunker.push_cuts(data, |cut| {
+                        chunks.push(match cut {
+                            Cut::Input(at, len) => Cow::Borrowed(&data[at..at + len]),
+                            Cut::Carried(chunk) => Cow::Owned(chunk.to_vec()),
+                        });
+                        Ok(())
+                    })?;
+                }
+                records.emit_all(&chunks, &self.workers, out)
+            }
+            Cutter::Pages(splitter) => {
+                for data in pieces {
+                    splitter.push(data.as_ref(), |unit| records.unit(unit, out))?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -278,7 +323,14 @@ impl Encoder {
         self.start(out)?;
         let records = &mut self.records;
         match &mut self.cutter {
-            Cutter::Cdc(chunker) => chunker.finish(|chunk| records.emit(chunk, out))?,
+            Cutter::Cdc(chunker) => {
+                let mut chunks = Vec::new();
+                chunker.finish(|chunk| {
+                    chunks.push(Cow::Owned(chunk.to_vec()));
+                    Ok(())
+                })?;
+                records.emit_all(&chunks, &self.workers, out)?;
+            }
             Cutter::Pages(splitter) => {
                 splitter.finish(|unit| records.unit(unit, out))?;
                 records.flush_batch(out)?;
@@ -318,27 +370,51 @@ impl Encoder {
 }
 
 impl Records {
-    fn emit(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let id = ChunkId::of(chunk);
-        self.stream_digest.update(&id.0);
-        let stats = &mut self.stats;
-        stats.chunks += 1;
-        match self.present.entry(id) {
-            Entry::Vacant(slot) => {
-                slot.insert(Origin::Sent);
-                let written = wire::write_chunk(out, &id, chunk, self.level)?;
-                stats.sent_raw_bytes += chunk.len() as u64;
-                stats.sent_frame_bytes += (written - 33) as u64;
-                stats.bytes_out += written as u64;
-            }
-            Entry::Occupied(held) => {
-                stats.dedup_chunks += 1;
-                stats.dedup_bytes += chunk.len() as u64;
-                if *held.get() == Origin::Announced {
-                    stats.known_chunks += 1;
-                    stats.known_bytes += chunk.len() as u64;
+    /// Format 1: one CHUNK or REF record per chunk, in order. BLAKE3 and compression run on
+    /// `workers`; which chunks go out in full is decided here in order (first occurrence wins),
+    /// so the records are the same at any thread count.
+    fn emit_all(
+        &mut self,
+        chunks: &[Cow<'_, [u8]>],
+        workers: &Workers,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let ids = workers.map(chunks, |chunk| ChunkId::of(chunk));
+        let mut fresh = Vec::new();
+        for (i, (chunk, id)) in chunks.iter().zip(&ids).enumerate() {
+            self.stream_digest.update(&id.0);
+            self.stats.chunks += 1;
+            match self.present.entry(*id) {
+                Entry::Vacant(slot) => {
+                    slot.insert(Origin::Sent);
+                    fresh.push(i);
                 }
-                stats.bytes_out += wire::write_ref(out, &id, chunk.len())? as u64;
+                Entry::Occupied(held) => {
+                    self.stats.dedup_chunks += 1;
+                    self.stats.dedup_bytes += chunk.len() as u64;
+                    if *held.get() == Origin::Announced {
+                        self.stats.known_chunks += 1;
+                        self.stats.known_bytes += chunk.len() as u64;
+                    }
+                }
+            }
+        }
+        let level = self.level;
+        let frames = workers.map(&fresh, |&i| {
+            let mut frame = Vec::new();
+            frame::encode_into(&chunks[i], level, &mut frame).map(|_| frame)
+        });
+        let mut frames = fresh.iter().zip(frames).peekable();
+        let stats = &mut self.stats;
+        for (i, (chunk, id)) in chunks.iter().zip(&ids).enumerate() {
+            match frames.next_if(|(&f, _)| f == i) {
+                Some((_, frame)) => {
+                    let frame = frame?;
+                    stats.sent_raw_bytes += chunk.len() as u64;
+                    stats.sent_frame_bytes += frame.len() as u64;
+                    stats.bytes_out += wire::write_chunk_frame(out, id, &frame) as u64;
+                }
+                None => stats.bytes_out += wire::write_ref(out, id, chunk.len())? as u64,
             }
         }
         Ok(())

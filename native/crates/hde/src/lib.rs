@@ -20,9 +20,10 @@ mod params;
 pub mod split;
 mod store;
 pub mod wire;
+mod workers;
 
 pub use chunk_id::ChunkId;
-pub use chunker::Chunker;
+pub use chunker::{Chunker, Cut};
 pub use codec::{Codec, CodecLevel};
 pub use decoder::{ChunkCache, Decoder, DecoderStats, MemoryChunks};
 pub use encoder::{Encoder, EncoderStats, Split};
@@ -30,3 +31,4 @@ pub use error::{HdeError, Result};
 pub use governor::{CodecGovernor, LevelChange, GOVERNOR_INTERVAL};
 pub use params::{ChunkerParams, Normalization};
 pub use store::{ChunkStore, StoreVerifyReport};
+pub use workers::{Workers, MAX_THREADS};

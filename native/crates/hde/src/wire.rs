@@ -76,16 +76,13 @@ pub enum Record<'a> {
     },
 }
 
-/// Appends a CHUNK record for `raw`, compressed with `level`. Returns the bytes written.
-pub fn write_chunk(
-    out: &mut Vec<u8>,
-    id: &ChunkId,
-    raw: &[u8],
-    level: crate::CodecLevel,
-) -> Result<usize> {
+/// Appends a CHUNK record around a frame already made with [`frame::encode_into`]. Returns
+/// the bytes written.
+pub fn write_chunk_frame(out: &mut Vec<u8>, id: &ChunkId, frame: &[u8]) -> usize {
     out.push(TAG_CHUNK);
     out.extend_from_slice(&id.0);
-    Ok(1 + ID_LEN + frame::encode_into(raw, level, out)?)
+    out.extend_from_slice(frame);
+    1 + ID_LEN + frame.len()
 }
 
 /// Appends a REF record.

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dwcp_hde::{Decoder, DecoderStats};
+use dwcp_hde::{Decoder, DecoderStats, Workers};
 use dwcp_transport::{
     IncomingStream, Listener, ListenerConfig, NodeIdentity, ReceiveStats, TransportError,
 };
@@ -21,7 +21,7 @@ use tokio::net::UnixStream;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::stage::{cancelled, joined, plain, Piece, Stop, QUEUE};
+use crate::stage::{cancelled, gather, joined, pass_on, plain, Piece, Stop, QUEUE};
 use crate::{PipelineError, Result, SharedStore};
 
 /// Where the sink delivers.
@@ -31,14 +31,17 @@ pub struct SinkOptions {
     pub socket_path: PathBuf,
     /// How long to keep trying to connect to it once the transfer has arrived.
     pub connect_timeout: Duration,
+    /// Threads for HDE's decompression and verification (1..=64).
+    pub hde_threads: usize,
 }
 
 impl SinkOptions {
-    /// Defaults: a 10 s connect timeout.
+    /// Defaults: a 10 s connect timeout, HDE on the host's cores (at most 8).
     pub fn new(socket_path: impl Into<PathBuf>) -> Self {
         SinkOptions {
             socket_path: socket_path.into(),
             connect_timeout: Duration::from_secs(10),
+            hde_threads: Workers::available(),
         }
     }
 }
@@ -126,7 +129,8 @@ impl MigrationSink {
             decoder: decoder_rx,
             transfer: transfer_rx,
         });
-        let decoder = Decoder::new(Box::new(store));
+        let mut decoder = Decoder::new(Box::new(store));
+        decoder.set_threads(options.hde_threads)?;
         let task = tokio::spawn(run(
             listener,
             decoder,
@@ -299,19 +303,18 @@ fn decode(
 ) -> std::result::Result<(), Stop> {
     let mut out = Vec::new();
     loop {
-        let piece = wire.blocking_recv().ok_or(Stop::Upstream)?;
-        let result = match &piece {
-            Piece::Data(data) => decoder.push(data, &mut out),
-            Piece::End => decoder.finish(),
+        let (pieces, end) = match wire.blocking_recv().ok_or(Stop::Upstream)? {
+            Piece::Data(first) => gather(first, &mut wire, &raw),
+            Piece::End => (Vec::new(), true),
         };
+        let mut result = decoder.push_many(&pieces, &mut out);
+        if end && result.is_ok() {
+            result = decoder.finish();
+        }
         stats.send_replace(decoder.stats());
         result.map_err(PipelineError::from)?;
-        if !out.is_empty() {
-            let data = Bytes::from(std::mem::take(&mut out));
-            raw.blocking_send(Piece::Data(data))
-                .map_err(|_| Stop::Downstream)?;
-        }
-        if let Piece::End = piece {
+        pass_on(&raw, Bytes::from(std::mem::take(&mut out)), Piece::Data)?;
+        if end {
             raw.blocking_send(Piece::End)
                 .map_err(|_| Stop::Downstream)?;
             // QEMU has the whole stream; only now make the stored chunks durable.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use dwcp_hde::{ChunkId, ChunkerParams, CodecGovernor, CodecLevel, Encoder, EncoderStats};
+use dwcp_hde::{ChunkId, ChunkerParams, CodecGovernor, CodecLevel, Encoder, EncoderStats, Workers};
 use dwcp_transport::{
     send_stream, Dialer, ProbeInbox, ProbeReport, ProbeRequest, SendOptions, SendReport,
     TransferStats,
@@ -21,7 +21,7 @@ use tokio::net::UnixListener;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::stage::{cancelled, joined, Piece, Stop, QUEUE};
+use crate::stage::{cancelled, gather, joined, pass_on, Piece, Stop, QUEUE};
 use crate::{PipelineError, Result};
 
 /// How a source reads, encodes and sends.
@@ -42,6 +42,8 @@ pub struct SourceOptions {
     /// Let a [`CodecGovernor`] step down to cheaper codecs while the encoder, not the link, is
     /// the bottleneck (and back up to `level` when the link pushes back). Default on.
     pub adaptive_codec: bool,
+    /// Threads for HDE's hashing and compression (1..=64; the output is the same at any count).
+    pub hde_threads: usize,
 }
 
 /// AMST's send buffer for a migration: bytes taken from QEMU and not yet acknowledged.
@@ -54,7 +56,7 @@ pub const DEFAULT_SEND_BUFFER: usize = 8 << 20;
 
 impl SourceOptions {
     /// Defaults: 16/64/256 KiB chunks, zstd level 1, adaptive AMST with an 8 MiB send buffer,
-    /// 256 KiB reads, no inventory.
+    /// 256 KiB reads, no inventory, HDE on the host's cores (at most 8).
     pub fn new(socket_path: impl Into<PathBuf>) -> Self {
         let mut send = SendOptions::default();
         send.sender.send_buffer = DEFAULT_SEND_BUFFER;
@@ -66,6 +68,7 @@ impl SourceOptions {
             send,
             read_size: 256 * 1024,
             adaptive_codec: true,
+            hde_threads: Workers::available(),
         }
     }
 }
@@ -157,6 +160,7 @@ impl MigrationSource {
         }
         let mut encoder = Encoder::new(options.chunker, options.level)?;
         encoder.mark_present(options.present);
+        encoder.set_threads(options.hde_threads)?;
         let governor = if options.adaptive_codec {
             CodecGovernor::new(options.level)
         } else {
@@ -465,26 +469,20 @@ impl Encoding {
     ) -> std::result::Result<(), Stop> {
         let mut out = Vec::new();
         loop {
-            let piece = raw.blocking_recv().ok_or(Stop::Upstream)?;
-            let started = Instant::now();
-            let end = match piece {
-                Piece::Data(data) => {
-                    self.encoder
-                        .push(&data, &mut out)
-                        .map_err(PipelineError::from)?;
-                    false
-                }
-                Piece::End => {
-                    self.encoder.finish(&mut out).map_err(PipelineError::from)?;
-                    true
-                }
+            let (pieces, end) = match raw.blocking_recv().ok_or(Stop::Upstream)? {
+                Piece::Data(first) => gather(first, raw, wire),
+                Piece::End => (Vec::new(), true),
             };
+            let started = Instant::now();
+            self.encoder
+                .push_many(&pieces, &mut out)
+                .map_err(PipelineError::from)?;
+            if end {
+                self.encoder.finish(&mut out).map_err(PipelineError::from)?;
+            }
             let encoded = Instant::now();
             self.stats.send_replace(self.encoder.stats());
-            if !out.is_empty() {
-                let piece = Bytes::from(std::mem::take(&mut out));
-                wire.blocking_send(piece).map_err(|_| Stop::Downstream)?;
-            }
+            pass_on(wire, Bytes::from(std::mem::take(&mut out)), |piece| piece)?;
             if end {
                 return Ok(());
             }

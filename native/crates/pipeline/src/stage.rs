@@ -1,7 +1,7 @@
 //! What flows between a pipeline's stages, and the small helpers every stage shares.
 
 use bytes::Bytes;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::{PipelineError, Result};
 
@@ -13,6 +13,55 @@ pub(crate) const QUEUE: usize = 8;
 pub(crate) enum Piece {
     Data(Bytes),
     End,
+}
+
+/// Most bytes a stage whose work runs on several threads takes at once.
+pub(crate) const GATHER: usize = 4 << 20;
+/// Largest piece a stage passes on: a queue of [`QUEUE`] pieces then holds no more than it did
+/// before stages took many pieces at once. Bytes held between QEMU and AMST's send buffer are
+/// invisible to QEMU's stop decision, so this bound matters for the guest's pause.
+pub(crate) const PIECE: usize = 256 * 1024;
+
+/// `first` and the pieces already queued after it, up to [`GATHER`] bytes in all, for a stage
+/// that hashes or compresses many chunks at once; and whether the stream's `End` came too.
+/// Never waits for more, and takes only `first` unless `downstream` is empty: a stage whose
+/// output is still queued is not the bottleneck, and gathering would only hold more bytes.
+pub(crate) fn gather<T>(
+    first: Bytes,
+    queue: &mut mpsc::Receiver<Piece>,
+    downstream: &mpsc::Sender<T>,
+) -> (Vec<Bytes>, bool) {
+    let mut bytes = first.len();
+    let mut pieces = vec![first];
+    if downstream.capacity() < downstream.max_capacity() {
+        return (pieces, false);
+    }
+    while bytes < GATHER {
+        match queue.try_recv() {
+            Ok(Piece::Data(data)) => {
+                bytes += data.len();
+                pieces.push(data);
+            }
+            Ok(Piece::End) => return (pieces, true),
+            Err(_) => break,
+        }
+    }
+    (pieces, false)
+}
+
+/// Passes `data` on in pieces of at most [`PIECE`] bytes (no copy).
+pub(crate) fn pass_on<T>(
+    downstream: &mpsc::Sender<T>,
+    mut data: Bytes,
+    wrap: impl Fn(Bytes) -> T,
+) -> std::result::Result<(), Stop> {
+    while !data.is_empty() {
+        let piece = data.split_to(data.len().min(PIECE));
+        downstream
+            .blocking_send(wrap(piece))
+            .map_err(|_| Stop::Downstream)?;
+    }
+    Ok(())
 }
 
 /// Why a stage stopped early, so the orchestrator can tell a cause from its echo.
