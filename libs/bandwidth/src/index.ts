@@ -1,6 +1,7 @@
 /** @novacron/bandwidth: PBA, what this node knows and predicts of the path to its peers. */
 export { BandwidthModule, PATH_ESTIMATOR } from './bandwidth.module';
 export {
+  type KernelPathSample,
   type PathEstimate,
   PathEstimator,
   type PathEstimatorOptions,

@@ -117,13 +117,22 @@ describe('PathEstimator', () => {
   it('exports dwcp_pba_* per peer, with the error of each one-second prediction', async () => {
     const registry = new Registry();
     const { e } = estimator(undefined, undefined, registry);
-    e.observe('node-2', sample(9_000, 1000, { rttMs: 50 }));
-    e.observe('node-2', sample(10_000, 2000, { rttMs: 50 }));
+    e.observe('node-2', sample(9_000, 1000, { rttMs: 50, kernel: { retransmits: 3 } }));
+    e.observe(
+      'node-2',
+      sample(10_000, 2000, {
+        rttMs: 50,
+        kernel: { deliveryRateBytesPerSec: 2500, rttMs: 40, retransmits: 4 },
+      }),
+    );
     const text = await registry.metrics();
     expect(text).toContain('dwcp_pba_goodput_bytes_per_second{peer="node-2"} 2000');
     expect(text).toContain('dwcp_pba_predicted_bytes_per_second{peer="node-2"} 1500');
     expect(text).toContain('dwcp_pba_rtt_seconds{peer="node-2"} 0.05');
     expect(text).toContain('dwcp_pba_samples_total{peer="node-2"} 2');
+    expect(text).toContain('dwcp_pba_kernel_delivery_rate_bytes_per_second{peer="node-2"} 2500');
+    expect(text).toContain('dwcp_pba_kernel_rtt_seconds{peer="node-2"} 0.04');
+    expect(text).toContain('dwcp_pba_retransmits_total{peer="node-2"} 7');
     // The prediction after the first sample was 1000; the next sample was 2000: error 0.5.
     expect(text).toContain('dwcp_pba_prediction_error_ratio_sum 0.5');
     expect(text).toContain('dwcp_pba_prediction_error_ratio_count 1');

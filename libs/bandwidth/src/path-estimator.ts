@@ -26,6 +26,28 @@ export interface PathSample {
    * rate): such a sample says only that the path carries at least this much.
    */
   appLimited?: boolean;
+  /** What the kernel (`TCP_INFO`) or quinn reported of the same connections, where it reports it. */
+  kernel?: KernelPathSample;
+}
+
+/**
+ * The transport stacks' own view of an interval, over the open connections: rates and windows
+ * summed, RTTs without AMST's framing and ack queueing. Absent fields were not reported (QUIC has
+ * no pacing or delivery rate; a kernel without `TCP_INFO` has none).
+ */
+export interface KernelPathSample {
+  /** The sum of the connections' latest delivery-rate samples (TCP), bytes per second. */
+  deliveryRateBytesPerSec?: number;
+  /** The sum of the connections' pacing rates (TCP), bytes per second. */
+  pacingRateBytesPerSec?: number;
+  /** The sum of the congestion windows, bytes. */
+  cwndBytes?: number;
+  /** The median smoothed RTT, ms. */
+  rttMs?: number;
+  /** The lowest minimum RTT, ms. */
+  minRttMs?: number;
+  /** Segments retransmitted (TCP) or packets declared lost (QUIC) over the interval. */
+  retransmits?: number;
 }
 
 /** An online predictor of a throughput series (libs/bandwidth's own, or a baseline). */
@@ -84,6 +106,9 @@ class PbaMetrics {
   readonly rtt: Gauge<'peer'>;
   readonly samples: Counter<'peer'>;
   readonly error: Histogram;
+  readonly kernelDelivery: Gauge<'peer'>;
+  readonly kernelRtt: Gauge<'peer'>;
+  readonly retransmits: Counter<'peer'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -108,6 +133,24 @@ class PbaMetrics {
     this.samples = new Counter({
       name: 'dwcp_pba_samples_total',
       help: 'Path samples taken toward a peer',
+      labelNames: ['peer'],
+      registers,
+    });
+    this.kernelDelivery = new Gauge({
+      name: 'dwcp_pba_kernel_delivery_rate_bytes_per_second',
+      help: "The kernel's delivery-rate samples toward a peer, summed over the transfer's TCP connections",
+      labelNames: ['peer'],
+      registers,
+    });
+    this.kernelRtt = new Gauge({
+      name: 'dwcp_pba_kernel_rtt_seconds',
+      help: "The kernel's (or quinn's) smoothed RTT toward a peer, without AMST's queueing",
+      labelNames: ['peer'],
+      registers,
+    });
+    this.retransmits = new Counter({
+      name: 'dwcp_pba_retransmits_total',
+      help: 'TCP segments retransmitted (or QUIC packets lost) toward a peer during migrations',
       labelNames: ['peer'],
       registers,
     });
@@ -160,6 +203,12 @@ export class PathEstimator {
       m.goodput.set({ peer: peerNodeId }, sample.goodputBytesPerSec);
       if (peer.expected !== undefined) m.predicted.set({ peer: peerNodeId }, peer.expected);
       if (sample.rttMs !== undefined) m.rtt.set({ peer: peerNodeId }, sample.rttMs / 1000);
+      const k = sample.kernel;
+      if (k?.deliveryRateBytesPerSec !== undefined)
+        m.kernelDelivery.set({ peer: peerNodeId }, k.deliveryRateBytesPerSec);
+      if (k?.rttMs !== undefined) m.kernelRtt.set({ peer: peerNodeId }, k.rttMs / 1000);
+      if (k?.retransmits !== undefined && k.retransmits > 0)
+        m.retransmits.inc({ peer: peerNodeId }, k.retransmits);
     }
   }
 

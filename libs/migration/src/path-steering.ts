@@ -10,6 +10,7 @@
  */
 import type { PathEstimate, PathSample, PeerPathView } from '@novacron/bandwidth';
 import type { MigrationPath } from '@novacron/cluster-state';
+import { kernelSample } from './kernel-sample';
 import {
   BULK_BUFFER_BDPS,
   bufferBytesFor,
@@ -232,6 +233,8 @@ export class PathSteering {
       ...(rttMs === undefined ? {} : { rttMs }),
       ...(minRtts.length > 0 ? { minRttMs: Math.min(...minRtts) } : {}),
     };
+    const kernel = kernelSample(prev, now);
+    if (kernel !== undefined) sample.kernel = kernel;
     this.lastSample = sample;
     this.recentGoodput.push(goodput);
     if (this.recentGoodput.length > PEAK_WINDOW) this.recentGoodput.shift();

@@ -98,6 +98,21 @@ export const nodePathSchema = z
         connections: z.number().int().nonnegative(),
         framesResent: z.number().int().nonnegative().optional(),
         appLimited: z.boolean().optional(),
+        kernel: z
+          .object({
+            deliveryRateBytesPerSec: rate.optional(),
+            pacingRateBytesPerSec: rate.optional(),
+            cwndBytes: z.number().nonnegative().optional(),
+            rttMs: z.number().nonnegative().optional(),
+            minRttMs: z.number().nonnegative().optional(),
+            retransmits: z.number().int().nonnegative().optional(),
+          })
+          .strict()
+          .optional()
+          .openapi({
+            description:
+              'What the kernel (TCP_INFO) or quinn reported of the same connections: rates and windows summed, RTTs without AMST’s queueing, retransmits over the interval.',
+          }),
       })
       .strict()
       .optional()
