@@ -206,6 +206,8 @@ interface Recorded {
   resent: number;
   /** When the transfer started on the emulator's clock (the schedule's). */
   startOffsetSec: number;
+  /** The emulator's drop-tail queue, sized from the first step's rate (bench/wan/README.md). */
+  queueBytes: number;
   loadAfter: number;
 }
 
@@ -213,6 +215,14 @@ function pathText(p: ScenarioPath, r: Recording): string {
   const rate = r.schedule ? `rate schedule: ${r.schedule.about}` : `${p.rate_mbit} Mbit/s`;
   const jitter = p.jitter_ms > 0 ? ` ± ${p.jitter_ms} ms jitter` : '';
   return `${2 * p.delay_ms} ms RTT${jitter}, ${100 * p.loss} % loss each way, ${rate}`;
+}
+
+/** The command as run, with the environment that changed what it did. */
+function command(): string {
+  const env = ['DWCP_WAN_NS_A', 'DWCP_WAN_NS_B', 'DWCP_PBA_RECORD_SECONDS'].flatMap((k) =>
+    process.env[k] ? [`${k}=${process.env[k]}`] : [],
+  );
+  return [...env, 'npm run bench:pba:record'].join(' ');
 }
 
 function readme(machine: MachineInfo, done: Recorded[], minutes: number): string {
@@ -224,7 +234,7 @@ function readme(machine: MachineInfo, done: Recorded[], minutes: number): string
     '',
     "Each file is one real transfer with the product's transport: AMST over TCP+TLS 1.3 with mutual TLS",
     "(the napi addon's `AmstSender`, adaptive stream count, bbr; bench/src/wan-peer.ts `record`) from network",
-    "namespace dwcp-a to dwcp-b through bench/wan's user-space emulator (TUN), sending incompressible data for",
+    `namespace ${NS_A} to ${NS_B} through bench/wan's user-space emulator (TUN), sending incompressible data for`,
     `the whole recording. The sender's acknowledged bytes (\`bytesAcked\`, the counter a migration feeds PBA)`,
     `were sampled every ${SAMPLE_MS} ms; the addon refreshes them every ${COUNTER_REFRESH_MS} ms, so the lines are ${COUNTER_REFRESH_MS} ms apart.`,
     'Each `seconds Mbit/s` line is the rate until the next line, so a whole second of a file holds exactly the',
@@ -232,22 +242,25 @@ function readme(machine: MachineInfo, done: Recorded[], minutes: number): string
     'handshakes are left out). `#` lines at the top of each file say how it was made.',
     '',
     "A rate schedule (`--rate-trace`) runs on the emulator's clock, which starts a little before the transfer",
-    '(the offset column): a step at 45 s shows near 45 s minus the offset in the file. The public traces used',
-    'as schedules are evaluation (held-out) traces of bench/traces/fcc and hsdpa.',
+    '(the offset column): a step at 45 s shows near 45 s minus the offset in the file. The bottleneck queue is',
+    "100 ms of the first step's rate and keeps that size, so a schedule that starts low (the FCC one) runs",
+    'behind a queue of a few packets. The public traces used as schedules are evaluation (held-out) traces of',
+    'bench/traces/fcc and hsdpa.',
     '',
     "bench:pba reports this set as held out: PBA's model was fitted on the public sets' tuning halves only",
     '(bench/src/pba-fit.ts), and this set has no tuning half.',
     '',
-    '| file | emulated path | recorded | mean Mbit/s | max streams | frames resent | transfer start on the emulator clock | 1-min load after |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
+    '| file | emulated path | bottleneck queue | recorded | mean Mbit/s | max streams | frames resent | transfer start on the emulator clock | 1-min load after |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
     ...done.map(
       (d) =>
-        `| ${d.file} | \`${d.recording.scenario}\`: ${pathText(d.path, d.recording)} | ${d.seconds.toFixed(1)} s | ` +
+        `| ${d.file} | \`${d.recording.scenario}\`: ${pathText(d.path, d.recording)} | ${(d.queueBytes / 1000).toFixed(1)} kB | ${d.seconds.toFixed(1)} s | ` +
         `${d.meanMbit.toFixed(1)} | ${d.maxStreams} | ${d.resent} | ${d.startOffsetSec.toFixed(2)} s | ${d.loadAfter.toFixed(2)} |`,
     ),
     '',
     '## Machine',
     '',
+    `- command: \`${command()}\` as root`,
     machineMarkdown(machine),
     `- the whole run took ${minutes.toFixed(1)} min; the machine's 2 cores are shared with other work (other`,
     '  sessions, builds), and the sender, the receiver and the emulator share them too, so CPU, not only the',
@@ -280,7 +293,16 @@ async function main(): Promise<void> {
         flags.push('--rate-trace', file);
       }
       const emulatorStartedAt = Date.now();
-      const { result } = await withEmulator(r.scenario, () => transfer(ids, port++, r.seconds), flags);
+      const { result, emulator } = await withEmulator(
+        r.scenario,
+        () => transfer(ids, port++, r.seconds),
+        flags,
+      );
+      const startLine = emulator.split('\n').find((l) => l.includes('"event":"start"'));
+      if (startLine === undefined) throw new Error(`the emulator printed no start line: ${emulator}`);
+      const queueBytes = Number(
+        (JSON.parse(startLine) as { config: { queue_bytes: number } }).config.queue_bytes,
+      );
       const body = traceLines(result.samples);
       const last = body.at(-1)?.split(' ')[0];
       const seconds = Number(last);
@@ -288,7 +310,7 @@ async function main(): Promise<void> {
       const header = [
         `# recorded by npm run bench:pba:record on ${machine.date.slice(0, 10)}, commit ${machine.commit}; see README.md`,
         `# AMST TCP+TLS, adaptive streams, bbr; the sender's bytesAcked as the addon refreshes it (every ${COUNTER_REFRESH_MS} ms)`,
-        `# emulator --scenario ${r.scenario}: ${pathText(path, r)}`,
+        `# emulator --scenario ${r.scenario}: ${pathText(path, r)}; queue ${queueBytes} B`,
       ];
       writeFileSync(join(OUT_DIR, file), `${[...header, ...body].join('\n')}\n`);
       const firstAcked = result.samples.find(([, b]) => b > 0)?.[0] ?? 0;
@@ -301,6 +323,7 @@ async function main(): Promise<void> {
         maxStreams: result.maxStreams,
         resent: result.resent,
         startOffsetSec: (result.startedAtMs - emulatorStartedAt) / 1000,
+        queueBytes,
         loadAfter: loadavg()[0] ?? Number.NaN,
       };
       done.push(d);
