@@ -63,8 +63,10 @@ export async function probeAccelerator(options: ProbeOptions): Promise<Accelerat
   const args = ['-accel', 'kvm', '-m', '128', '-nodefaults', '-display', 'none', '-no-reboot'];
   args.push('-kernel', options.kernel, '-append', 'earlyprintk=ttyS0 panic=-1', '-serial', 'stdio');
   const started = Date.now();
-  const qemu = await QemuProcess.spawn(options.qemuBinary, args, (line) => {
-    if (line.includes('Linux version')) printed();
+  const qemu = await QemuProcess.spawn(options.qemuBinary, args, {
+    onLine: (line) => {
+      if (line.includes('Linux version')) printed();
+    },
   });
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<'timeout'>((resolve) => {

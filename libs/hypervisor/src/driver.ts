@@ -126,4 +126,14 @@ export interface HypervisorDriver {
   warmUp?(kernel: string): Promise<unknown>;
   /** The last of what the hypervisor process wrote to stderr, for an error's reason (optional). */
   stderrTail?(vm: VmHandle): string;
+  /**
+   * Optional, for a driver whose VMs outlive it (a node daemon's restart): the VMs an earlier driver
+   * left on this host, by `VmSpec.name`; `adopt` takes one over (ERR_HV_ADOPT_FAILED with a
+   * `reason` when it cannot), `discard` ends what is left of one it could not, and `release` lets go
+   * of every VM without stopping it. A driver without them stops its VMs when it closes.
+   */
+  leftovers?(): Promise<string[]>;
+  adopt?(name: string): Promise<VmHandle>;
+  discard?(name: string): Promise<void>;
+  release?(): Promise<void>;
 }

@@ -17,19 +17,40 @@ export type HypervisorErrorCode =
   /** QEMU sent something that is not QMP. */
   | 'ERR_HV_QMP_PROTOCOL'
   /** A QMP call or a wait took longer than allowed. */
-  | 'ERR_HV_TIMEOUT';
+  | 'ERR_HV_TIMEOUT'
+  /** A VM left by an earlier driver could not be taken over; `reason` says why. */
+  | 'ERR_HV_ADOPT_FAILED';
+
+/** Why a VM left running by an earlier driver (a node daemon before its restart) was not taken over. */
+export type AdoptFailureReason =
+  /** No runtime directory for it: it was never launched here, or it was cleaned up. */
+  | 'no-runtime-dir'
+  | 'no-pidfile'
+  /** The pidfile's process is gone: the QEMU died while no driver watched it. */
+  | 'process-gone'
+  /** The pidfile's pid now belongs to another process. */
+  | 'foreign-process'
+  /** The QEMU runs but does not answer on its QMP socket. */
+  | 'qmp-unreachable'
+  /** QMP answered with another VM's name. */
+  | 'identity-mismatch'
+  /** The guest shut down, panicked or hit an internal error. */
+  | 'unusable-state';
 
 export class HypervisorError extends Error {
   override readonly name = 'HypervisorError';
   readonly field: string | undefined;
+  /** ERR_HV_ADOPT_FAILED: why. */
+  readonly reason: AdoptFailureReason | undefined;
 
   constructor(
     readonly code: HypervisorErrorCode,
     message: string,
-    options: { field?: string; cause?: unknown } = {},
+    options: { field?: string; reason?: AdoptFailureReason; cause?: unknown } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.field = options.field;
+    this.reason = options.reason;
   }
 
   static invalidArgument(field: string, message: string): HypervisorError {

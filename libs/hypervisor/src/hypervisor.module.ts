@@ -26,8 +26,11 @@ export interface BuiltInDriverOptions {
   driver: 'auto' | 'qemu' | 'simulated';
   qemuBinary: string;
   accelerator: 'auto' | 'kvm' | 'tcg';
-  /** QEMU dies with the node process (a restarted node cannot take a running QEMU over yet). */
-  dieWithParent?: boolean;
+  /**
+   * Where each VM's runtime directory goes (`<runtimeRoot>/<name>`: QMP socket, pidfile, console,
+   * log). Given, QEMU outlives the node process, and the restarted node takes it over from there.
+   */
+  runtimeRoot?: string;
 }
 
 /** Another driver: a class Nest constructs, or a factory with what it injects. */
@@ -59,7 +62,7 @@ export function builtInDriver(options: BuiltInDriverOptions, logger: Logger): Hy
       qemuBinary,
       accelerator,
       logger: hypervisorLogger(logger),
-      dieWithParent: options.dieWithParent ?? true,
+      ...(options.runtimeRoot === undefined ? {} : { runtimeRoot: options.runtimeRoot, detached: true }),
     });
   }
   logger.warn(

@@ -14,7 +14,7 @@ export type {
   VmSpec,
   VmStatus,
 } from './driver';
-export { HypervisorError, type HypervisorErrorCode, QmpError } from './errors';
+export { type AdoptFailureReason, HypervisorError, type HypervisorErrorCode, QmpError } from './errors';
 export type { QmpEvent, VmEvent } from './events';
 export {
   type BuiltInDriverOptions,
@@ -37,6 +37,7 @@ export { followMigration } from './migration-watch';
 export { migrateWithQemuAlone, type QemuAloneOptions, type QemuAloneResult } from './qemu-alone';
 export { buildQemuArgs } from './qemu-args';
 export { QemuDriver, type QemuDriverOptions } from './qemu-driver';
+export { identifyQemu, type QemuIdentity } from './qemu-runtime';
 export { QmpClient, type QmpClientOptions, type QmpVersion } from './qmp-client';
 export { waitForLine } from './serial-console';
 export { SimulatedDriver, type SimulatedDriverOptions } from './simulated-driver';

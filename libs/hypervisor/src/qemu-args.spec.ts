@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { HypervisorError } from './errors';
 import { buildQemuArgs } from './qemu-args';
 
+const files = { consoleFile: '/run/vm/console.log', pidFile: '/run/vm/qemu.pid' };
+
 const guest = {
   name: 'vm-1',
   memoryMiB: 128,
@@ -11,8 +13,13 @@ const guest = {
 };
 
 describe('buildQemuArgs', () => {
-  it('builds a headless, default-free kernel boot with QMP on a socket and the console on stdout', () => {
-    const args = buildQemuArgs(guest, { accelerator: 'tcg', qmpSocket: '/run/vm/qmp.sock', incoming: false });
+  it('builds a headless, default-free kernel boot with QMP on a socket, the console in a file and a pidfile', () => {
+    const args = buildQemuArgs(guest, {
+      accelerator: 'tcg',
+      qmpSocket: '/run/vm/qmp.sock',
+      incoming: false,
+      ...files,
+    });
     expect(args).toEqual([
       '-name',
       'vm-1',
@@ -28,8 +35,12 @@ describe('buildQemuArgs', () => {
       '-no-reboot',
       '-qmp',
       'unix:/run/vm/qmp.sock,server=on,wait=off',
+      '-chardev',
+      'file,id=console0,path=/run/vm/console.log',
       '-serial',
-      'stdio',
+      'chardev:console0',
+      '-pidfile',
+      '/run/vm/qemu.pid',
       '-kernel',
       '/g/vmlinux',
       '-initrd',
@@ -40,7 +51,7 @@ describe('buildQemuArgs', () => {
   });
 
   it('makes a destination wait for migrate-incoming', () => {
-    const args = buildQemuArgs(guest, { accelerator: 'kvm', qmpSocket: '/q', incoming: true });
+    const args = buildQemuArgs(guest, { accelerator: 'kvm', qmpSocket: '/q', incoming: true, ...files });
     expect(args.slice(-2)).toEqual(['-incoming', 'defer']);
     expect(args).toContain('kvm');
   });
@@ -52,7 +63,12 @@ describe('buildQemuArgs', () => {
       cpus: 2,
       disk: { path: '/img/a,b.qcow2', format: 'qcow2' as const },
     };
-    const args = buildQemuArgs(spec, { accelerator: 'tcg', qmpSocket: '/s,1/qmp', incoming: false });
+    const args = buildQemuArgs(spec, {
+      accelerator: 'tcg',
+      qmpSocket: '/s,1/qmp',
+      incoming: false,
+      ...files,
+    });
     expect(args).toContain('file=/img/a,,b.qcow2,format=qcow2,if=virtio');
     expect(args).toContain('unix:/s,,1/qmp,server=on,wait=off');
     expect(args[args.indexOf('-smp') + 1]).toBe('2');
@@ -67,7 +83,7 @@ describe('buildQemuArgs', () => {
     [{ name: 'x', memoryMiB: 64, disk: { path: '/d', format: 'raw' as const }, initrd: '/i' }, 'initrd'],
   ])('refuses a bad spec and names the field (%#)', (spec, field) => {
     try {
-      buildQemuArgs(spec, { accelerator: 'tcg', qmpSocket: '/q', incoming: false });
+      buildQemuArgs(spec, { accelerator: 'tcg', qmpSocket: '/q', incoming: false, ...files });
       expect.unreachable();
     } catch (error) {
       expect(error).toBeInstanceOf(HypervisorError);

@@ -7,6 +7,10 @@ export interface QemuLaunchOptions {
   accelerator: Accelerator;
   /** Where QEMU listens for QMP (a unix socket it creates). */
   qmpSocket: string;
+  /** The file the guest's first serial port is written to (the driver tails it). */
+  consoleFile: string;
+  /** Where QEMU writes its pid (what a restarted node reads to take the VM over). */
+  pidFile: string;
   /** Start as a migration destination that waits for `migrate-incoming`. */
   incoming: boolean;
 }
@@ -34,9 +38,10 @@ export function checkVmSpec(spec: VmSpec): void {
 }
 
 /**
- * The arguments after the binary. The guest's first serial port is QEMU's stdout; QMP is a unix
- * socket QEMU serves without waiting for a client. No default devices, no display, and no reboot
- * (a guest that reboots or panics makes QEMU exit, which the driver sees).
+ * The arguments after the binary. The guest's first serial port is written to a file, so nothing the
+ * guest prints depends on a reader being there (the node daemon may restart); QMP is a unix socket
+ * QEMU serves without waiting for a client. No default devices, no display, and no reboot (a guest
+ * that reboots or panics makes QEMU exit, which the driver sees).
  */
 export function buildQemuArgs(spec: VmSpec, options: QemuLaunchOptions): string[] {
   checkVmSpec(spec);
@@ -55,8 +60,12 @@ export function buildQemuArgs(spec: VmSpec, options: QemuLaunchOptions): string[
     '-no-reboot',
     '-qmp',
     `unix:${escapeOptionValue(options.qmpSocket)},server=on,wait=off`,
+    '-chardev',
+    `file,id=console0,path=${escapeOptionValue(options.consoleFile)}`,
     '-serial',
-    'stdio',
+    'chardev:console0',
+    '-pidfile',
+    options.pidFile,
   ];
   if (spec.kernel !== undefined) args.push('-kernel', spec.kernel);
   if (spec.initrd !== undefined) args.push('-initrd', spec.initrd);

@@ -1,16 +1,41 @@
 /**
- * One hypervisor process: spawned, its stdout cut into lines, its exit awaited, and ended with
- * SIGTERM then SIGKILL. Every process still alive when Node exits is SIGKILLed, so a crashed or
- * interrupted test run leaves no QEMU behind (a SIGKILLed Node cannot do this; see docs/hypervisor.md).
+ * One hypervisor process this Node started: spawned, its output cut into lines or written to a log
+ * file, its exit awaited, and ended with SIGTERM then SIGKILL. Every process still alive when Node
+ * exits is SIGKILLed, so a crashed or interrupted test run leaves no QEMU behind (a SIGKILLed Node
+ * cannot do this; see docs/hypervisor.md), except a detached one, which is meant to outlive Node.
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import { HypervisorError } from './errors';
 import { LineSplitter } from './serial-console';
 
 export interface ProcessExit {
   code: number | null;
   signal: NodeJS.Signals | null;
+}
+
+/** A VM's hypervisor process, whether this Node started it or took it over (AdoptedProcess). */
+export interface VmProcess {
+  readonly pid: number;
+  /** Resolves once the process has exited. */
+  readonly exited: Promise<ProcessExit>;
+  readonly exitStatus: ProcessExit | undefined;
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once the process is gone. */
+  terminate(graceMs: number): Promise<ProcessExit>;
+}
+
+/** Where a process's stdout and stderr go: cut into lines, or appended to a file nobody needs to read. */
+export type ProcessOutput = { onLine: (line: string) => void } | { logFile: string };
+
+export interface SpawnOptions {
+  /** Killed when this process dies, even by SIGKILL (`setpriv --pdeathsig KILL`, util-linux). */
+  dieWithParent?: boolean;
+  /**
+   * Its own session and process group, not killed when this process exits, and no handle of it keeps
+   * Node's event loop alive: it outlives this process. Needs a `logFile` output.
+   */
+  detached?: boolean;
 }
 
 const alive = new Set<ChildProcess>();
@@ -28,7 +53,7 @@ function track(child: ChildProcess): void {
 
 const STDERR_KEEP_BYTES = 8192;
 
-export class QemuProcess {
+export class QemuProcess implements VmProcess {
   /** Resolves once the process has exited and its output has been read to the end. */
   readonly exited: Promise<ProcessExit>;
   private exit: ProcessExit | undefined;
@@ -37,7 +62,7 @@ export class QemuProcess {
   private constructor(
     private readonly child: ChildProcess,
     readonly pid: number,
-    onLine: (line: string) => void,
+    onLine: (line: string) => void = () => {},
   ) {
     const splitter = new LineSplitter();
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -61,27 +86,38 @@ export class QemuProcess {
     });
   }
 
-  /** Starts `binary`; `onLine` gets each line it writes to stdout (the guest's serial console). */
+  /** Starts `binary`, its output going to `output`. */
   static async spawn(
     binary: string,
     args: readonly string[],
-    onLine: (line: string) => void,
-    options: { dieWithParent?: boolean } = {},
+    output: ProcessOutput,
+    options: SpawnOptions = {},
   ): Promise<QemuProcess> {
+    if (options.detached && !('logFile' in output)) {
+      throw HypervisorError.invalidArgument('output', 'a detached process writes to a log file');
+    }
+    const logFd = 'logFile' in output ? openSync(output.logFile, 'a') : undefined;
+    const stdio =
+      logFd === undefined ? (['ignore', 'pipe', 'pipe'] as const) : (['ignore', logFd, logFd] as const);
     // setpriv sets the parent-death signal and execs QEMU, so the process is QEMU itself.
-    const child = options.dieWithParent
-      ? spawn('setpriv', ['--pdeathsig', 'KILL', '--', binary, ...args], {
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
-      : spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [command, argv] = options.dieWithParent
+      ? ['setpriv', ['--pdeathsig', 'KILL', '--', binary, ...args]]
+      : [binary, [...args]];
+    let child: ChildProcess;
+    try {
+      child = spawn(command, argv, { stdio: [...stdio], detached: options.detached ?? false });
+    } finally {
+      if (logFd !== undefined) closeSync(logFd);
+    }
     if (child.pid === undefined) {
       const error = await new Promise<Error>((resolve) => child.once('error', resolve));
       throw new HypervisorError('ERR_HV_LAUNCH_FAILED', `could not start ${binary}: ${error.message}`, {
         cause: error,
       });
     }
-    track(child);
-    return new QemuProcess(child, child.pid, onLine);
+    if (options.detached) child.unref();
+    else track(child);
+    return new QemuProcess(child, child.pid, 'onLine' in output ? output.onLine : undefined);
   }
 
   /** How it ended, once it has. */
@@ -89,7 +125,7 @@ export class QemuProcess {
     return this.exit;
   }
 
-  /** The last few KiB QEMU wrote to stderr: its reasons, when it refuses to start or dies. */
+  /** The last few KiB QEMU wrote to stderr (piped output only): its reasons, when it refuses to start or dies. */
   get stderrTail(): string {
     return this.stderr.trim();
   }
