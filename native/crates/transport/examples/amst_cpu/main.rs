@@ -3,7 +3,8 @@
 //! transfer under `perf record` whose samples are sorted into what they were doing.
 //!
 //! ```text
-//! amst_cpu pair [--mib N] [--streams N]          one transfer; prints a `result ...` line
+//! amst_cpu pair [--mib N] [--streams N] [--record FILE]
+//!                                                one transfer; prints a `result ...` line
 //! amst_cpu report --out PATH [--runs N] [--mib N] [--streams N] [--baseline REV] [--no-perf]
 //!                                                writes PATH.json and PATH.md
 //! ```
@@ -25,6 +26,7 @@ struct Options {
     baseline: Option<String>,
     perf: bool,
     perf_mib: u64,
+    record: Option<String>,
 }
 
 impl Options {
@@ -36,7 +38,8 @@ impl Options {
             out: None,
             baseline: None,
             perf: true,
-            perf_mib: 1024,
+            perf_mib: 2048,
+            record: None,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -49,6 +52,7 @@ impl Options {
                 "--baseline" => o.baseline = Some(value()?.clone()),
                 "--perf-mib" => o.perf_mib = value()?.parse()?,
                 "--no-perf" => o.perf = false,
+                "--record" => o.record = Some(value()?.clone()),
                 other => return Err(format!("unknown option {other}").into()),
             }
         }
@@ -64,7 +68,8 @@ fn main() -> Result<(), Error> {
     let options = Options::parse(rest)?;
     match command.as_str() {
         "pair" => {
-            let sample = transfer::pair(options.mib << 20, options.streams)?;
+            let record = options.record.as_deref();
+            let sample = transfer::pair(options.mib << 20, options.streams, record)?;
             println!("{}", sample.to_line());
             Ok(())
         }

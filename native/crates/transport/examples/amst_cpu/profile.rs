@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use crate::transfer::Sample;
 use crate::Error;
@@ -64,28 +65,57 @@ pub struct Profile {
     pub receiver: RoleProfile,
 }
 
-/// Runs `exe pair` under `perf record` and sorts its samples taken during the transfer.
+/// Runs `exe pair`, which has perf record it, and sorts its samples taken during the transfer.
 pub fn record(exe: &Path, mib: u64, streams: u32) -> Result<(Sample, Profile), Error> {
     let data = std::env::temp_dir().join(format!("amst-cpu-{}.perf", std::process::id()));
-    let out = Command::new("perf")
-        .args(["record", "-q", "-F", FREQUENCY, "-k", "mono"])
-        .args(["--call-graph", "dwarf,16384", "-o"])
-        .arg(&data)
-        .arg("--")
-        .arg(exe)
+    let out = Command::new(exe)
         .args(["pair", "--mib", &mib.to_string()])
         .args(["--streams", &streams.to_string()])
+        .arg("--record")
+        .arg(&data)
         .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("perf record: {e} (install linux-perf)"))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let sample = stdout
+        .output()?;
+    let sample = String::from_utf8_lossy(&out.stdout)
         .lines()
         .find_map(Sample::parse)
-        .ok_or_else(|| format!("perf record {}: no result from the transfer", out.status))?;
+        .ok_or_else(|| format!("pair --record {}: no result from the transfer", out.status))?;
     let profile = sort(&data, &sample);
     let _ = std::fs::remove_file(&data);
     Ok((sample, profile?))
+}
+
+/// Starts `perf record` on running processes, and gives it time to read their mappings.
+pub fn attach(path: &str, pids: &[u32]) -> Result<Child, Error> {
+    let pids: Vec<String> = pids.iter().map(ToString::to_string).collect();
+    let child = Command::new("perf")
+        .args(["record", "-q", "-F", FREQUENCY, "-k", "mono"])
+        .args([
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+            path,
+            "-p",
+            &pids.join(","),
+        ])
+        .spawn()
+        .map_err(|e| format!("perf record: {e} (install linux-perf)"))?;
+    std::thread::sleep(Duration::from_secs(1));
+    Ok(child)
+}
+
+/// Stops `perf record` as Ctrl-C would, so it writes a complete file.
+#[allow(unsafe_code)]
+pub fn detach(mut perf: Child) -> Result<(), Error> {
+    let pid = libc::pid_t::try_from(perf.id())?;
+    // SAFETY: a plain syscall on the pid of a child we started and have not yet waited for.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = perf.wait()?;
+    // perf ends by re-raising the SIGINT once the file is written.
+    let interrupted = std::os::unix::process::ExitStatusExt::signal(&status) == Some(libc::SIGINT);
+    if !status.success() && !interrupted {
+        return Err(format!("perf record ended with {status}").into());
+    }
+    Ok(())
 }
 
 /// One stack: its top frame first, as (symbol, object).
@@ -367,4 +397,47 @@ fn kernel_category(stack: &Stack) -> &'static str {
     } else {
         "kernel: other"
     }
+}
+
+/// Kernel events counted over one transfer (both processes), by `perf stat`: what each frame
+/// costs in system calls, wake-ups and fresh pages.
+pub const COUNTED: &[(&str, &str)] = &[
+    ("syscalls:sys_enter_writev", "writev"),
+    ("syscalls:sys_enter_write", "write"),
+    ("syscalls:sys_enter_recvfrom", "recvfrom"),
+    ("syscalls:sys_enter_read", "read"),
+    ("syscalls:sys_enter_futex", "futex"),
+    ("syscalls:sys_enter_epoll_wait", "epoll_wait"),
+    ("context-switches", "context switches"),
+    ("exceptions:page_fault_user", "page faults (user space)"),
+];
+
+/// Runs `exe pair` under `perf stat`; the count of each of [`COUNTED`] the kernel supports.
+pub fn count(exe: &Path, mib: u64, streams: u32) -> Result<(Sample, Vec<(String, u64)>), Error> {
+    let events: Vec<&str> = COUNTED.iter().map(|(e, _)| *e).collect();
+    let out = Command::new("perf")
+        .args(["stat", "-x", ",", "-e", &events.join(",")])
+        .arg("--")
+        .arg(exe)
+        .args(["pair", "--mib", &mib.to_string()])
+        .args(["--streams", &streams.to_string()])
+        .output()
+        .map_err(|e| format!("perf stat: {e} (install linux-perf)"))?;
+    let sample = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(Sample::parse)
+        .ok_or_else(|| format!("perf stat {}: no result from the transfer", out.status))?;
+    // CSV on stderr: value,unit,event,...
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let counts = COUNTED
+        .iter()
+        .filter_map(|(event, name)| {
+            stderr.lines().find_map(|l| {
+                let mut f = l.split(',');
+                let value = f.next()?.parse::<u64>().ok()?;
+                (f.nth(1)? == *event).then(|| ((*name).to_string(), value))
+            })
+        })
+        .collect();
+    Ok((sample, counts))
 }

@@ -18,6 +18,8 @@ struct Build {
     /// Load average (1 min) before each run: other work on the machine shows here.
     loads: Vec<f64>,
     profile: Option<(Sample, Profile)>,
+    /// Kernel event counts of one transfer, both processes.
+    counts: Vec<(String, u64)>,
 }
 
 pub fn run(o: &Options) -> Result<(), Error> {
@@ -67,6 +69,7 @@ pub fn run(o: &Options) -> Result<(), Error> {
                 b.label, p.sender.samples, p.receiver.samples
             );
             b.profile = Some((s, p));
+            b.counts = profile::count(&b.exe, o.perf_mib, o.streams)?.1;
         }
     }
     let machine = Machine::read(started_load);
@@ -89,6 +92,7 @@ impl Build {
             samples: Vec::new(),
             loads: Vec::new(),
             profile: None,
+            counts: Vec::new(),
         }
     }
 
@@ -247,6 +251,11 @@ fn build_baseline(repo: &Path, rev: &str) -> Result<PathBuf, Error> {
     Ok(root.join("target/release/examples/amst_cpu"))
 }
 
+/// DATA frames in a transfer of `mib` MiB at the default frame size (64 KiB).
+fn frames(mib: u64) -> f64 {
+    (mib * 16) as f64
+}
+
 fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -290,7 +299,7 @@ fn command_line(o: &Options) -> String {
     }
     if !o.perf {
         c.push_str(" --no-perf");
-    } else if o.perf_mib != 1024 {
+    } else if o.perf_mib != 2048 {
         let _ = write!(c, " --perf-mib {}", o.perf_mib);
     }
     c
@@ -385,9 +394,21 @@ fn json(o: &Options, m: &Machine, command: &str, builds: &[Build]) -> String {
                 )
             },
         );
+        let frames = frames(o.perf_mib);
+        let counts: Vec<String> = b
+            .counts
+            .iter()
+            .map(|(name, n)| {
+                format!(
+                    "{{\"what\": {}, \"count\": {n}, \"per_frame\": {:.3}}}",
+                    esc(name),
+                    *n as f64 / frames
+                )
+            })
+            .collect();
         let _ = writeln!(
             j,
-            "    {{\"label\": {}, \"commit\": {}, \"sender_cpu_s_per_gb\": {}, \"receiver_cpu_s_per_gb\": {}, \"both_cpu_s_per_gb\": {}, \"goodput_gbit_per_s\": {}, \"runs\": [{}], \"profile\": {}}}{}",
+            "    {{\"label\": {}, \"commit\": {}, \"sender_cpu_s_per_gb\": {}, \"receiver_cpu_s_per_gb\": {}, \"both_cpu_s_per_gb\": {}, \"goodput_gbit_per_s\": {}, \"runs\": [{}], \"profile\": {}, \"kernel_events\": [{}]}}{}",
             esc(b.label),
             esc(&b.commit),
             send.json(),
@@ -396,6 +417,7 @@ fn json(o: &Options, m: &Machine, command: &str, builds: &[Build]) -> String {
             b.median(Sample::gbit).json(),
             runs.join(", "),
             profile,
+            counts.join(", "),
             if i + 1 < builds.len() { "," } else { "" }
         );
     }
@@ -512,6 +534,36 @@ fn markdown(o: &Options, m: &Machine, command: &str, builds: &[Build]) -> String
         }
         let _ = writeln!(md, "\n");
     }
+    if profiled.iter().any(|b| !b.counts.is_empty()) {
+        let _ = writeln!(
+            md,
+            "### Per frame\n\nKernel events of one more {} MiB transfer per build under `perf stat`, both processes together (start-up included), divided by its {:.0} frames of 64 KiB.\n",
+            o.perf_mib,
+            frames(o.perf_mib)
+        );
+        let _ = write!(md, "| event |");
+        for b in &profiled {
+            let _ = write!(md, " {} |", b.label);
+        }
+        let _ = write!(md, "\n|---|");
+        for _ in &profiled {
+            let _ = write!(md, "---:|");
+        }
+        let _ = writeln!(md);
+        for (_, name) in profile::COUNTED {
+            let _ = write!(md, "| {name} |");
+            for b in &profiled {
+                match b.counts.iter().find(|(n, _)| n == name) {
+                    Some((_, n)) => {
+                        let _ = write!(md, " {:.2} |", *n as f64 / frames(o.perf_mib));
+                    }
+                    None => md.push_str(" – |"),
+                }
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md);
+    }
     let _ = writeln!(md, "### The functions behind it\n");
     for b in &profiled {
         let Some((_, p)) = &b.profile else { continue };
@@ -524,9 +576,14 @@ fn markdown(o: &Options, m: &Machine, command: &str, builds: &[Build]) -> String
                     100.0 * *n as f64 / r.samples.max(1) as f64
                 );
             }
-            if !r.copy_callers.is_empty() {
+            let callers: Vec<_> = r
+                .copy_callers
+                .iter()
+                .filter(|(_, n)| *n as f64 >= 0.001 * r.samples as f64)
+                .collect();
+            if !callers.is_empty() {
                 let _ = writeln!(md, "\nmemcpy called from\n");
-                for (sym, n) in &r.copy_callers {
+                for (sym, n) in callers {
                     let _ = writeln!(
                         md,
                         "- {:.1} % `{sym}`",

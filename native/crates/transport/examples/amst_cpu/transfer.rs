@@ -147,8 +147,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, Error> {
         .build()?)
 }
 
-/// Sends `bytes` over `streams` connections to a receiver in a child process.
-pub fn pair(bytes: u64, streams: u32) -> Result<Sample, Error> {
+/// Sends `bytes` over `streams` connections to a receiver in a child process; with `record`,
+/// under `perf record` into that file, attached to both processes once they are up.
+pub fn pair(bytes: u64, streams: u32, record: Option<&str>) -> Result<Sample, Error> {
     let ca = generate_cluster_ca("amst-cpu")?;
     let server = issue_node_certificate(&ca, &NodeCertRequest::new("node-b"))?;
     let client = issue_node_certificate(&ca, &NodeCertRequest::new("node-a"))?;
@@ -167,6 +168,15 @@ pub fn pair(bytes: u64, streams: u32) -> Result<Sample, Error> {
         .strip_prefix("listening ")
         .ok_or("the receiver did not say where it listens")?
         .parse()?;
+    // Attached rather than started with the processes: perf then reads their mappings from
+    // /proc, where following a fork and exec sometimes lost the child's and so its call chains.
+    let perf = match record {
+        Some(path) => Some(crate::profile::attach(
+            path,
+            &[std::process::id(), child.id()],
+        )?),
+        None => None,
+    };
     let identity = NodeIdentity::from_pem(&ca.cert_pem, &client.cert_pem, &client.key_pem)?;
     let dialer = Dialer::new(
         LinkKind::Tcp,
@@ -208,6 +218,9 @@ pub fn pair(bytes: u64, streams: u32) -> Result<Sample, Error> {
         Ok::<_, Error>((seconds, Cpu::now().since(cpu), start, monotonic()))
     })?;
     drop(rt);
+    if let Some(perf) = perf {
+        crate::profile::detach(perf)?;
+    }
     let done = lines
         .next()
         .ok_or("the receiver ended without a result")??;
