@@ -9,6 +9,7 @@ import { type ClusterDemoOptions, runClusterDemo } from './demo/cluster-demo';
 import { CliError, EXIT, EXIT_CODES_HELP, errorLines, exitCodeOf, usageError } from './exit-codes';
 import { runHdeDemo } from './hde-demo';
 import { registerMigrateCommands } from './migrate-commands';
+import { type NodeStopOptions, nodeStop } from './node-stop';
 import { registerVmCommands } from './vm-commands';
 
 type ClusterDemoCliOptions = Omit<ClusterDemoOptions, 'link' | 'hypervisor'> & {
@@ -64,9 +65,8 @@ export function buildProgram(io: CliIo = processIo()): Command {
     .action(async (opts: { sizeMib: number; input?: string; dataDir: string }) => {
       await runHdeDemo(opts, line);
     });
-  program
-    .command('node')
-    .description("run this host's DWCP node")
+  const node = program.command('node').description("run this host's DWCP node");
+  node
     .command('start')
     .description(
       'start the node daemon; flags (--config <file>, --data-dir, --api-port, --join <url> --join-token <t>, ...) and DWCP_* variables are read by the node, see apps/node',
@@ -79,6 +79,12 @@ export function buildProgram(io: CliIo = processIo()): Command {
       const { runNode } = await import('@novacron/node');
       await runNode(command.args, io.env);
     });
+  node
+    .command('stop')
+    .description('shut down the node daemon running on --data-dir; its VMs keep running unless --stop-vms')
+    .option('--data-dir <dir>', 'the node data directory', './.dwcp')
+    .option('--stop-vms', 'stop the VMs too', false)
+    .action((opts: NodeStopOptions) => nodeStop(opts, line));
   program
     .command('cluster')
     .description('create and inspect clusters')

@@ -14,6 +14,6 @@ export {
   parseNodeConfig,
 } from './config/node-config';
 export { API_GRPC_OPTIONS, PROTO_ROOT } from './grpc/grpc-options';
-export { main, type NodeModuleOverrides, runNode } from './main';
+export { main, type NodeModuleOverrides, nodePidFile, runNode, STOP_VMS_SIGNAL } from './main';
 export { acpConfigOf, consensusModule, vmHostModules } from './node-modules';
 export { createNodeLogger, type NodeDeps, type NodeHandle, startNode } from './start-node';

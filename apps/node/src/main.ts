@@ -1,9 +1,13 @@
 #!/usr/bin/env node
 /**
  * `dwcp node start`: reads the config and starts the node assembled from its modules (ACP, and the
- * VM host's: hypervisor, chunk store, host, migration); SIGTERM/SIGINT shut it down cleanly.
+ * VM host's: hypervisor, chunk store, host, migration). SIGTERM/SIGINT shut it down cleanly and
+ * leave its VMs running (unless hypervisor.stopVmsOnShutdown); SIGUSR2 shuts it down and stops
+ * them (`dwcp node stop --stop-vms`). Its pid is in `<dataDir>/node.pid` while it runs.
  */
 import 'reflect-metadata';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { DynamicModule } from '@nestjs/common';
 import { Registry } from 'prom-client';
 import { ConfigError, loadNodeConfig } from './config/node-config';
@@ -33,10 +37,15 @@ export async function runNode(
     registry: new Registry(),
     beforeShutdown: () => tracing.shutdown(),
   });
+  const pidFile = nodePidFile(config.dataDir);
+  writeFileSync(pidFile, `${process.pid}\n`);
   const onSignal = (signal: NodeJS.Signals) => {
     logger.info({ signal }, 'signal received');
-    handle.close().then(
-      () => process.exit(0),
+    handle.close(signal === STOP_VMS_SIGNAL ? { stopVms: true } : {}).then(
+      () => {
+        rmSync(pidFile, { force: true });
+        process.exit(0);
+      },
       (e: unknown) => {
         logger.error({ err: e }, 'shutdown failed');
         logger.flush();
@@ -46,7 +55,16 @@ export async function runNode(
   };
   process.once('SIGTERM', onSignal);
   process.once('SIGINT', onSignal);
+  process.once(STOP_VMS_SIGNAL, onSignal);
   return handle;
+}
+
+/** The signal that stops the node and its VMs (SIGTERM leaves them running). */
+export const STOP_VMS_SIGNAL = 'SIGUSR2';
+
+/** Where a running node keeps its pid, for `dwcp node stop`. */
+export function nodePidFile(dataDir: string): string {
+  return join(dataDir, 'node.pid');
 }
 
 /** Exit status 2 for bad config (the message names the key), 1 for any other start-up failure. */

@@ -1,6 +1,7 @@
 /**
  * The order a node stops in, once its API has drained: migrations first (each outgoing run rolls
- * back, so its VM stays here), then the VM host, then consensus (which hands leadership over).
+ * back, so its VM stays here), then the VM host (which leaves its VMs running unless told to stop
+ * them), then consensus (which hands leadership over).
  * Nest's own shutdown hooks run in module order, which is not this order, so no lib module
  * closes itself; this provider closes whichever of them the node was assembled with.
  */
@@ -19,13 +20,13 @@ export class NodeLifecycle {
     @Optional() @Inject(ACP_RUNTIME) private readonly consensus?: AcpRuntime,
   ) {}
 
-  /** Idempotent; a failure of one step does not skip the next. */
-  close(): Promise<void> {
+  /** Idempotent (the first call's options hold); a failure of one step does not skip the next. */
+  close(options: { stopVms?: boolean } = {}): Promise<void> {
     this.closing ??= (async () => {
       const errors: unknown[] = [];
       for (const step of [
         () => this.migration?.close(),
-        () => this.host?.close(),
+        () => this.host?.close(options),
         () => this.consensus?.close(),
       ]) {
         try {

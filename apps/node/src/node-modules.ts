@@ -3,7 +3,7 @@
  * and, on a node that hosts VMs, the hypervisor driver, the chunk store, the VM host and
  * migration. A caller may plug in its own hypervisor module (`HypervisorModule.forDriver`).
  */
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { DynamicModule } from '@nestjs/common';
 import { type AcpConfig, ConsensusModule } from '@novacron/consensus';
 import { ChunkStoreModule } from '@novacron/hde';
@@ -39,10 +39,16 @@ export function consensusModule(config: NodeConfig): DynamicModule {
   return ConsensusModule.forRoot(acpConfigOf(config));
 }
 
-/** What makes a node a VM host; `hypervisor` defaults to the built-in driver the config names. */
+/**
+ * What makes a node a VM host; `hypervisor` defaults to the built-in driver the config names, whose
+ * VMs live in `<dataDir>/vms` and outlive the node process.
+ */
 export function vmHostModules(
   config: NodeConfig,
-  hypervisor: DynamicModule = HypervisorModule.forRoot(config.hypervisor),
+  hypervisor: DynamicModule = HypervisorModule.forRoot({
+    ...config.hypervisor,
+    runtimeRoot: resolve(config.dataDir, 'vms'),
+  }),
 ): DynamicModule[] {
   return [
     hypervisor,
@@ -50,7 +56,10 @@ export function vmHostModules(
       dir: join(config.dataDir, 'chunks'),
       capacityBytes: config.migration.chunkStoreMiB * MiB,
     }),
-    HostModule.forRoot({ imagesDir: config.hypervisor.imagesDir ?? join(config.dataDir, 'images') }),
+    HostModule.forRoot({
+      imagesDir: config.hypervisor.imagesDir ?? join(config.dataDir, 'images'),
+      stopVmsOnShutdown: config.hypervisor.stopVmsOnShutdown,
+    }),
     MigrationModule.forRoot({
       listenHost: config.migration.host ?? config.peer.host,
       ...(config.migration.advertiseHost ? { advertiseHost: config.migration.advertiseHost } : {}),

@@ -43,8 +43,11 @@ export interface NodeHandle {
   apiUrl: string;
   httpPort: number;
   grpcPort: number;
-  /** Stops accepting, drains in-flight requests, runs beforeShutdown, flushes logs. Idempotent. */
-  close(): Promise<void>;
+  /**
+   * Stops accepting, drains in-flight requests, stops the node's modules, runs beforeShutdown,
+   * flushes logs. The VMs keep running unless `stopVms` (or the config) says to stop them. Idempotent.
+   */
+  close(options?: { stopVms?: boolean }): Promise<void>;
 }
 
 export function createNodeLogger(config: NodeConfig): Logger {
@@ -156,7 +159,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
   logger.info({ apiUrl, grpcPort: grpc.port }, 'node API listening');
 
   let closing: Promise<void> | undefined;
-  const close = (): Promise<void> => {
+  const close = (options: { stopVms?: boolean } = {}): Promise<void> => {
     closing ??= (async () => {
       draining = true;
       logger.info('shutting down: draining requests');
@@ -170,7 +173,7 @@ export async function startNode(config: NodeConfig, deps: NodeDeps): Promise<Nod
         clearTimeout(timer);
       }
       try {
-        await lifecycle.close();
+        await lifecycle.close(options);
       } finally {
         await deps.beforeShutdown?.();
       }

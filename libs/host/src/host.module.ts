@@ -24,15 +24,27 @@ export const IMAGE_CATALOG = Symbol.for('dwcp.ImageCatalog');
 export interface HostModuleOptions {
   /** Where images live: `<imagesDir>/<image>/vmlinux`, … */
   imagesDir: string;
+  /** Stop the VMs when the node shuts down; by default they keep running and the next run takes them over. */
+  stopVmsOnShutdown?: boolean;
 }
 
-/** Follows the state once the node is up, and stops before the VMs are destroyed. */
+export const HOST_OPTIONS = Symbol.for('dwcp.HostOptions');
+
+const TAKEOVER_RETRY_MS = 1_000;
+
+/**
+ * Takes over the VMs the node's previous run left, then follows the state once the node is up; at
+ * shutdown stops following, then leaves the VMs running (or stops them, as configured).
+ */
 @Injectable()
 export class VmHostFollower implements OnApplicationBootstrap {
   private readonly follower: StateFollower;
+  private closed = false;
+  private startingUp: Promise<void> | undefined;
 
   constructor(
-    @Inject(CLUSTER_STORE) store: ClusterStore,
+    @Inject(CLUSTER_STORE) private readonly store: ClusterStore,
+    @Inject(HOST_OPTIONS) private readonly options: HostModuleOptions,
     @Inject(VM_HOST) private readonly host: VmHost,
     @Inject(IMAGE_CATALOG) private readonly images: ImageCatalog,
     @Inject(LOGGER) private readonly logger: Logger,
@@ -52,13 +64,37 @@ export class VmHostFollower implements OnApplicationBootstrap {
         .warmUp(kernel)
         .catch((e: unknown) => this.logger.warn({ err: String(e) }, 'hypervisor warm-up failed'));
     }
-    this.follower.start();
+    this.startingUp = this.takeOverThenFollow();
   }
 
-  /** Stops following, then destroys this node's VMs (a restarted node cannot take them over yet). */
-  async close(): Promise<void> {
+  /**
+   * The records must be current before any VM left running is judged (a record not yet applied
+   * here would have it stopped), so the take-over reads linearizably, retrying while there is no
+   * quorum; nothing is launched until it is done.
+   */
+  private async takeOverThenFollow(): Promise<void> {
+    for (;;) {
+      if (this.closed) return;
+      try {
+        await this.host.takeOver({ vms: await this.store.read((s) => s.listVms(), 'linearizable') });
+        break;
+      } catch (e) {
+        this.logger.warn(
+          { err: e instanceof Error ? e.message : String(e) },
+          'taking over VMs left running: retrying',
+        );
+        await new Promise((r) => setTimeout(r, TAKEOVER_RETRY_MS));
+      }
+    }
+    if (!this.closed) this.follower.start();
+  }
+
+  /** Stops following, then leaves this node's VMs running for its next run, or stops them as configured. */
+  async close(options: { stopVms?: boolean } = {}): Promise<void> {
+    this.closed = true;
+    await this.startingUp;
     await this.follower.stop();
-    await this.host.close();
+    await this.host.close({ stopVms: options.stopVms ?? this.options.stopVmsOnShutdown ?? false });
   }
 }
 
@@ -71,6 +107,7 @@ export class HostModule {
       global: true,
       providers: [
         { provide: IMAGE_CATALOG, useValue: new ImageCatalog(options.imagesDir) },
+        { provide: HOST_OPTIONS, useValue: options },
         {
           provide: VM_HOST,
           useFactory: (

@@ -2,13 +2,16 @@
  * The VMs this node runs. It follows the replicated state: a VM recorded as running here is
  * launched, one recorded as stopped, deleted or placed elsewhere is destroyed. A VM under migration
  * is left to the migration that holds it (`lend`), and a VM that arrived by migration is taken over
- * (`adopt`). It keeps the tail of each VM's serial console for the API.
+ * (`adopt`). At start-up it takes over the VMs an earlier run of the node left running
+ * (`takeOver`), and at shutdown it leaves them running unless told to stop them. It keeps the tail
+ * of each VM's serial console for the API.
  */
 import type { VmRecord } from '@novacron/cluster-state';
-import type { HypervisorDriver, VmHandle } from '@novacron/hypervisor';
+import { type HypervisorDriver, HypervisorError, type VmHandle } from '@novacron/hypervisor';
 import type { Logger } from 'pino';
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ImageCatalog } from './image-catalog';
+import { planTakeover } from './takeover-plan';
 
 const CONSOLE_LINES = 500;
 
@@ -31,7 +34,16 @@ export class VmHost {
   /** The last launch failure of a VM, so it is logged once, not every pass. */
   private readonly failures = new Map<string, string>();
   private readonly running: Gauge;
+  private readonly adopted: Counter;
+  private readonly adoptFailed: Counter<'reason'>;
+  /** Why a VM left by the node's previous run could not be taken over, by VM id. */
+  private readonly takeoverFailures = new Map<string, string>();
   private readonly exitListeners = new Set<(vmId: string) => void>();
+  private tookOver!: () => void;
+  /** Resolves once `takeOver` has run: the VMs left running are here, or known to be gone. */
+  readonly takenOver: Promise<void> = new Promise((resolve) => {
+    this.tookOver = resolve;
+  });
   private readonly readyListeners = new Set<(vmId: string) => void>();
 
   constructor(
@@ -47,6 +59,79 @@ export class VmHost {
       registers: [registry],
       collect: () => this.running.set(this.vms.size),
     });
+    this.adopted = new Counter({
+      name: 'dwcp_host_vms_adopted_total',
+      help: 'VMs left running by an earlier run of this node and taken over at start-up',
+      registers: [registry],
+    });
+    this.adoptFailed = new Counter({
+      name: 'dwcp_host_vms_adopt_failed_total',
+      help: 'VMs left by an earlier run of this node that could not be taken over (started again if the records say so)',
+      labelNames: ['reason'],
+      registers: [registry],
+    });
+  }
+
+  /**
+   * Takes over the VMs an earlier run of this node left running, as the records say (planTakeover):
+   * each one the records place here is adopted, every other stopped. One that cannot be adopted is
+   * ended and reported (log, dwcp_host_vms_adopt_failed_total, `takeoverFailure`); the next
+   * reconcile launches it again if its record says it runs here. Call before the first reconcile.
+   */
+  async takeOver(state: { vms: readonly VmRecord[] }): Promise<void> {
+    const { leftovers, adopt, discard } = this.driver;
+    if (!leftovers || !adopt || !discard) {
+      this.tookOver();
+      return;
+    }
+    for (const step of planTakeover(await leftovers.call(this.driver), state.vms, this.nodeId())) {
+      let handle: VmHandle;
+      try {
+        handle = await adopt.call(this.driver, step.name);
+      } catch (e) {
+        const reason = e instanceof HypervisorError && e.reason ? e.reason : 'error';
+        const message = e instanceof Error ? e.message : String(e);
+        await discard.call(this.driver, step.name);
+        if (step.action === 'adopt') {
+          this.adoptFailed.inc({ reason });
+          this.takeoverFailures.set(step.vmId, message);
+          this.logger.warn({ vm: step.vmId, reason, err: message }, 'could not take over a VM left running');
+        }
+        continue;
+      }
+      if (step.action === 'stop') {
+        this.logger.info(
+          { vm: step.vmId, qemu: step.name, why: step.why },
+          'stopping a VM left running that does not run here',
+        );
+        await this.driver
+          .destroy(handle)
+          .catch((e: unknown) => this.logger.warn({ vm: step.vmId, err: e }, 'stopping it failed'));
+        continue;
+      }
+      this.track(step.vmId, handle);
+      this.adopted.inc();
+      this.logger.info({ vm: step.vmId, pid: handle.pid }, 'took over a VM left running');
+    }
+    this.tookOver();
+  }
+
+  /**
+   * Resumes a VM a migration left paused (QEMU completed its side, then the node restarted before the
+   * migration was recorded): only once that migration is recorded as failed and its destination gone.
+   */
+  async resumeIfPaused(vmId: string): Promise<void> {
+    const hosted = this.vms.get(vmId);
+    if (hosted === undefined || hosted.lent) return;
+    const status = await this.driver.status(hosted.handle);
+    if (status.running || status.state === 'exited' || status.state === 'inmigrate') return;
+    this.logger.warn({ vm: vmId, state: status.state }, 'resuming a VM a lost migration left paused');
+    await this.driver.cont(hosted.handle);
+  }
+
+  /** Why the VM left running by this node's previous run could not be taken over, if it could not. */
+  takeoverFailure(vmId: string): string | undefined {
+    return this.takeoverFailures.get(vmId);
   }
 
   /** Calls `listener` when the process of a VM this host runs (not one lent out) exits. */
@@ -129,10 +214,19 @@ export class VmHost {
     });
   }
 
-  /** Destroys every VM; at shutdown, since a restarted node cannot take over a running QEMU yet. */
-  async close(): Promise<void> {
+  /**
+   * At shutdown: leaves every VM running for the node's next run to take over, or with `stopVms`
+   * (or a driver whose VMs cannot outlive it) destroys them.
+   */
+  async close(options: { stopVms?: boolean } = {}): Promise<void> {
     this.exitListeners.clear();
     this.readyListeners.clear();
+    if (!options.stopVms && this.driver.release) {
+      for (const hosted of this.vms.values()) void hosted.readConsole.return?.();
+      this.vms.clear();
+      await this.driver.release();
+      return;
+    }
     await Promise.all([...this.vms.keys()].map((id) => this.destroy(id)));
     await this.driver.close();
   }

@@ -2,10 +2,12 @@
  * Real DWCP node processes, for the demo, the e2e tests in test/ and bench:raft: each node is
  * `dwcp node start` (apps/cli/dist, so `npm run build` first) with its own data dir and ports, on
  * loopback unless a node is given a command prefix (e.g. `ip netns exec NS`) and its own flags.
- * Faults are real: SIGKILL, SIGSTOP/SIGCONT, restart from the same data dir.
+ * Faults are real: SIGKILL, SIGSTOP/SIGCONT, restart from the same data dir. A node's VMs outlive
+ * it only if the cluster asks (`vmsOutliveNodes`); either way `stop()` kills every QEMU left in a
+ * node's `<dataDir>/vms`, by its pidfile.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -126,6 +128,35 @@ export class NodeProcess {
     if (sig === 'SIGKILL' || sig === 'SIGTERM') await exited;
   }
 
+  /**
+   * The pids of the QEMUs in this node's `<dataDir>/vms` that still run: each pidfile's process whose
+   * command line names its runtime dir (a pid reused by another process is not one).
+   */
+  qemuPids(): number[] {
+    const root = join(this.dataDir, 'vms');
+    if (!existsSync(root)) return [];
+    return readdirSync(root).flatMap((name) => {
+      const dir = join(root, name);
+      try {
+        const pid = Number(readFileSync(join(dir, 'qemu.pid'), 'utf8').trim());
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`${dir}/`) ? [pid] : [];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** SIGKILLs every QEMU left in this node's data dir (qemuPids). */
+  killQemus(): void {
+    for (const pid of this.qemuPids()) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // Gone meanwhile.
+      }
+    }
+  }
+
   /** Resolves with the exit code once the process has exited (null if a signal ended it). */
   exited(): Promise<number | null> {
     const p = this.proc;
@@ -228,10 +259,16 @@ export class LocalCluster {
   adminToken = '';
   joinToken = '';
 
-  constructor(
-    private readonly extraArgs: string[] = [],
-    root?: string,
-  ) {
+  private readonly extraArgs: string[];
+
+  /**
+   * `extraArgs` go to every node. Unless `vmsOutliveNodes`, a node stops its VMs when it shuts down
+   * (SIGTERM), as tests written before VMs outlived their node expect; a SIGKILLed node's VMs live on.
+   */
+  constructor(extraArgs: string[] = [], root?: string, options: { vmsOutliveNodes?: boolean } = {}) {
+    this.extraArgs = options.vmsOutliveNodes
+      ? extraArgs
+      : ['--hypervisor-stop-vms-on-shutdown', 'true', ...extraArgs];
     this.root = root ?? mkdtempSync(join(tmpdir(), 'dwcp-cluster-'));
   }
 
@@ -372,6 +409,7 @@ export class LocalCluster {
           await n.signal('SIGCONT');
           await n.signal('SIGKILL');
         }
+        n.killQemus();
       }),
     );
     rmSync(this.root, { recursive: true, force: true });

@@ -224,7 +224,7 @@ export class MigrationAgent {
       return;
     }
     if (m.phase !== 'pending') {
-      this.fail(m.id, 'the source node lost the migration (it restarted while the migration ran)');
+      this.failLost(m, s);
       return;
     }
     const vm = s.vms.find((v) => v.id === m.vmId);
@@ -338,6 +338,39 @@ export class MigrationAgent {
         this.deps.logger.warn({ migration: migrationId, err: describe(e) }, 'could not fail a migration'),
       )
       .finally(() => this.failing.delete(migrationId));
+  }
+
+  /**
+   * A migration this node ran before it restarted (its VM outlived the node, and the host took it
+   * over): recorded as failed, the target told to drop its half, then the VM resumed if QEMU had
+   * finished its side and left it paused. Left paused, and said so, if the target cannot be told:
+   * the destination might run the guest.
+   */
+  private failLost(m: MigrationRecord, s: HostSnapshot): void {
+    const reason = 'the source node lost the migration (it restarted while the migration ran)';
+    const { host, logger } = this.deps;
+    this.failing.add(m.id);
+    void (async () => {
+      try {
+        await host.takenOver;
+        await this.record(m.id, 'failed', {}, reason);
+        const target = s.nodes.find((n) => n.id === m.targetNodeId);
+        if (target !== undefined) {
+          await new RemoteDestination({
+            migrationId: m.id,
+            addr: target.peerAddr,
+            nodeName: target.name,
+            identity: this.deps.identity,
+            clients: this.peers,
+          }).abort(reason);
+        }
+        await host.resumeIfPaused(m.vmId);
+      } catch (e) {
+        logger.warn({ migration: m.id, vm: m.vmId, err: describe(e) }, 'rolling back a lost migration');
+      } finally {
+        this.failing.delete(m.id);
+      }
+    })();
   }
 
   private migrationLogger() {

@@ -54,6 +54,19 @@ describe('node config', () => {
     expect(loadNodeConfig({ argv: ['--config', json], env }).api.port).toBe(2000);
   });
 
+  it('leaves VMs running at shutdown unless a boolean flag or variable says to stop them', () => {
+    expect(loadNodeConfig({}).hypervisor.stopVmsOnShutdown).toBe(false);
+    const bare = loadNodeConfig({ argv: ['--hypervisor-stop-vms-on-shutdown', '--log-level', 'warn'] });
+    expect(bare.hypervisor.stopVmsOnShutdown).toBe(true);
+    expect(bare.logLevel).toBe('warn');
+    expect(
+      loadNodeConfig({ argv: ['--hypervisor-stop-vms-on-shutdown', 'false'] }).hypervisor.stopVmsOnShutdown,
+    ).toBe(false);
+    expect(
+      loadNodeConfig({ env: { DWCP_HYPERVISOR_STOP_VMS_ON_SHUTDOWN: 'true' } }).hypervisor.stopVmsOnShutdown,
+    ).toBe(true);
+  });
+
   it('reads YAML files', () => {
     const yaml = file('c.yaml', 'dataDir: /var/lib/dwcp\ngrpcApi:\n  port: 9000\n');
     expect(loadNodeConfig({ argv: ['--config', yaml] })).toMatchObject({

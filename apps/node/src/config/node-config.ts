@@ -94,6 +94,11 @@ export const nodeConfigSchema = z
         accelerator: z.enum(['auto', 'kvm', 'tcg']).default('auto'),
         /** Where VM images live: `<imagesDir>/<image>/` holds `vmlinux`, optionally `initramfs.cpio.gz` and `cmdline`. Default `<dataDir>/images`. */
         imagesDir: z.string().min(1).optional(),
+        /**
+         * Stop the VMs when the node shuts down. By default they keep running (each QEMU has its
+         * runtime dir under `<dataDir>/vms`) and the node takes them over when it starts again.
+         */
+        stopVmsOnShutdown: z.boolean().default(false),
       })
       .strict()
       .default({}),
@@ -153,7 +158,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Leaf = { path: string[]; numeric: boolean };
+type Leaf = { path: string[]; kind: 'number' | 'boolean' | 'text' };
 
 /** Every settable key of the schema, with whether its value is a number (to coerce text from env and flags). */
 function leaves(schema: z.ZodTypeAny, path: string[] = []): Leaf[] {
@@ -169,7 +174,9 @@ function leaves(schema: z.ZodTypeAny, path: string[] = []): Leaf[] {
       leaves(v, [...path, k]),
     );
   }
-  return [{ path, numeric: s instanceof z.ZodNumber }];
+  return [
+    { path, kind: s instanceof z.ZodNumber ? 'number' : s instanceof z.ZodBoolean ? 'boolean' : 'text' },
+  ];
 }
 
 const LEAVES = leaves(nodeConfigSchema);
@@ -182,7 +189,8 @@ export const envName = (leaf: readonly string[]) => `DWCP_${leaf.map(snake).join
 export const flagName = (leaf: readonly string[]) => `--${leaf.map(kebab).join('-')}`;
 
 function coerce(leaf: Leaf, text: string): unknown {
-  if (leaf.numeric && text.trim() !== '' && Number.isFinite(Number(text))) return Number(text);
+  if (leaf.kind === 'number' && text.trim() !== '' && Number.isFinite(Number(text))) return Number(text);
+  if (leaf.kind === 'boolean' && (text === 'true' || text === 'false')) return text === 'true';
   return text;
 }
 
@@ -223,7 +231,10 @@ export interface ParsedFlags {
   values: Record<string, unknown>;
 }
 
-/** Reads `--key value`, `--key=value` and `--config <file>`; an unknown flag is a config error. */
+/**
+ * Reads `--key value`, `--key=value` and `--config <file>`, and a boolean key's bare `--key` as
+ * true; an unknown flag is a config error.
+ */
 export function configFromFlags(argv: readonly string[]): ParsedFlags {
   const byFlag = new Map<string, Leaf>();
   for (const leaf of LEAVES) {
@@ -249,7 +260,8 @@ export function configFromFlags(argv: readonly string[]): ParsedFlags {
     }
     const leaf = byFlag.get(flag);
     if (leaf === undefined) throw new ConfigError(flag.replace(/^-+/, ''), `unknown flag ${flag}`);
-    setPath(parsed.values, leaf.path, coerce(leaf, takeValue()));
+    const bare = eq < 0 && (argv[i + 1] === undefined || (argv[i + 1] as string).startsWith('--'));
+    setPath(parsed.values, leaf.path, leaf.kind === 'boolean' && bare ? true : coerce(leaf, takeValue()));
   }
   return parsed;
 }
