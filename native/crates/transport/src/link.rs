@@ -53,7 +53,7 @@ impl Congestion {
 }
 
 type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
-type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// An authenticated connection, split into its two directions.
 pub struct Link {

@@ -16,6 +16,11 @@ use crate::{Congestion, Link, Result, TransportError};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Plaintext rustls takes per write before it must flush records to the socket (its default is
+/// 64 KiB). Room for a whole batch of frames (`send::BATCH_BYTES`) means one write and one
+/// system call per batch, and records cut across frames all 16 KiB but the last.
+pub(crate) const SEND_BUFFER: usize = 256 * 1024 + 4096;
+
 pub async fn dial(
     tls: &TlsConnector,
     addr: SocketAddr,
@@ -33,10 +38,11 @@ pub async fn dial(
         .map_err(|e| TransportError::io(format!("connect to {addr}"), e))?;
     prepare(&sock, congestion)?;
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.connect(name, sock));
-    let stream = handshake
+    let mut stream = handshake
         .await
         .map_err(|_| tls_err(addr, "handshake timed out"))?
         .map_err(|e| tls_err(addr, e))?;
+    stream.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
     let version = negotiated_version(stream.get_ref().1.alpn_protocol());
     let gauge = LinkGauge::tcp(stream.get_ref().0);
     let (reader, writer) = tokio::io::split(stream);
