@@ -1,7 +1,7 @@
 /**
  * `node bench/dist/pba-fit.js`: fits PBA's rate model (libs/bandwidth predictor-model.ts) on the
  * tuning half of every shipped trace set, and prints the coefficients and the lower-bound prior.
- * The evaluation halves are never read here.
+ * The evaluation halves and bench/traces/emulator are never read here.
  */
 import {
   FEATURE_NAMES,

@@ -2,13 +2,21 @@
  * Throughput traces for bench:pba, in the `seconds Mbit/s` line format that adaptive-video work
  * (Pensieve, MPC, Comyco) publishes, turned into the 1 s goodput bins PBA's predictor is fed.
  */
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
 export const SHIPPED_TRACES = resolve(__dirname, '../traces');
+/**
+ * The project's own recordings on bench/wan's emulator (bench:pba:record), in bench/traces/emulator/
+ * with no tuning/evaluation split: the whole set is held out.
+ */
+export const EMULATOR_SET = 'emulator';
 
-/** Which part of a trace set a trace belongs to; PBA's model was fitted on `tuning` only. */
-export type TraceSplit = 'tuning' | 'evaluation' | 'external';
+/**
+ * Which part of a trace set a trace belongs to; PBA's model was fitted on `tuning` only, and the
+ * `emulator` set is never split.
+ */
+export type TraceSplit = 'tuning' | 'evaluation' | 'external' | 'emulator';
 
 export interface Trace {
   name: string;
@@ -73,10 +81,18 @@ export function loadSet(name: string, split: TraceSplit, dir: string): TraceSet 
   };
 }
 
-/** Every set under bench/traces, as bench/traces/<set>/{tuning,evaluation}/. */
+/** Every public set under bench/traces, as bench/traces/<set>/{tuning,evaluation}/. */
 export function shippedSets(split: 'tuning' | 'evaluation', root = SHIPPED_TRACES): TraceSet[] {
   return readdirSync(root)
-    .filter((d) => statSync(join(root, d)).isDirectory())
+    .filter((d) => d !== EMULATOR_SET && statSync(join(root, d)).isDirectory())
     .sort()
     .map((d) => loadSet(d, split, join(root, d, split)));
+}
+
+/** bench/traces/emulator as one held-out set, or undefined before anything was recorded. */
+export function emulatorSet(root = SHIPPED_TRACES): TraceSet | undefined {
+  const dir = join(root, EMULATOR_SET);
+  if (!existsSync(dir)) return undefined;
+  const set = loadSet(EMULATOR_SET, 'emulator', dir);
+  return set.traces.length > 0 ? set : undefined;
 }

@@ -1,9 +1,10 @@
 /**
  * `npm run bench:pba`: how well PBA's predictor (libs/bandwidth PathPredictor) predicts goodput
  * against two simple baselines, the harmonic mean of the last 5 s (MPC's) and the last second, on
- * measured throughput traces. Reports the evaluation half of each set under bench/traces (PBA was
- * fitted on the tuning half only) and any directory in DWCP_PBA_TRACES. Writes docs/benchmarks/pba.md
- * and pba.json.
+ * measured throughput traces. Reports the evaluation half of each public set under bench/traces (PBA
+ * was fitted on the tuning half only), the whole of bench/traces/emulator (recorded on the WAN
+ * emulator by bench:pba:record, never fitted on) and any directory in DWCP_PBA_TRACES. Writes
+ * docs/benchmarks/pba.md and pba.json.
  */
 import { writeFileSync } from 'node:fs';
 import { basename, relative, resolve } from 'node:path';
@@ -16,7 +17,7 @@ import {
   type PredictionHorizon,
 } from '@novacron/bandwidth';
 import { type MachineInfo, machineInfo, machineMarkdown } from './machine';
-import { loadSet, shippedSets, type TraceSet } from './pba-traces';
+import { emulatorSet, loadSet, shippedSets, type TraceSet } from './pba-traces';
 
 const REPO_ROOT = resolve(__dirname, '../..');
 /** Every predictor has seen 5 bins (the harmonic mean's window) before it is scored. */
@@ -174,11 +175,36 @@ function table(results: SetResult[]): string {
   return rows.join('\n');
 }
 
+function emulatorSection(set: TraceSet | undefined, result: SetResult | undefined): string[] {
+  if (set === undefined || result === undefined) {
+    return [
+      'Not in this run: bench/traces/emulator holds no trace. `npm run bench:pba:record` (as root) records',
+      'them on the WAN emulator.',
+      '',
+    ];
+  }
+  const perTrace = set.traces.map(({ name, bins }) => {
+    const mbit = (8 * bins.reduce((a, b) => a + b, 0)) / Math.max(1, bins.length) / 1e6;
+    return `${name.replace(/\.txt$/, '')} ${mbit.toFixed(1)} Mbit/s over ${bins.length} s`;
+  });
+  return [
+    `Set: ${result.name}: ${result.traces} traces, ${(result.seconds / 60).toFixed(1)} min, recorded by \`npm run bench:pba:record\`.`,
+    "Each trace is one real AMST transfer (TCP+TLS, the product's transport) through bench/wan's emulator,",
+    'on a named scenario or with the rate following a schedule; the scenarios, schedules, machine and commit',
+    'are in bench/traces/emulator/README.md. The whole set is held out: it has no tuning half.',
+    `Mean goodput per trace: ${perTrace.join('; ')}.`,
+    '',
+    table([result]),
+    '',
+  ];
+}
+
 function markdown(
   machine: MachineInfo,
   evaluation: SetResult[],
   external: SetResult[],
   tuning: SetResult[],
+  emulator: { set: TraceSet | undefined; result: SetResult | undefined },
 ): string {
   const sets = (rs: SetResult[]): string =>
     rs.map((r) => `${r.name}: ${r.traces} traces, ${(r.seconds / 3600).toFixed(1)} h`).join('; ');
@@ -200,11 +226,9 @@ function markdown(
     ...(external.length > 0
       ? ['## DWCP_PBA_TRACES', '', `Sets: ${sets(external)}.`, '', table(external), '']
       : ['No DWCP_PBA_TRACES directory was given in this run.', '']),
-    '## Recorded on the emulator',
+    '## Recorded on the emulator (held out: PBA was never fitted on these)',
     '',
-    'Not in this run: the WAN emulator has no trace-driven (varying-rate) mode yet, so no emulator',
-    'trace was recorded. The set will be a directory of the same line format, measured with it.',
-    '',
+    ...emulatorSection(emulator.set, emulator.result),
     '## Tuning half (what the model was fitted on; not evidence, shown to judge overfitting)',
     '',
     `Sets: ${sets(tuning)}.`,
@@ -227,6 +251,8 @@ function main(): void {
   const started = Date.now();
   const evaluation = shippedSets('evaluation').map(evaluateSet);
   const tuning = shippedSets('tuning').map(evaluateSet);
+  const recorded = emulatorSet();
+  const emulator = recorded === undefined ? undefined : evaluateSet(recorded);
   const externalDir = process.env.DWCP_PBA_TRACES;
   const external =
     externalDir === undefined || externalDir === ''
@@ -236,10 +262,13 @@ function main(): void {
   const docs = resolve(REPO_ROOT, 'docs/benchmarks');
   writeFileSync(
     resolve(docs, 'pba.json'),
-    `${JSON.stringify({ machine, targetRatio: TARGET_RATIO, evaluation, external, tuning, emulator: 'not recorded: the emulator has no trace-driven rate mode yet' }, null, 2)}\n`,
+    `${JSON.stringify({ machine, targetRatio: TARGET_RATIO, evaluation, external, tuning, emulator: emulator ?? null }, null, 2)}\n`,
   );
-  writeFileSync(resolve(docs, 'pba.md'), markdown(machine, evaluation, external, tuning));
-  for (const r of [...evaluation, ...external]) {
+  writeFileSync(
+    resolve(docs, 'pba.md'),
+    markdown(machine, evaluation, external, tuning, { set: recorded, result: emulator }),
+  );
+  for (const r of [...evaluation, ...external, ...(emulator ? [emulator] : [])]) {
     for (const h of r.horizons) {
       console.log(
         `${r.name} (${r.split}) ${h.horizonSec} s: PBA ${pct(h.error.pba.median)} / ${pct(h.error.pba.p90)}, ` +
