@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use dwcp_amst::frame::{
-    self, encode_ack, encode_nack, encode_probe_ack, Ack, Version, ACK_LEN, NACK_LEN, PROBE_ACK_LEN,
-};
+use dwcp_amst::frame::{self, encode_ack, encode_nack, encode_probe_ack, Ack, Version, ACK_LEN};
 use dwcp_amst::{AmstError, ConnId, Receiver, ReceiverConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -66,40 +64,29 @@ enum LinkEvent {
     Closed(Option<TransportError>, bool),
 }
 
-/// What goes back to the sender on one connection.
-enum Reply {
-    Ack([u8; ACK_LEN]),
-    Nack([u8; NACK_LEN]),
-    ProbeAck([u8; PROBE_ACK_LEN]),
-}
+/// Encoded ACKs, NACKs and PROBE_ACKs for one connection, written as they are.
+type Replies = HashMap<ConnId, mpsc::UnboundedSender<Vec<u8>>>;
 
-impl Reply {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Reply::Ack(b) => b,
-            Reply::Nack(b) => b,
-            Reply::ProbeAck(b) => b,
-        }
-    }
-}
-
-type Replies = HashMap<ConnId, mpsc::UnboundedSender<Reply>>;
-
-/// Queues every ack and NACK the receiver has on the connection it belongs to.
+/// Queues every ack and NACK the receiver has on the connection it belongs to: one message per
+/// connection, so its writer sends all of them in one TLS record and one system call.
 fn send_replies(rx: &mut Receiver, replies: &Replies) {
+    let mut out: Vec<(ConnId, Vec<u8>)> = Vec::new();
+    let mut push = |conn: ConnId, bytes: &[u8]| match out.iter_mut().find(|(c, _)| *c == conn) {
+        Some((_, b)) => b.extend_from_slice(bytes),
+        None => out.push((conn, bytes.to_vec())),
+    };
     while let Some((conn, ack)) = rx.poll_ack() {
-        if let Some(tx) = replies.get(&conn) {
-            let _ = tx.send(Reply::Ack(encode_ack(&ack)));
-        }
+        push(conn, &encode_ack(&ack));
     }
     while let Some((conn, seq, crc)) = rx.poll_nack() {
-        if let Some(tx) = replies.get(&conn) {
-            let _ = tx.send(Reply::Nack(encode_nack(seq, crc)));
-        }
+        push(conn, &encode_nack(seq, crc));
     }
     while let Some((conn, id, len)) = rx.poll_probe_ack() {
+        push(conn, &encode_probe_ack(id, len));
+    }
+    for (conn, bytes) in out {
         if let Some(tx) = replies.get(&conn) {
-            let _ = tx.send(Reply::ProbeAck(encode_probe_ack(id, len)));
+            let _ = tx.send(bytes);
         }
     }
 }
@@ -268,43 +255,24 @@ async fn run(
                 acks.insert(id, ack_tx);
                 readers.insert(id, tokio::spawn(read_frames(id, link, max_frame, ack_rx, events_tx.clone())));
             }
-            Some((id, event)) = events.recv() => match event {
-                LinkEvent::Frame(version, bytes) => {
-                    let accepted = frame::parse(&bytes, version, max_frame)
-                        .map_err(TransportError::from)
-                        .and_then(|f| {
-                            let (f, _) = f.ok_or_else(|| TransportError::BadHello("split frame".into()))?;
-                            rx.handle_frame(id, f).map_err(TransportError::from)
-                        });
-                    match accepted {
-                        Ok(()) => {}
-                        Err(e @ TransportError::Protocol(AmstError::FrameCorrupt { .. })) => {
-                            // The sender's copy is bad: the stream cannot complete. Its last
-                            // NACK goes out so the sender fails with the same error.
-                            send_replies(&mut rx, &acks);
-                            stats.corrupt_frames = rx.stats().corrupt_frames;
-                            stats_tx.send_replace(stats);
-                            return Err(e);
-                        }
-                        Err(e) => {
-                            stats.connections_refused += 1;
-                            drop_link(id, &mut acks, &mut readers);
-                            last_error = Some(e);
-                        }
+            Some((id, event)) = events.recv() => {
+                // The events already queued go in before the acks go out, so that each
+                // connection's acks leave together.
+                let mut next = Some((id, event));
+                let mut handled = 0;
+                while let Some((id, event)) = next.take() {
+                    let mut links = Links { acks: &mut acks, readers: &mut readers };
+                    if let Err(e) = on_link_event(&mut rx, &mut links, &mut stats, &mut last_error, id, event, max_frame) {
+                        stats.corrupt_frames = rx.stats().corrupt_frames;
+                        stats_tx.send_replace(stats);
+                        return Err(e);
+                    }
+                    handled += 1;
+                    if handled < EVENT_BATCH {
+                        next = events.try_recv().ok();
                     }
                 }
-                LinkEvent::Closed(e, damaged) => {
-                    if damaged {
-                        stats.connections_corrupted += 1;
-                    } else if e.is_some() {
-                        stats.connections_refused += 1;
-                    }
-                    if let Some(e) = e {
-                        last_error = Some(e);
-                    }
-                    drop_link(id, &mut acks, &mut readers);
-                }
-            },
+            }
             permit = data.reserve(), if pending.is_some() => {
                 let Ok(permit) = permit else { return Ok(None) };
                 if let Some(piece) = pending.take() {
@@ -324,6 +292,64 @@ async fn run(
     }
 }
 
+/// Events taken from the connections before their acks are sent, at most.
+const EVENT_BATCH: usize = 64;
+
+/// The transfer's view of its connections: where their replies go, and their reader tasks.
+struct Links<'a> {
+    acks: &'a mut Replies,
+    readers: &'a mut HashMap<ConnId, tokio::task::JoinHandle<()>>,
+}
+
+/// One connection's frame or end. A peer that breaks the protocol is dropped and the transfer
+/// goes on; only a frame corrupt too often ends it (its last NACK is queued first).
+fn on_link_event(
+    rx: &mut Receiver,
+    links: &mut Links<'_>,
+    stats: &mut ReceiveStats,
+    last_error: &mut Option<TransportError>,
+    id: ConnId,
+    event: LinkEvent,
+    max_frame: usize,
+) -> Result<()> {
+    match event {
+        LinkEvent::Frame(version, bytes) => {
+            let accepted = frame::parse(&bytes, version, max_frame)
+                .map_err(TransportError::from)
+                .and_then(|f| {
+                    let (f, _) = f.ok_or_else(|| TransportError::BadHello("split frame".into()))?;
+                    rx.handle_frame(id, f).map_err(TransportError::from)
+                });
+            match accepted {
+                Ok(()) => {}
+                Err(e @ TransportError::Protocol(AmstError::FrameCorrupt { .. })) => {
+                    // The sender's copy is bad: the stream cannot complete. Its last NACK goes
+                    // out so the sender fails with the same error.
+                    send_replies(rx, links.acks);
+                    return Err(e);
+                }
+                Err(e) => {
+                    stats.connections_refused += 1;
+                    drop_link(id, links.acks, links.readers);
+                    *last_error = Some(e);
+                }
+            }
+        }
+        LinkEvent::Closed(e, damaged) => {
+            if damaged {
+                stats.connections_corrupted += 1;
+            } else if e.is_some() {
+                stats.connections_refused += 1;
+            }
+            if let Some(e) = e {
+                *last_error = Some(e);
+            }
+            drop_link(id, links.acks, links.readers);
+        }
+    }
+    Ok(())
+}
+
 fn drop_link(
     id: ConnId,
     acks: &mut Replies,
@@ -341,7 +367,7 @@ async fn read_frames(
     id: ConnId,
     link: Link,
     max_frame: usize,
-    mut replies: mpsc::UnboundedReceiver<Reply>,
+    mut replies: mpsc::UnboundedReceiver<Vec<u8>>,
     events: mpsc::Sender<(ConnId, LinkEvent)>,
 ) {
     let Link {
@@ -352,8 +378,13 @@ async fn read_frames(
         ..
     } = link;
     let ack_writer = tokio::spawn(async move {
-        while let Some(reply) = replies.recv().await {
-            if writer.write_all(reply.bytes()).await.is_err() {
+        while let Some(mut out) = replies.recv().await {
+            // Whatever queued up while the last write went out goes in the same write.
+            while out.len() < 64 * 1024 {
+                let Ok(more) = replies.try_recv() else { break };
+                out.extend_from_slice(&more);
+            }
+            if writer.write_all(&out).await.is_err() {
                 return;
             }
         }
