@@ -230,6 +230,26 @@ pub fn encode_probe_ack(id: u64, len: u32) -> [u8; PROBE_ACK_LEN] {
     b
 }
 
+/// How many more bytes to read so that the frame at the start of `buf` is complete: the rest
+/// of a DATA or PROBE header, then the rest of its payload once the header says how long it
+/// is. A reader that reads exactly this much holds each frame alone in its buffer, so a DATA
+/// payload can be kept without a copy. Only a hint: with too few bytes for the kind, it counts
+/// a DATA header, and a wrong guess only means `parse` asks for more.
+pub fn bytes_wanted(buf: &[u8], version: Version) -> usize {
+    let (header, len_at) = match buf.get(1) {
+        Some(&KIND_PROBE) => (PROBE_HEADER_LEN, 10),
+        Some(&KIND_ACK) => (ACK_LEN, 0),
+        Some(&KIND_FIN) => (FIN_LEN, 0),
+        Some(&KIND_NACK | &KIND_PROBE_ACK) => (NACK_LEN, 0),
+        _ => (version.data_header_len(), 10),
+    };
+    if buf.len() < header || len_at == 0 {
+        return header.saturating_sub(buf.len()).max(1);
+    }
+    let total = header + u32_at(buf, len_at) as usize;
+    total.saturating_sub(buf.len()).max(1)
+}
+
 /// Parses one frame of `version` from the start of `buf`. `Ok(None)` means incomplete: read
 /// more. Payloads over `max_payload` are refused from the header alone, before buffering them.
 pub fn parse(
@@ -415,6 +435,26 @@ mod tests {
             }
         );
         assert_eq!(at + m, wire.len());
+    }
+
+    #[test]
+    fn bytes_wanted_reads_each_frame_to_its_end() {
+        for version in [Version::V1, Version::V2, Version::V3] {
+            let mut wire = data(version, 9, &[7u8; 1000]);
+            let first = wire.len();
+            wire.extend_from_slice(&encode_fin(10, 1000));
+            let mut at = 0;
+            let mut reads = 0;
+            while at < first {
+                at += bytes_wanted(&wire[..at], version);
+                reads += 1;
+            }
+            assert_eq!((at, reads), (first, 2), "{version:?}");
+            let fin = &wire[first..];
+            assert_eq!(bytes_wanted(&fin[..3], version), FIN_LEN - 3);
+        }
+        let probe = probe_header(1, 100);
+        assert_eq!(bytes_wanted(&probe, Version::V3), 100);
     }
 
     #[test]

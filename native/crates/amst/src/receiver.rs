@@ -125,6 +125,17 @@ impl Receiver {
     /// exception is [`AmstError::FrameCorrupt`], which fails the whole stream; its NACK is still
     /// queued, so the sender learns of it and fails with the same error.
     pub fn handle_frame(&mut self, conn: ConnId, frame: Frame<'_>) -> Result<()> {
+        self.handle(conn, frame, None)
+    }
+
+    /// As [`handle_frame`](Self::handle_frame), for a frame parsed from `wire`: a DATA payload
+    /// is kept as a slice of `wire` (no copy), which stays allocated until it is read and
+    /// dropped. A payload that does not lie within `wire` is copied.
+    pub fn handle_frame_in(&mut self, conn: ConnId, frame: Frame<'_>, wire: &Bytes) -> Result<()> {
+        self.handle(conn, frame, Some(wire))
+    }
+
+    fn handle(&mut self, conn: ConnId, frame: Frame<'_>, wire: Option<&Bytes>) -> Result<()> {
         match frame {
             Frame::Data { seq, payload, crc } => {
                 if payload.len() > self.config.max_frame {
@@ -136,7 +147,7 @@ impl Receiver {
                 // Before anything else looks at `seq`: it may be the damaged part.
                 match crc {
                     Some(crc) if crc != frame::crc(seq, payload) => self.on_corrupt(conn, seq, crc),
-                    _ => self.on_data(conn, seq, payload),
+                    _ => self.on_data(conn, seq, payload, wire),
                 }
             }
             Frame::Fin {
@@ -222,7 +233,13 @@ impl Receiver {
         Ok(())
     }
 
-    fn on_data(&mut self, conn: ConnId, seq: u64, payload: &[u8]) -> Result<()> {
+    fn on_data(
+        &mut self,
+        conn: ConnId,
+        seq: u64,
+        payload: &[u8],
+        wire: Option<&Bytes>,
+    ) -> Result<()> {
         let window = u64::from(self.config.window);
         if seq >= self.next + window {
             return Err(AmstError::BeyondWindow {
@@ -243,7 +260,7 @@ impl Receiver {
         } else {
             self.stats.frames += 1;
             self.stats.buffered_bytes += payload.len() as u64;
-            self.reorder.insert(seq, Bytes::copy_from_slice(payload));
+            self.reorder.insert(seq, keep(payload, wire));
             while let Some(data) = self.reorder.remove(&self.next) {
                 self.stats.buffered_bytes -= data.len() as u64;
                 self.stats.bytes_delivered += data.len() as u64;
@@ -291,5 +308,19 @@ impl Receiver {
             cumulative: self.next,
             window: self.advertised,
         }
+    }
+}
+
+/// The payload as `Bytes`: a slice of the buffer it was parsed from when it lies within it,
+/// else a copy.
+fn keep(payload: &[u8], wire: Option<&Bytes>) -> Bytes {
+    let within = |w: &&Bytes| {
+        let (start, end) = (w.as_ptr() as usize, w.as_ptr() as usize + w.len());
+        let p = payload.as_ptr() as usize;
+        p >= start && p + payload.len() <= end
+    };
+    match wire.filter(within) {
+        Some(w) => w.slice_ref(payload),
+        None => Bytes::copy_from_slice(payload),
     }
 }

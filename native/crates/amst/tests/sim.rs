@@ -662,6 +662,41 @@ fn keeps_few_connections_when_one_fills_the_path() {
 }
 
 #[test]
+fn a_frame_handled_in_its_wire_buffer_is_kept_without_a_copy() {
+    let mut rx = Receiver::new(ReceiverConfig::default()).expect("config");
+    let payload = b"kept where it was read".to_vec();
+    let (header, n) = frame::data_header(Version::V2, 0, payload.len(), frame::crc(0, &payload));
+    let mut wire = header[..n].to_vec();
+    wire.extend_from_slice(&payload);
+    let wire = bytes::Bytes::from(wire);
+    let (f, _) = frame::parse(&wire, Version::V2, 1024)
+        .expect("frame")
+        .expect("complete");
+    rx.handle_frame_in(ConnId(0), f, &wire).expect("accepted");
+    let other = bytes::Bytes::from_static(b"another buffer");
+    let (header, n) = frame::data_header(Version::V2, 1, payload.len(), frame::crc(1, &payload));
+    let mut second = header[..n].to_vec();
+    second.extend_from_slice(&payload);
+    let (f, _) = frame::parse(&second, Version::V2, 1024)
+        .expect("frame")
+        .expect("complete");
+    rx.handle_frame_in(ConnId(0), f, &other).expect("accepted");
+    let first = rx.read().expect("in order");
+    assert_eq!(&first[..], &payload[..]);
+    assert_eq!(
+        first.as_ptr(),
+        wire[n..].as_ptr(),
+        "a slice of the wire buffer"
+    );
+    let copied = rx.read().expect("in order");
+    assert_eq!(
+        &copied[..],
+        &payload[..],
+        "a payload outside `wire` is copied"
+    );
+}
+
+#[test]
 fn frames_beyond_the_window_or_too_large_are_refused() {
     let mut rx = Receiver::new(ReceiverConfig {
         window: 4,

@@ -18,6 +18,7 @@ pub mod pki;
 mod probing;
 mod quic;
 mod receive;
+mod recycle;
 mod send;
 mod tcp;
 pub mod tls;

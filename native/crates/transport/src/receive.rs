@@ -5,13 +5,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dwcp_amst::frame::{self, encode_ack, encode_nack, encode_probe_ack, Ack, Version, ACK_LEN};
 use dwcp_amst::{AmstError, ConnId, Receiver, ReceiverConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::damaged_record;
+use crate::recycle::FrameBuffers;
 use crate::{Link, Result, TransportError};
 
 /// How the receiving side behaves.
@@ -213,6 +214,7 @@ async fn run(
     let mut next_id = 0u32;
     let mut pending: Option<Bytes> = None;
     let mut last_error: Option<TransportError> = None;
+    let buffers = FrameBuffers::default();
     loop {
         // Hand over what is in order, as far as the consumer keeps up.
         loop {
@@ -253,7 +255,7 @@ async fn run(
                 stats.connections_seen += 1;
                 let (ack_tx, ack_rx) = mpsc::unbounded_channel();
                 acks.insert(id, ack_tx);
-                readers.insert(id, tokio::spawn(read_frames(id, link, max_frame, ack_rx, events_tx.clone())));
+                readers.insert(id, tokio::spawn(read_frames(id, link, max_frame, buffers.clone(), ack_rx, events_tx.clone())));
             }
             Some((id, event)) = events.recv() => {
                 // The events already queued go in before the acks go out, so that each
@@ -292,6 +294,9 @@ async fn run(
     }
 }
 
+/// Room asked for a frame's buffer before its header says how long it is.
+const HEADER_READ: usize = 64;
+
 /// Events taken from the connections before their acks are sent, at most.
 const EVENT_BATCH: usize = 64;
 
@@ -318,7 +323,8 @@ fn on_link_event(
                 .map_err(TransportError::from)
                 .and_then(|f| {
                     let (f, _) = f.ok_or_else(|| TransportError::BadHello("split frame".into()))?;
-                    rx.handle_frame(id, f).map_err(TransportError::from)
+                    rx.handle_frame_in(id, f, &bytes)
+                        .map_err(TransportError::from)
                 });
             match accepted {
                 Ok(()) => {}
@@ -367,6 +373,7 @@ async fn read_frames(
     id: ConnId,
     link: Link,
     max_frame: usize,
+    buffers: FrameBuffers,
     mut replies: mpsc::UnboundedReceiver<Vec<u8>>,
     events: mpsc::Sender<(ConnId, LinkEvent)>,
 ) {
@@ -390,11 +397,17 @@ async fn read_frames(
         }
         let _ = writer.shutdown().await;
     });
-    let mut buf = BytesMut::with_capacity(256 * 1024);
+    // Each frame is read to its end and no further, into a buffer of its own (see `recycle`),
+    // so that its payload can go to the consumer without a copy.
+    let mut buf = buffers.take(HEADER_READ);
     let (outcome, damaged) = loop {
         match frame::parse(&buf, version, max_frame) {
             Ok(Some((_, len))) => {
-                let one = buf.split_to(len).freeze();
+                // Only a frame shorter than the header guessed leaves bytes of the next.
+                let mut next = buffers.take(HEADER_READ);
+                next.extend_from_slice(&buf[len..]);
+                buf.truncate(len);
+                let one = buffers.freeze(std::mem::replace(&mut buf, next));
                 if events
                     .send((id, LinkEvent::Frame(version, one)))
                     .await
@@ -407,8 +420,9 @@ async fn read_frames(
             Ok(None) => {}
             Err(e) => break (Some(TransportError::from(e)), false),
         }
-        buf.reserve(64 * 1024);
-        match reader.read_buf(&mut buf).await {
+        let wanted = frame::bytes_wanted(&buf, version);
+        buf.reserve(wanted);
+        match (&mut reader).take(wanted as u64).read_buf(&mut buf).await {
             Ok(0) => break (None, false),
             Ok(_) => {}
             Err(e) => {
