@@ -11,6 +11,7 @@ export { newMigrationId, newTokenId, newVmId } from './ids';
 export {
   CANCELLABLE_PHASES,
   canAdvance,
+  forwardPath,
   isTerminal,
   TERMINAL_PHASES,
   type TerminalPhase,

@@ -30,3 +30,18 @@ export function canAdvance(from: MigrationPhase, to: MigrationPhase): boolean {
   if (from === to) return !isTerminal(from);
   return NEXT[from].includes(to);
 }
+
+/**
+ * The phases a migration in `from` still goes through, in order, to reach `to` on its forward
+ * path (`pending` … `switching-over`, `done`); empty when it is there already or cannot get there.
+ */
+export function forwardPath(from: MigrationPhase, to: MigrationPhase): MigrationPhase[] {
+  const path: MigrationPhase[] = [];
+  for (let p = from; p !== to; ) {
+    const next = NEXT[p][0];
+    if (next === undefined || next === 'failed') return [];
+    path.push(next);
+    p = next;
+  }
+  return path;
+}

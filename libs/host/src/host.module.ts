@@ -76,7 +76,12 @@ export class VmHostFollower implements OnApplicationBootstrap {
     for (;;) {
       if (this.closed) return;
       try {
-        await this.host.takeOver({ vms: await this.store.read((s) => s.listVms(), 'linearizable') });
+        await this.host.takeOver(
+          await this.store.read(
+            (s) => ({ vms: s.listVms(), migrations: s.listMigrations() }),
+            'linearizable',
+          ),
+        );
         break;
       } catch (e) {
         this.logger.warn(

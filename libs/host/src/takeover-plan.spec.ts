@@ -1,4 +1,4 @@
-import type { VmRecord } from '@novacron/cluster-state';
+import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
 import { describe, expect, it } from 'vitest';
 import { planTakeover } from './takeover-plan';
 
@@ -12,6 +12,24 @@ const vm = (id: string, nodeId: string, state: VmRecord['state'] = 'running'): V
   state,
   labels: {},
   createdAt: '2025-01-01T00:00:00.000Z',
+  revision: 1,
+});
+
+const migration = (
+  id: string,
+  vmId: string,
+  from: string,
+  to: string,
+  phase: MigrationRecord['phase'],
+): MigrationRecord => ({
+  id,
+  vmId,
+  sourceNodeId: from,
+  targetNodeId: to,
+  phase,
+  stats: {},
+  createdAt: '2025-01-01T00:00:00.000Z',
+  updatedAt: '2025-01-01T00:00:00.000Z',
   revision: 1,
 });
 
@@ -41,6 +59,22 @@ describe('planTakeover', () => {
       ['vm-d', 'adopt', ''],
       ['vm-d.mig-2', 'stop', 'another QEMU of the VM was taken over'],
       ['vm-gone', 'stop', 'no such VM in the records'],
+    ]);
+  });
+
+  it('keeps the destination of a migration under way to this node if it runs, whatever the phase says', () => {
+    const vms = [vm('vm-b', 'n2', 'migrating'), vm('vm-e', 'n2', 'migrating')];
+    const migrations = [
+      migration('mig-9', 'vm-b', 'n2', 'n1', 'transferring'),
+      migration('mig-8', 'vm-e', 'n2', 'n1', 'failed'),
+      migration('mig-7', 'vm-e', 'n2', 'n3', 'switching-over'),
+    ];
+    const plan = planTakeover(['vm-b.mig-9', 'vm-e.mig-8', 'vm-e.mig-7'], vms, 'n1', migrations);
+    expect(plan).toEqual([
+      { name: 'vm-b.mig-9', vmId: 'vm-b', action: 'adopt-if-running', migrationId: 'mig-9' },
+      // Another node's migration, and one that ended: the VM is not coming here.
+      { name: 'vm-e.mig-7', vmId: 'vm-e', action: 'stop', why: 'the VM is placed on n2' },
+      { name: 'vm-e.mig-8', vmId: 'vm-e', action: 'stop', why: 'the VM is placed on n2' },
     ]);
   });
 });

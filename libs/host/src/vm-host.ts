@@ -6,7 +6,7 @@
  * (`takeOver`), and at shutdown it leaves them running unless told to stop them. It keeps the tail
  * of each VM's serial console for the API.
  */
-import type { VmRecord } from '@novacron/cluster-state';
+import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
 import { type HypervisorDriver, HypervisorError, type VmHandle } from '@novacron/hypervisor';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -78,13 +78,17 @@ export class VmHost {
    * ended and reported (log, dwcp_host_vms_adopt_failed_total, `takeoverFailure`); the next
    * reconcile launches it again if its record says it runs here. Call before the first reconcile.
    */
-  async takeOver(state: { vms: readonly VmRecord[] }): Promise<void> {
+  async takeOver(state: {
+    vms: readonly VmRecord[];
+    migrations?: readonly MigrationRecord[];
+  }): Promise<void> {
     const { leftovers, adopt, discard } = this.driver;
     if (!leftovers || !adopt || !discard) {
       this.tookOver();
       return;
     }
-    for (const step of planTakeover(await leftovers.call(this.driver), state.vms, this.nodeId())) {
+    const names = await leftovers.call(this.driver);
+    for (const step of planTakeover(names, state.vms, this.nodeId(), state.migrations)) {
       let handle: VmHandle;
       try {
         handle = await adopt.call(this.driver, step.name);
@@ -92,7 +96,7 @@ export class VmHost {
         const reason = e instanceof HypervisorError && e.reason ? e.reason : 'error';
         const message = e instanceof Error ? e.message : String(e);
         await discard.call(this.driver, step.name);
-        if (step.action === 'adopt') {
+        if (step.action !== 'stop') {
           this.adoptFailed.inc({ reason });
           this.takeoverFailures.set(step.vmId, message);
           this.logger.warn({ vm: step.vmId, reason, err: message }, 'could not take over a VM left running');
@@ -100,13 +104,12 @@ export class VmHost {
         continue;
       }
       if (step.action === 'stop') {
-        this.logger.info(
-          { vm: step.vmId, qemu: step.name, why: step.why },
-          'stopping a VM left running that does not run here',
-        );
-        await this.driver
-          .destroy(handle)
-          .catch((e: unknown) => this.logger.warn({ vm: step.vmId, err: e }, 'stopping it failed'));
+        await this.stopLeftover(step.vmId, step.name, step.why, handle);
+        continue;
+      }
+      if (step.action === 'adopt-if-running' && !(await this.runs(handle))) {
+        const why = `the destination of migration ${step.migrationId}, which does not run the guest`;
+        await this.stopLeftover(step.vmId, step.name, why, handle);
         continue;
       }
       this.track(step.vmId, handle);
@@ -116,9 +119,16 @@ export class VmHost {
     this.tookOver();
   }
 
+  private async stopLeftover(vmId: string | undefined, name: string, why: string, handle: VmHandle) {
+    this.logger.info({ vm: vmId, qemu: name, why }, 'stopping a VM left running that does not run here');
+    await this.driver
+      .destroy(handle)
+      .catch((e: unknown) => this.logger.warn({ vm: vmId, err: e }, 'stopping it failed'));
+  }
+
   /**
-   * Resumes a VM a migration left paused (QEMU completed its side, then the node restarted before the
-   * migration was recorded): only once that migration is recorded as failed and its destination gone.
+   * Resumes a VM a migration left paused (QEMU completed its side, then the run was cut short): only
+   * once the target has said that its destination is gone (settleCutShort).
    */
   async resumeIfPaused(vmId: string): Promise<void> {
     const hosted = this.vms.get(vmId);
@@ -127,6 +137,26 @@ export class VmHost {
     if (status.running || status.state === 'exited' || status.state === 'inmigrate') return;
     this.logger.warn({ vm: vmId, state: status.state }, 'resuming a VM a lost migration left paused');
     await this.driver.cont(hosted.handle);
+  }
+
+  /** What this host holds of a VM: its QEMU running, paused (or otherwise not running), or none. */
+  async copyOf(vmId: string): Promise<'running' | 'paused' | 'gone'> {
+    const hosted = this.vms.get(vmId);
+    if (hosted === undefined) return 'gone';
+    const status = await this.driver.status(hosted.handle).catch(() => undefined);
+    if (status === undefined || status.state === 'exited') return 'gone';
+    return status.running ? 'running' : 'paused';
+  }
+
+  /** Whether the VM this host holds is the QEMU named `name` (a migration's destination) and runs. */
+  async runsAs(vmId: string, name: string): Promise<boolean> {
+    const hosted = this.vms.get(vmId);
+    return hosted !== undefined && hosted.handle.name === name && (await this.runs(hosted.handle));
+  }
+
+  private async runs(handle: VmHandle): Promise<boolean> {
+    const status = await this.driver.status(handle).catch(() => undefined);
+    return status?.running === true;
   }
 
   /** Why the VM left running by this node's previous run could not be taken over, if it could not. */

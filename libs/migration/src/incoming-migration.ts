@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { VmEvent, VmHandle, VmSpec } from '@novacron/hypervisor';
 import type {
+  AbortAnswer,
   DataPathSink,
   IncomingHypervisor,
   IncomingOffer,
@@ -32,6 +33,8 @@ export class IncomingMigration implements MigrationDestination {
   private socket: Promise<MigrationSocket> | undefined;
   private sink: Promise<DataPathSink> | undefined;
   private destination: Promise<VmHandle> | undefined;
+  /** The destination QEMU once it listens. */
+  private listening: VmHandle | undefined;
   private resumedAt: Promise<number | undefined> | undefined;
   private events: AsyncIterator<VmEvent> | undefined;
   private completing: Promise<IncomingResult> | undefined;
@@ -62,6 +65,7 @@ export class IncomingMigration implements MigrationDestination {
     this.checkNotAborted();
     this.destination = driver.prepareIncoming(spec, `unix:${socket.path}`);
     const vm = await this.destination;
+    this.listening = vm;
     this.checkNotAborted();
     this.events = driver.events(vm);
     this.resumedAt = firstEventAt(this.events, 'resume');
@@ -74,10 +78,32 @@ export class IncomingMigration implements MigrationDestination {
     return this.completing;
   }
 
-  abort(reason: string): Promise<void> {
+  /**
+   * Refuses (`destination-runs`) once the destination QEMU runs: it has the whole stream and the
+   * guest may have run on it since, so destroying it could leave no copy, or the source's stale
+   * one. QEMU resumes by itself at the end of its stream, so a resume between this status check
+   * and the destroy is possible: that copy is destroyed (the wait for its exit comes before the
+   * source resumes), and the guest loses the moment it ran there, never running twice.
+   */
+  async abort(reason: string): Promise<AbortAnswer> {
+    if (this.aborting === undefined && (await this.destinationRuns())) {
+      this.input.logger?.warn(
+        `incoming migration ${this.input.id}: abort (${reason}) refused: the destination runs the guest`,
+      );
+      return 'destination-runs';
+    }
     this.abortReason ??= reason;
     this.aborting ??= this.cleanUp(reason);
-    return this.aborting;
+    await this.aborting;
+    return 'aborted';
+  }
+
+  private async destinationRuns(): Promise<boolean> {
+    if (this.vm !== undefined) return true;
+    const vm = this.listening;
+    if (vm === undefined) return false;
+    const status = await this.input.driver.status(vm).catch(() => undefined);
+    return status?.running === true;
   }
 
   private async complete(): Promise<IncomingResult> {
@@ -101,6 +127,7 @@ export class IncomingMigration implements MigrationDestination {
       }
       const runningAt = Date.now();
       const resumedAtEpochMs = await Promise.race([this.resumedAt, sleep(2000).then(() => undefined)]);
+      this.checkNotAborted();
       this.vm = vm;
       void this.events?.return?.();
       await this.releaseSocket();
@@ -119,12 +146,6 @@ export class IncomingMigration implements MigrationDestination {
 
   private async cleanUp(reason: string): Promise<void> {
     const { logger, driver, id } = this.input;
-    if (this.vm !== undefined) {
-      logger?.warn(
-        `incoming migration ${id}: abort (${reason}) after the destination took over; left running`,
-      );
-      return;
-    }
     logger?.warn(`incoming migration ${id}: aborting: ${reason}`);
     const sink = await this.sink?.catch(() => undefined);
     sink?.cancel();

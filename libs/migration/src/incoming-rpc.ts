@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import type { IncomingOffer, IncomingResult, MigrationDestination } from './ports';
+import type { AbortAnswer, IncomingOffer, IncomingResult, MigrationDestination } from './ports';
 
 const PROTO_PATH = join(__dirname, '..', '..', '..', 'proto', 'dwcp', 'migration', 'v1', 'incoming.proto');
 
@@ -28,6 +28,9 @@ interface AbortRequest {
   migrationId: string;
   reason: string;
 }
+interface AbortResponse {
+  destinationRuns: boolean;
+}
 
 type Unary<Req, Res> = (
   req: Req,
@@ -38,7 +41,7 @@ type Unary<Req, Res> = (
 interface IncomingMigrationClient extends grpc.Client {
   prepare: Unary<PrepareRequest, PrepareResponse>;
   await: Unary<PrepareRequest, AwaitResponse>;
-  abort: Unary<AbortRequest, object>;
+  abort: Unary<AbortRequest, AbortResponse>;
 }
 
 let cached: grpc.ServiceClientConstructor | undefined;
@@ -70,7 +73,7 @@ export class IncomingMigrationError extends Error {
 export interface IncomingMigrationHandlers {
   prepare(migrationId: string, caller: string[]): Promise<IncomingOffer>;
   await(migrationId: string, caller: string[]): Promise<IncomingResult>;
-  abort(migrationId: string, reason: string, caller: string[]): Promise<void>;
+  abort(migrationId: string, reason: string, caller: string[]): Promise<AbortAnswer>;
 }
 
 /** DNS names in the peer certificate of a call on an mTLS server. */
@@ -116,10 +119,9 @@ export function incomingMigrationServer(
         resumedAtEpochMs: r.resumedAtEpochMs ?? 0,
       };
     }),
-    abort: unary<AbortRequest, object>(async (req, caller) => {
-      await handlers.abort(req.migrationId, req.reason, caller);
-      return {};
-    }),
+    abort: unary<AbortRequest, AbortResponse>(async (req, caller) => ({
+      destinationRuns: (await handlers.abort(req.migrationId, req.reason, caller)) === 'destination-runs',
+    })),
   };
 }
 
@@ -253,26 +255,31 @@ export class RemoteDestination implements MigrationDestination {
     });
   }
 
+  /**
+   * Calls `f`, and once more on a fresh pooled client if the target was unavailable: a pooled
+   * connection to a node that went away stays in gRPC's reconnect backoff after the node is back.
+   */
+  private async renewingOnce<T>(f: () => Promise<T>): Promise<T> {
+    try {
+      return await f();
+    } catch (e) {
+      const { clients } = this.options;
+      if (clients === undefined || !(e instanceof RemoteCallError) || e.code !== 'ERR_PEER_UNAVAILABLE')
+        throw e;
+      this.client = clients.renew(this.options);
+      return f();
+    }
+  }
+
   async prepare(): Promise<IncomingOffer> {
-    const prepare = () =>
+    const r = await this.renewingOnce(() =>
       this.call(
         this.client.prepare,
         { migrationId: this.options.migrationId },
         this.options.prepareTimeoutMs ?? 30_000,
         'preparing the destination',
-      );
-    let r: PrepareResponse;
-    try {
-      r = await prepare();
-    } catch (e) {
-      // A pooled connection to a node that went away stays in gRPC's reconnect backoff after the
-      // node is back: once, a fresh client connects now instead.
-      const { clients } = this.options;
-      if (clients === undefined || !(e instanceof RemoteCallError) || e.code !== 'ERR_PEER_UNAVAILABLE')
-        throw e;
-      this.client = clients.renew(this.options);
-      r = await prepare();
-    }
+      ),
+    );
     const offer: IncomingOffer = { host: r.host, port: r.port, serverName: r.serverName };
     if (r.inventory.length > 0) offer.inventory = r.inventory;
     return offer;
@@ -290,14 +297,17 @@ export class RemoteDestination implements MigrationDestination {
     return result;
   }
 
-  async abort(reason: string): Promise<void> {
+  async abort(reason: string): Promise<AbortAnswer> {
     try {
-      await this.call(
-        this.client.abort,
-        { migrationId: this.options.migrationId, reason },
-        this.options.abortTimeoutMs ?? 5000,
-        'aborting the destination',
+      const r = await this.renewingOnce(() =>
+        this.call(
+          this.client.abort,
+          { migrationId: this.options.migrationId, reason },
+          this.options.abortTimeoutMs ?? 5000,
+          'aborting the destination',
+        ),
       );
+      return r.destinationRuns ? 'destination-runs' : 'aborted';
     } finally {
       this.close();
     }

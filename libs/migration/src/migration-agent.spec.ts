@@ -21,8 +21,11 @@ const snapshot = async (): Promise<HostSnapshot> => ({
   vms: log.machine.listVms(),
   migrations: log.machine.listMigrations(),
 });
-// Refusals come before anything that needs the host, the data path or the store.
-const agent = new MigrationAgent({ nodeId: () => 'node-2' } as unknown as MigrationAgentDeps);
+// Refusals come before anything that needs the data path or the store. The host holds the
+// destination QEMUs this node took over at a restart; `running` names the ones that run.
+const running = new Set<string>();
+const host = { runsAs: async (vmId: string, name: string) => running.has(`${vmId}/${name}`) };
+const agent = new MigrationAgent({ nodeId: () => 'node-2', host } as unknown as MigrationAgentDeps);
 const rpc = agent.handlers(snapshot);
 
 async function refusal(p: Promise<unknown>): Promise<status | 'ok'> {
@@ -54,5 +57,17 @@ describe('IncomingMigration handlers', () => {
 
   it('let the source abort a migration never prepared here (Abort is idempotent)', async () => {
     expect(await refusal(rpc.abort('mig-a', 'changed my mind', ['node-1']))).toBe('ok');
+    expect(await rpc.abort('mig-a', 'changed my mind', ['node-1'])).toBe('aborted');
+  });
+
+  it('refuse to abort the destination a restart of this node took over while it runs the guest', async () => {
+    running.add('vm-a/vm-a.mig-a');
+    try {
+      expect(await rpc.abort('mig-a', 'the source node lost the migration', ['node-1'])).toBe(
+        'destination-runs',
+      );
+    } finally {
+      running.clear();
+    }
   });
 });

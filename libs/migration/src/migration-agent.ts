@@ -6,7 +6,9 @@
  * - as the **target**, it serves those RPCs: an IncomingMigration per migration the state says is
  *   coming here, aborted when the record ends without `done`, its VM handed to the VmHost when it runs.
  * A migration recorded as under way from this node that no run here holds (the node restarted
- * mid-migration) is failed, which puts the VM back on this node.
+ * mid-migration), or whose run could not learn whether the destination took over, is settled by
+ * asking the target (settleCutShort): finished forward if the destination runs the guest, rolled
+ * back otherwise, and the source held paused while the target cannot say.
  *
  * It follows the state after every batch of entries this node applies, when a VM comes up on the
  * host, and when a pending migration's wait for its VM runs out; there is no polling loop.
@@ -18,6 +20,7 @@ import {
   type ClusterStore,
   DEFAULT_MIGRATION_POLICY,
   DomainError,
+  forwardPath,
   isTerminal,
   type MigrationPath,
   type MigrationPhase,
@@ -28,6 +31,7 @@ import {
 } from '@novacron/cluster-state';
 import type { ImageCatalog, VmHost } from '@novacron/host';
 import type { Logger } from 'pino';
+import { settleCutShort } from './cut-short-migration';
 import { IncomingMigration } from './incoming-migration';
 import {
   IncomingMigrationError,
@@ -39,7 +43,7 @@ import {
 import type { MigrationMetrics } from './metrics';
 import { MigrationRun } from './migration-run';
 import type { NativeSinkPath, NativeSourcePath } from './native-data-path';
-import type { MigrationRunStats } from './ports';
+import type { AbortAnswer, MigrationRunStats } from './ports';
 
 /** What the agent reads of the replicated state on each pass. */
 export interface HostSnapshot {
@@ -76,7 +80,10 @@ const describe = (e: unknown): string => (e instanceof Error ? e.message : Strin
 export class MigrationAgent {
   private readonly outgoing = new Map<string, Outgoing>();
   private readonly incoming = new Map<string, { migration: IncomingMigration; vmId: string }>();
-  private readonly failing = new Set<string>();
+  /** Migrations being failed or settled here without a run. */
+  private readonly settling = new Set<string>();
+  /** Ends the settling of cut-short migrations at close. */
+  private readonly closing = new AbortController();
   /** Wake-ups for pending migrations still waiting for their VM, by migration id. */
   private readonly deadlines = new Map<string, NodeJS.Timeout>();
   private readonly follower: StateFollower;
@@ -123,6 +130,7 @@ export class MigrationAgent {
   /** Aborts every run (each rolls back: the VM stays here) and every incoming migration. */
   async close(): Promise<void> {
     this.stopVmWatch?.();
+    this.closing.abort('the node is shutting down');
     await this.follower.stop();
     for (const t of this.deadlines.values()) clearTimeout(t);
     this.deadlines.clear();
@@ -184,8 +192,12 @@ export class MigrationAgent {
         return result;
       },
       abort: async (id, reason, caller) => {
-        this.callersMigration(await snapshot(), id, caller, 'abort');
-        await this.incoming.get(id)?.migration.abort(reason);
+        const m = this.callersMigration(await snapshot(), id, caller, 'abort');
+        const entry = this.incoming.get(id);
+        if (entry !== undefined) return entry.migration.abort(reason);
+        // This node restarted and took over the destination QEMU because it runs the guest.
+        const runs = await this.deps.host.runsAs(m.vmId, `${m.vmId}.${id}`);
+        return runs ? 'destination-runs' : 'aborted';
       },
     };
   }
@@ -219,12 +231,12 @@ export class MigrationAgent {
       if (isTerminal(m.phase)) run.abort.abort(m.reason ?? `the migration is ${m.phase}`);
       return;
     }
-    if (isTerminal(m.phase) || this.failing.has(m.id)) {
+    if (isTerminal(m.phase) || this.settling.has(m.id)) {
       this.clearWake(m.id);
       return;
     }
     if (m.phase !== 'pending') {
-      this.failLost(m, s);
+      this.settle(m, 'the source node lost the migration (it restarted while the migration ran)');
       return;
     }
     const vm = s.vms.find((v) => v.id === m.vmId);
@@ -265,6 +277,7 @@ export class MigrationAgent {
       destination.close();
       if (outcome.phase === 'done') this.deps.host.forget(vm.id);
       else this.deps.host.giveBack(vm.id);
+      if (outcome.phase === 'held') this.settle(m, outcome.reason ?? 'the run could not settle it');
       this.outgoing.delete(m.id);
     });
     this.outgoing.set(m.id, { abort, done });
@@ -332,45 +345,77 @@ export class MigrationAgent {
   }
 
   private fail(migrationId: string, reason: string): void {
-    this.failing.add(migrationId);
+    this.settling.add(migrationId);
     this.record(migrationId, 'failed', {}, reason)
       .catch((e: unknown) =>
         this.deps.logger.warn({ migration: migrationId, err: describe(e) }, 'could not fail a migration'),
       )
-      .finally(() => this.failing.delete(migrationId));
+      .finally(() => this.settling.delete(migrationId));
   }
 
   /**
-   * A migration this node ran before it restarted (its VM outlived the node, and the host took it
-   * over): recorded as failed, the target told to drop its half, then the VM resumed if QEMU had
-   * finished its side and left it paused. Left paused, and said so, if the target cannot be told:
-   * the destination might run the guest.
+   * A migration whose run here ended without an outcome (or that no run here holds: this node
+   * restarted, its VM outlived it and the host took it over): settled by settleCutShort against
+   * the target, once the host's take-over is done. A pass after a failure starts it again.
    */
-  private failLost(m: MigrationRecord, s: HostSnapshot): void {
-    const reason = 'the source node lost the migration (it restarted while the migration ran)';
+  private settle(m: MigrationRecord, reason: string): void {
     const { host, logger } = this.deps;
-    this.failing.add(m.id);
+    this.settling.add(m.id);
     void (async () => {
       try {
         await host.takenOver;
-        await this.record(m.id, 'failed', {}, reason);
-        const target = s.nodes.find((n) => n.id === m.targetNodeId);
-        if (target !== undefined) {
-          await new RemoteDestination({
-            migrationId: m.id,
-            addr: target.peerAddr,
-            nodeName: target.name,
-            identity: this.deps.identity,
-            clients: this.peers,
-          }).abort(reason);
-        }
-        await host.resumeIfPaused(m.vmId);
+        await settleCutShort(
+          m.id,
+          reason,
+          {
+            sourceCopy: () => host.copyOf(m.vmId),
+            abortTarget: (why) => this.abortTarget(m, why),
+            resumeSource: () => host.resumeIfPaused(m.vmId),
+            destroySource: () => host.destroy(m.vmId),
+            record: (outcome, why) => this.recordSettled(m.id, outcome, why),
+            logger: this.migrationLogger(),
+          },
+          { signal: this.closing.signal },
+        );
       } catch (e) {
-        logger.warn({ migration: m.id, vm: m.vmId, err: describe(e) }, 'rolling back a lost migration');
+        if (!this.closing.signal.aborted)
+          logger.warn({ migration: m.id, vm: m.vmId, err: describe(e) }, 'settling a cut-short migration');
       } finally {
-        this.failing.delete(m.id);
+        this.settling.delete(m.id);
       }
     })();
+  }
+
+  /** Abort on the migration's target node, as the state now places it. */
+  private async abortTarget(m: MigrationRecord, reason: string): Promise<AbortAnswer> {
+    const s = await this.snapshot('local');
+    const target = s.nodes.find((n) => n.id === m.targetNodeId);
+    if (target === undefined) throw new Error(`the target node ${m.targetNodeId} is not in the cluster`);
+    return new RemoteDestination({
+      migrationId: m.id,
+      addr: target.peerAddr,
+      nodeName: target.name,
+      identity: this.deps.identity,
+      clients: this.peers,
+    }).abort(reason);
+  }
+
+  /** `done` and `held` walk the record forward (to `done`, or to `switching-over` with the reason). */
+  private async recordSettled(
+    id: string,
+    outcome: 'done' | 'failed' | 'held',
+    reason: string,
+  ): Promise<void> {
+    if (outcome === 'failed') return this.record(id, 'failed', {}, reason);
+    const now = await this.deps.store.read((s) => s.getMigration(id), 'local');
+    if (now === undefined || isTerminal(now.phase)) {
+      throw new Error(`migration ${id} is ${now?.phase ?? 'gone'}; cannot record it ${outcome}`);
+    }
+    const to: MigrationPhase = outcome === 'done' ? 'done' : 'switching-over';
+    const steps = forwardPath(now.phase, to);
+    for (const phase of steps.length > 0 ? steps : [to]) {
+      await this.record(id, phase, {}, phase === to ? reason : undefined);
+    }
   }
 
   private migrationLogger() {

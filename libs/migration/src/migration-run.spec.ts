@@ -77,7 +77,7 @@ class FakeHypervisor implements MigrationHypervisor, IncomingHypervisor {
     progress('completed', { downtimeMs: 42, totalTimeMs: 900 }),
   ];
   prepareError: Error | undefined;
-  /** The destination runs once it was asked about this many times. */
+  /** The destination runs once its stream ended (its sink finished) and it was asked about this many times. */
   destinationRunsAfter = 1;
   private destinationPolls = 0;
 
@@ -89,7 +89,8 @@ class FakeHypervisor implements MigrationHypervisor, IncomingHypervisor {
     return vm;
   }
   async status(vm: VmHandle): Promise<VmStatus> {
-    if (vm.incoming && ++this.destinationPolls >= this.destinationRunsAfter) {
+    const streamEnded = this.calls.includes('sink finished');
+    if (vm.incoming && streamEnded && ++this.destinationPolls >= this.destinationRunsAfter) {
       this.statuses.set(vm.id, { state: 'running', running: true });
     }
     return this.statuses.get(vm.id) ?? { state: 'exited', running: false };
@@ -480,6 +481,54 @@ describe('MigrationRun with fake adapters', () => {
     expect(h.calls).toContain('destroy vm-dst');
     expect(h.calls).not.toContain('destroy vm-src');
     expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'running', running: true });
+  });
+
+  it('a failure once the destination runs the guest rolls forward: its abort is refused, the source destroyed, done', async () => {
+    const h = harness(({ data }) => ({
+      onPhase: async (phase, _stats, reason) => {
+        h.reports.push({ phase, stats: {}, reason });
+        if (phase !== 'switching-over') return;
+        // The whole stream reached the destination; the source end then loses the final ack.
+        setTimeout(() => {
+          data.sink?.succeed();
+          data.source?.fail(Object.assign(new Error('connection reset'), { code: 'ERR_AMST_IO' }));
+        }, 5);
+      },
+    }));
+    const outcome = await h.run.run();
+    expect(outcome.phase).toBe('done');
+    expect(outcome.reason).toMatch(/^rolled forward: ERR_AMST_IO: connection reset/);
+    expect(h.reports.at(-1)).toMatchObject({ phase: 'done', reason: outcome.reason });
+    expect(h.calls).toContain('destroy vm-src');
+    expect(h.calls).not.toContain('destroy vm-dst');
+    expect(h.calls).not.toContain('cont vm-src');
+    expect(h.hv.statuses.get('vm-dst')).toEqual({ state: 'running', running: true });
+  });
+
+  it('a target that cannot be told to abort after QEMU completed holds the source paused, recording nothing', async () => {
+    const h = harness(({ data }) => ({
+      onPhase: async (phase, _stats, reason) => {
+        h.reports.push({ phase, stats: {}, reason });
+        if (phase === 'switching-over')
+          setTimeout(() => data.source?.fail(new Error('the target went away')), 5);
+      },
+      destination: {
+        prepare: () => h.incoming.prepare(),
+        completion: () => h.incoming.completion(),
+        abort: async () => {
+          throw new Error('aborting the destination on node-b: UNAVAILABLE');
+        },
+      },
+    }));
+    const outcome = await h.run.run();
+    expect(outcome.phase).toBe('held');
+    expect(outcome.reason).toMatch(
+      /the target went away; the source holds the VM paused until .*UNAVAILABLE/,
+    );
+    expect(h.reports.map((r) => r.phase)).not.toContain('failed');
+    expect(h.calls).not.toContain('cont vm-src');
+    expect(h.calls).not.toContain('destroy vm-src');
+    expect(h.hv.statuses.get('vm-src')).toEqual({ state: 'postmigrate', running: false });
   });
 
   it('leaves QEMU uncapped where it takes a switchover bandwidth, and caps it at the link × the reduction where not', async () => {

@@ -23,6 +23,7 @@ import type {
   SourceDataPath,
   SourceDataPathEnd,
 } from './ports';
+import { decideSwitchover, type SourceCopy, type TargetAnswer } from './switchover-decision';
 import { firstEventAt } from './vm-events';
 
 const tracer = trace.getTracer('dwcp-migration');
@@ -81,7 +82,12 @@ export interface MigrationRunInput {
 }
 
 export interface MigrationOutcome {
-  phase: 'done' | 'failed' | 'cancelled';
+  /**
+   * `held`: the run could not learn whether the destination runs the guest (the target did not
+   * answer Abort) after QEMU may have switched over, so the source VM is left paused and nothing is
+   * recorded; the caller must settle it (MigrationAgent asks the target again).
+   */
+  phase: 'done' | 'failed' | 'cancelled' | 'held';
   reason?: string;
   stats: MigrationRunStats;
   parameters: MigrationParameterChoice;
@@ -210,7 +216,7 @@ export class MigrationRun {
       root.end();
       return outcome;
     } catch (e) {
-      const outcome = await this.rollBack(e);
+      const outcome = await this.rollBack(e, ctx);
       root.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason ?? outcome.phase });
       root.setAttribute('dwcp.migration.result', outcome.phase);
       root.end();
@@ -414,7 +420,11 @@ export class MigrationRun {
     return arrived;
   }
 
-  private async finish(ctx: Context, arrived: IncomingResult): Promise<MigrationOutcome> {
+  /**
+   * Destroys the source and records `done`. `arrived` is absent when the run rolls forward: it was
+   * failing, but the destination refused to abort because it runs the guest (`note` says so).
+   */
+  private async finish(ctx: Context, arrived?: IncomingResult, note?: string): Promise<MigrationOutcome> {
     const { source, id, metrics, logger } = this.input;
     const span = tracer.startSpan('migration.done', { attributes: { 'dwcp.migration.id': id } }, ctx);
     // The destination runs with everything; only now may the source go.
@@ -430,7 +440,7 @@ export class MigrationRun {
     this.closeEventStreams();
     await this.releaseSocket();
     try {
-      await this.report('done', stats);
+      await this.report('done', stats, note);
     } catch (e) {
       logger?.warn(`migration ${id}: done, but reporting it failed: ${describeError(e)}`);
     }
@@ -441,13 +451,22 @@ export class MigrationRun {
       metrics.wireBytes.inc(stats.bytesOnWire ?? 0);
       if (stats.dedupRatio !== undefined) metrics.dedupRatio.observe(stats.dedupRatio);
     }
-    logger?.log(`migration ${id}: done ${JSON.stringify(stats)}; ${await this.switchoverTimes(arrived)}`);
+    logger?.log(
+      `migration ${id}: done ${JSON.stringify(stats)}; ${note ?? (await this.switchoverTimes(arrived))}`,
+    );
     span.setAttributes(this.spanStats(stats));
     span.end();
-    return { phase: 'done', stats, parameters: this.parametersNow(), phases: [...this.phases] };
+    const outcome: MigrationOutcome = {
+      phase: 'done',
+      stats,
+      parameters: this.parametersNow(),
+      phases: [...this.phases],
+    };
+    if (note !== undefined) outcome.reason = note;
+    return outcome;
   }
 
-  private async rollBack(cause: unknown): Promise<MigrationOutcome> {
+  private async rollBack(cause: unknown, ctx: Context): Promise<MigrationOutcome> {
     const { source, destination, id, logger, metrics, options } = this.input;
     const result = cause instanceof Aborted ? 'cancelled' : 'failed';
     const reason = describeError(cause);
@@ -463,8 +482,24 @@ export class MigrationRun {
 
     const sourceEnd = this.source;
     if (sourceEnd) await step('cancelling the source end', async () => sourceEnd.cancel());
-    // The destination goes before the source resumes, so the VM never runs in two places.
-    if (this.offer) await step('aborting the destination', () => destination.abort(reason));
+    // The destination goes before the source resumes, so the VM never runs in two places; one
+    // that already runs the guest stays, and the run finishes forward instead.
+    let answer: TargetAnswer = 'aborted';
+    if (this.offer) {
+      try {
+        answer = await destination.abort(reason);
+      } catch (e) {
+        logger?.warn(`migration ${id}: rollback: aborting the destination: ${describeError(e)}`);
+        answer = { unreachable: describeError(e) };
+      }
+    }
+    if (answer === 'destination-runs') {
+      return this.finish(
+        ctx,
+        undefined,
+        `rolled forward: ${reason}, but the destination already ran the guest`,
+      );
+    }
     if (this.migrateIssued) {
       await step('migrate_cancel', () => source.driver.cancelMigration(source.vm));
       // QEMU must leave the migration (cancelled, failed, or completed into postmigrate) before `cont`.
@@ -485,10 +520,23 @@ export class MigrationRun {
         }
       });
     }
-    await step('resuming the source VM', async () => {
-      const status = await source.driver.status(source.vm);
-      if (!status.running && status.state !== 'exited') await source.driver.cont(source.vm);
-    });
+    const decision = decideSwitchover(await this.sourceCopy(), answer);
+    if (decision.action === 'hold') {
+      logger?.warn(`migration ${id}: ${decision.reason}`);
+      // Not the destination's completion: a target that cannot be reached may never answer it.
+      await Promise.allSettled([this.sourceFinished, this.probing]);
+      this.closeEventStreams();
+      await this.releaseSocket();
+      return {
+        phase: 'held',
+        reason: `${reason}; ${decision.reason}`,
+        stats,
+        parameters: this.parametersNow(),
+        phases: [...this.phases],
+      };
+    }
+    if (decision.action === 'roll-back' && decision.resume)
+      await step('resuming the source VM', () => source.driver.cont(source.vm));
     // A probe the failure cut short ends with its source end (cancelled above): the record says what it found.
     await Promise.allSettled([this.sourceFinished, this.arrived, this.probing]);
     this.closeEventStreams();
@@ -497,6 +545,13 @@ export class MigrationRun {
     metrics?.migrations.inc({ result });
     if (stats.bytesOnWire) metrics?.wireBytes.inc(stats.bytesOnWire);
     return { phase: result, reason, stats, parameters: this.parametersNow(), phases: [...this.phases] };
+  }
+
+  private async sourceCopy(): Promise<SourceCopy> {
+    const { source } = this.input;
+    const status = await source.driver.status(source.vm).catch(() => undefined);
+    if (status === undefined || status.state === 'exited') return 'gone';
+    return status.running ? 'running' : 'paused';
   }
 
   /** The parameters in force now: the chosen ones, max-bandwidth as PBA last set it. */
@@ -584,10 +639,10 @@ export class MigrationRun {
    * hosts, as good as their clock sync); QEMU's own figure if an event is missing.
    */
   /** Where the switch-over's time went, for the log: each step's end after the source's STOP. */
-  private async switchoverTimes(arrived: IncomingResult): Promise<string> {
+  private async switchoverTimes(arrived: IncomingResult | undefined): Promise<string> {
     const stop = await Promise.race([this.stopAt, Promise.resolve(undefined)]);
     const at = this.switchedOverAt;
-    if (stop === undefined || at === undefined) return 'switch-over times unknown';
+    if (stop === undefined || at === undefined || arrived === undefined) return 'switch-over times unknown';
     const after = (t: number | undefined) => (t === undefined ? '?' : `${t - stop} ms`);
     return (
       `after the source's STOP: stream acknowledged ${after(at.drainedAt)}, destination resumed ` +
@@ -595,9 +650,9 @@ export class MigrationRun {
     );
   }
 
-  private async pauseMs(arrived: IncomingResult): Promise<number | undefined> {
+  private async pauseMs(arrived: IncomingResult | undefined): Promise<number | undefined> {
     const stop = await Promise.race([this.stopAt, sleep(2000).then(() => undefined)]);
-    const resume = arrived.resumedAtEpochMs;
+    const resume = arrived?.resumedAtEpochMs;
     if (stop !== undefined && resume !== undefined && resume >= stop) return resume - stop;
     return this.progress?.downtimeMs;
   }

@@ -23,7 +23,7 @@ const identity = { caPem: ca.certPem, certPem: client.certPem, keyPem: client.ke
 const handlers: IncomingMigrationHandlers = {
   prepare: async (id) => ({ host: '127.0.0.1', port: 4000 + Number(id.slice(-1)), serverName: 'node-2' }),
   await: async () => ({ sink: { bytesToQemu: 0, wireBytes: 0 } }),
-  abort: async () => undefined,
+  abort: async () => 'aborted' as const,
 };
 
 describe('PeerClients', () => {

@@ -166,9 +166,16 @@ export interface MigrationDestination {
   prepare(): Promise<IncomingOffer>;
   /** Resolves once the sink fed the whole stream and the destination VM runs; rejects when that fails. */
   completion(): Promise<IncomingResult>;
-  /** Cancels the sink and destroys the destination QEMU. Idempotent. */
-  abort(reason: string): Promise<void>;
+  /**
+   * Cancels the sink and destroys the destination QEMU, and answers `aborted`; idempotent. Once
+   * the destination VM runs the guest it is never destroyed: the answer is `destination-runs`, and
+   * the source must finish the migration forward.
+   */
+  abort(reason: string): Promise<AbortAnswer>;
 }
+
+/** What the destination did when told to abort. */
+export type AbortAnswer = 'aborted' | 'destination-runs';
 
 /** The destination's side of the native data path (`MigrationSink` and the node's ChunkStore). */
 export interface SinkDataPath {
