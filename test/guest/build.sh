@@ -51,6 +51,36 @@ if [[ ! -s $out/vmlinux ]]; then
     mv "$out/vmlinux.tmp" "$out/vmlinux"
 fi
 
+# The Debian kernel has virtio as modules. The disk workload needs virtio-blk on virtio-pci, so the
+# initramfs carries those modules and what they depend on (each module's `depends=`), deepest first.
+if [[ ! -s $out/modules/load-order ]]; then
+    kver=$(cat "$out/kernel-version")
+    apt_update
+    (cd "$tmp" && apt-get "${apt_opts[@]}" download "linux-image-$kver")
+    dpkg -x "$tmp/linux-image-$kver"_*.deb "$tmp/kmod"
+    mkdir -p "$out/modules.tmp"
+    add_module() { # $1: a module name; writes it and its dependencies to modules.tmp, deps first
+        local name=$1 file dep
+        [[ -s $out/modules.tmp/$name.ko ]] && return
+        file=$(find "$tmp/kmod/lib/modules/$kver" -name "$name.ko*" -print -quit)
+        [[ -n $file ]] || { echo "build.sh: no module $name in linux-image-$kver" >&2; exit 1; }
+        case $file in
+            *.xz) xz -dc "$file" >"$tmp/$name.ko" ;;
+            *.zst) zstd -qdc "$file" >"$tmp/$name.ko" ;;
+            *) cp "$file" "$tmp/$name.ko" ;;
+        esac
+        for dep in $(tr '\0' '\n' <"$tmp/$name.ko" | sed -n 's/^depends=//p' | tr ',' ' '); do
+            add_module "${dep//-/_}"
+        done
+        mv "$tmp/$name.ko" "$out/modules.tmp/$name.ko"
+        echo "$name" >>"$out/modules.tmp/load-order"
+    }
+    add_module virtio_pci
+    add_module virtio_blk
+    rm -rf "$out/modules"
+    mv "$out/modules.tmp" "$out/modules"
+fi
+
 # The initramfs is cheap, so it is always rebuilt and picks up every change to init.sh.
 root=$tmp/root
 mkdir -p "$root"/{bin,dev,proc,sys,mnt}
@@ -59,6 +89,8 @@ for applet in $(/bin/busybox --list); do
     [[ -e $root/bin/$applet ]] || ln -s busybox "$root/bin/$applet"
 done
 install -m 0755 "$here/init.sh" "$root/init"
+mkdir -p "$root/lib/modules"
+cp "$out"/modules/* "$root/lib/modules/"
 # The kernel opens /dev/console before /init can mount devtmpfs; without it init has no stdout.
 mknod -m 0600 "$root/dev/console" c 5 1
 mknod -m 0666 "$root/dev/null" c 1 3
@@ -68,3 +100,4 @@ mv "$out/initramfs.cpio.gz.tmp" "$out/initramfs.cpio.gz"
 
 echo "guest in $out (kernel $(cat "$out/kernel-version")):"
 du -h --apparent-size "$out/vmlinuz" "$out/vmlinux" "$out/initramfs.cpio.gz"
+echo "modules: $(tr '\n' ' ' <"$out/modules/load-order")"

@@ -17,6 +17,7 @@ root=$(cd "$here/../.." && pwd)
 # command -> Debian package that provides it
 declare -A PACKAGE=(
   [qemu-system-x86_64]=qemu-system-x86 # the QEMU tests (test/migration, test/demo, ...)
+  [qemu-img]=qemu-utils                # VM disks: qcow2 overlays (libs/hypervisor, libs/host)
   [busybox]=busybox-static             # test/guest/build.sh: the guest's userland
   [cpio]=cpio                          # test/guest/build.sh: the initramfs
   [xz]=xz-utils                        # test/guest/build.sh: unpacks the kernel
@@ -48,7 +49,7 @@ on_bookworm() {
   [[ -r /etc/os-release ]] && grep -qx 'VERSION_CODENAME=bookworm' /etc/os-release
 }
 
-default_tools=(qemu-system-x86_64 busybox cpio xz ip ss pgrep sysctl openssl go python3 cargo-clippy cargo-fmt)
+default_tools=(qemu-system-x86_64 qemu-img busybox cpio xz ip ss pgrep sysctl openssl go python3 cargo-clippy cargo-fmt)
 list_only=false
 if [[ ${1:-} == --missing ]]; then
   list_only=true
@@ -69,6 +70,8 @@ has() {
 how() {
   if [[ $1 == qemu-system-x86_64 ]] && on_bookworm; then
     echo "apt-get install -t bookworm-backports ${PACKAGE[$1]} (QEMU >= $QEMU_MIN_MAJOR; found: $(qemu_major || true))"
+  elif [[ $1 == qemu-img ]] && on_bookworm; then
+    echo "apt-get install -t bookworm-backports ${PACKAGE[$1]}"
   elif [[ -z ${COMPONENT[$1]:-} ]]; then
     echo "apt-get install ${PACKAGE[$1]}"
   elif command -v rustup >/dev/null; then
@@ -110,11 +113,16 @@ elif ((${#missing[@]})); then
     mapfile -t apt < <(printf '%s\n' "${apt[@]}" | sort -u)
     echo "tools: apt-get install ${apt[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # QEMU and its qemu-img come from the same release: on Debian 12, bookworm-backports.
     backports=()
-    if printf '%s\n' "${apt[@]}" | grep -qx "${PACKAGE[qemu-system-x86_64]}" && on_bookworm; then
+    if on_bookworm; then
+      for pkg in "${PACKAGE[qemu-system-x86_64]}" "${PACKAGE[qemu-img]}"; do
+        printf '%s\n' "${apt[@]}" | grep -qx "$pkg" && backports+=("$pkg")
+      done
+    fi
+    if ((${#backports[@]})); then
       echo 'deb http://deb.debian.org/debian bookworm-backports main' >/etc/apt/sources.list.d/dwcp-bookworm-backports.list
-      mapfile -t apt < <(printf '%s\n' "${apt[@]}" | grep -vx "${PACKAGE[qemu-system-x86_64]}")
-      backports=("${PACKAGE[qemu-system-x86_64]}")
+      mapfile -t apt < <(printf '%s\n' "${apt[@]}" | grep -vxF -f <(printf '%s\n' "${backports[@]}"))
     fi
     apt-get -q -o APT::Sandbox::User=root update >&2
     if ((${#apt[@]})); then
