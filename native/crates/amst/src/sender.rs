@@ -356,17 +356,29 @@ impl Sender {
         let take = data.len().min(self.writable());
         let mut rest = &data[..take];
         while !rest.is_empty() {
-            let room = self.config.frame_size - self.partial.len();
-            let n = room.min(rest.len());
-            self.partial.extend_from_slice(&rest[..n]);
+            let n = self.fill(rest);
             rest = &rest[n..];
-            if self.partial.len() == self.config.frame_size {
-                self.seal_frame();
+        }
+        self.took(take)
+    }
+
+    /// As [`write`](Self::write), for bytes the caller already holds as `Bytes`: whole frames
+    /// are sliced out of `data` rather than copied, so they keep its allocation alive until
+    /// they are acknowledged. Only the ends that do not fill a frame of their own are copied.
+    /// The frames, and their CRC computed now, are the same as `write` would make.
+    pub fn write_bytes(&mut self, data: &Bytes) -> usize {
+        let take = data.len().min(self.writable());
+        let frame_size = self.config.frame_size;
+        let mut at = 0;
+        while at < take {
+            if self.partial.is_empty() && take - at >= frame_size {
+                self.seal(data.slice(at..at + frame_size));
+                at += frame_size;
+            } else {
+                at += self.fill(&data[at..take]);
             }
         }
-        self.buffered += take;
-        self.stats.bytes_written += take as u64;
-        take
+        self.took(take)
     }
 
     /// Sends what is written so far without waiting to fill a frame.
@@ -462,8 +474,31 @@ impl Sender {
 
     // ---- internals ----
 
+    /// Copies what fits of `data` into the frame being filled, sealing it once full.
+    fn fill(&mut self, data: &[u8]) -> usize {
+        if self.partial.is_empty() {
+            self.partial.reserve(self.config.frame_size);
+        }
+        let n = (self.config.frame_size - self.partial.len()).min(data.len());
+        self.partial.extend_from_slice(&data[..n]);
+        if self.partial.len() == self.config.frame_size {
+            self.seal_frame();
+        }
+        n
+    }
+
+    fn took(&mut self, bytes: usize) -> usize {
+        self.buffered += bytes;
+        self.stats.bytes_written += bytes as u64;
+        bytes
+    }
+
     fn seal_frame(&mut self) {
         let data = self.partial.split().freeze();
+        self.seal(data);
+    }
+
+    fn seal(&mut self, data: Bytes) {
         self.frames.insert(
             self.next_seq,
             Pending {
@@ -476,7 +511,6 @@ impl Sender {
             },
         );
         self.next_seq += 1;
-        self.partial.reserve(self.config.frame_size);
     }
 
     fn next_to_send(&self) -> Option<u64> {

@@ -289,7 +289,7 @@ impl Input {
     /// Writes what the sender accepts, and ends the stream once the source has ended.
     fn feed(&mut self, sender: &mut Sender) {
         if let Some(data) = self.pending.take() {
-            let n = sender.write(&data);
+            let n = sender.write_bytes(&data);
             if n < data.len() {
                 self.pending = Some(data.slice(n..));
             }
