@@ -2,8 +2,9 @@
 //!
 //! Each frame is read into a buffer of its own, and its payload goes to the consumer as a
 //! slice of that buffer (no copy). Allocating those frame-sized buffers afresh cost more than
-//! the copy they replace: glibc consolidates and trims its heap on every free of 64 KiB or more,
-//! and the kernel then zeroes the same pages again on the next allocation. So buffers come back
+//! the copy they replace: glibc consolidates and trims its heap whenever a free leaves 64 KiB or
+//! more free in one piece, and the kernel then zeroes the same pages again on the next
+//! allocation. So buffers come back
 //! here instead, up to a bound, while the transfer lasts.
 
 use std::sync::{Arc, Mutex, Weak};
