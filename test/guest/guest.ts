@@ -17,6 +17,9 @@ export const CHECK_S = 2;
 export const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
 export const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
 export const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
+/** With `dwcp.disk_mib`: the disk workload found (`existing`) or wrote (`new`) its fixed region. */
+export const DISK_READY = /DWCP-DISK-READY (new|existing\S*) fixed_mib=\d+ md5=([0-9a-f]{32}) log_seq=(\d+)/;
+export const DISK_CHECK = /DWCP-DISK (ok|FAIL) md5=([0-9a-f]{32}) log_seq=(\d+)/;
 
 /** 128 MiB, 16 MiB of it filled with known data and 1 MiB/s of it dirtied. */
 export const guestSpec = (name: string): VmSpec => ({

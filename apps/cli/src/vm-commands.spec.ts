@@ -113,6 +113,43 @@ describe('dwcp vm against a real single-node cluster', () => {
     expect(missing.stderr).toContain("required option '--image <image>' not specified");
   });
 
+  it('declares disks with --disk (vda, vdb, ...), shows them, and names the field the API refuses', async () => {
+    const base = ['vm', 'create', '--image', 'debian-12', '--vcpus', '1', '--memory-mib', '128', ...api];
+    const created = await dwcp([
+      ...base,
+      '--name',
+      'db-1',
+      '--disk',
+      '4G,image=debian-base',
+      '--disk',
+      '512M,format=raw,image=debian-base',
+      '--json',
+    ]);
+    expect(created).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(created.stdout).disks).toEqual([
+      { id: 'vda', sizeBytes: 4 * 2 ** 30, format: 'qcow2', image: 'debian-base', bus: 'virtio' },
+      { id: 'vdb', sizeBytes: 512 * 2 ** 20, format: 'raw', image: 'debian-base', bus: 'virtio' },
+    ]);
+    const shown = await dwcp(['vm', 'get', 'db-1', ...api]);
+    expect(shown.stdout).toMatch(/disk vda:\s+4 GiB qcow2 virtio on debian-base\n/);
+    expect(shown.stdout).toMatch(/disk vdb:\s+512 MiB raw virtio on debian-base\n/);
+
+    const size = await dwcp([...base, '--name', 'db-2', '--disk', '4X']);
+    expect(size.code).toBe(EXIT.usage);
+    expect(size.stderr).toContain('must be a whole number with M, G or T');
+    const zero = await dwcp([...base, '--name', 'db-3', '--disk', '0G']);
+    expect(zero.code).toBe(EXIT.usage);
+    expect(zero.stderr).toContain('must be a whole number with M, G or T');
+    const huge = await dwcp([...base, '--name', 'db-3', '--disk', '4096T']);
+    expect(huge.code).toBe(EXIT.usage);
+    expect(huge.stderr).toMatch(/disks\.0\.sizeBytes: Number must be less than or equal to/);
+    const twice = await dwcp([...base, '--name', 'db-4', '--disk', '1G,id=vdx', '--disk', '1G,id=vdx']);
+    expect(twice.code).toBe(EXIT.usage);
+    expect(twice.stderr).toContain('disk ids must be distinct');
+    const list = await dwcp(['vm', 'list', '--json', ...api]);
+    expect(JSON.parse(list.stdout).map((v: { name: string }) => v.name)).not.toContain('db-2');
+  });
+
   it('exits 4 for a name that is taken, naming the field', async () => {
     const args = [
       'vm',

@@ -4,6 +4,7 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { type ApiOptions, addApiOptions, withApi } from './api-target';
 import { wholeNumber } from './arg-parsers';
 import type { CliIo } from './cli-io';
+import { type DiskRequest, diskOption } from './disk-option';
 import { findNode, findVm } from './lookup';
 import { formatLabels, keyValues, table } from './text-output';
 
@@ -26,6 +27,10 @@ function vmDetails(vm: VmRecord): string[] {
     ['memory', `${vm.memoryMiB} MiB`],
     ['image', vm.image],
     ['labels', formatLabels(vm.labels)],
+    ...(vm.disks ?? []).map((d): [string, string] => [
+      `disk ${d.id}`,
+      `${d.sizeBytes / 2 ** 30 >= 1 ? `${d.sizeBytes / 2 ** 30} GiB` : `${d.sizeBytes / 2 ** 20} MiB`} ${d.format} ${d.bus}${d.image ? ` on ${d.image}` : ''}`,
+    ]),
     ['created', vm.createdAt],
   ]);
 }
@@ -39,11 +44,16 @@ export function registerVmCommands(program: Command, io: CliIo): void {
 
   command('create', 'create a VM (stopped unless --start); placement picks the node unless --node is given')
     .requiredOption('--name <name>', 'the VM name (unique in the cluster)')
-    .requiredOption('--image <image>', 'the disk image')
+    .requiredOption('--image <image>', "the VM's image (its kernel, or a disk to boot from)")
     .requiredOption('--vcpus <n>', 'virtual CPUs', wholeNumber)
     .requiredOption('--memory-mib <n>', 'guest memory in MiB', wholeNumber)
     .option('--node <node>', 'place it on this node (id or name)')
     .option('--label <key=value>', 'a label; repeat for more', label, {})
+    .option(
+      '--disk <size[,image=NAME][,format=qcow2|raw][,id=ID]>',
+      'a disk (4G, 512M, ...), a qcow2 overlay on image NAME or blank; repeat for more (vda, vdb, ...)',
+      diskOption,
+    )
     .option('--start', 'start it once created')
     .action(
       (
@@ -54,6 +64,7 @@ export function registerVmCommands(program: Command, io: CliIo): void {
           memoryMib: number;
           node?: string;
           label: Record<string, string>;
+          disk?: DiskRequest[];
           start?: boolean;
         },
       ) =>
@@ -65,6 +76,7 @@ export function registerVmCommands(program: Command, io: CliIo): void {
             vcpus: o.vcpus,
             memoryMiB: o.memoryMib,
             ...(Object.keys(o.label).length > 0 ? { labels: o.label } : {}),
+            ...(o.disk !== undefined ? { disks: o.disk } : {}),
             ...(nodeId !== undefined ? { nodeId } : {}),
           });
           if (o.start) created = await client.post<VmRecord>(`/v1/vms/${created.id}/start`);

@@ -58,6 +58,7 @@ export function vmHostModules(
     }),
     HostModule.forRoot({
       imagesDir: config.hypervisor.imagesDir ?? join(config.dataDir, 'images'),
+      disksDir: join(config.dataDir, 'disks'),
       stopVmsOnShutdown: config.hypervisor.stopVmsOnShutdown,
     }),
     MigrationModule.forRoot({

@@ -40,8 +40,28 @@ export interface VmRecord {
   nodeId: string;
   state: VmState;
   labels: Record<string, string>;
+  /** Its disks, in the order the guest sees them; absent when it has none. */
+  disks?: VmDiskRecord[];
   createdAt: string;
   revision: number;
+}
+
+export const DISK_FORMATS = ['qcow2', 'raw'] as const;
+export type DiskFormat = (typeof DISK_FORMATS)[number];
+
+/**
+ * A disk of a VM, as declared. The hosting node keeps its file under its data dir: on a base image, a
+ * qcow2 overlay of the image's disk (`qemu-img create -b`) or a raw copy of it; else blank.
+ */
+export interface VmDiskRecord {
+  /** Its name in the VM: the guest's device serial, and the block node `disk-<id>` in QEMU. */
+  id: string;
+  /** Virtual size in bytes (a whole number of MiB). */
+  sizeBytes: number;
+  format: DiskFormat;
+  /** A base image whose disk this one starts from (a qcow2 overlay, or a raw copy); blank when absent. */
+  image?: string;
+  bus: 'virtio';
 }
 
 export const MIGRATION_PHASES = [

@@ -4,7 +4,7 @@
  * so a value the API accepts is a value the log accepts.
  */
 import { z } from 'zod';
-import { MIGRATION_PHASES, ROLES } from './records';
+import { DISK_FORMATS, MIGRATION_PHASES, ROLES } from './records';
 
 const MAX_LABELS = 64;
 
@@ -43,6 +43,41 @@ export const fields = {
     .min(1024)
     .max(100 * 1024 ** 3),
 };
+
+const MiB = 1024 * 1024;
+const MAX_DISKS = 8;
+
+const diskObject = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[a-z][a-z0-9]{0,15}$/, 'must be 1-16 lower-case letters or digits, starting with a letter'),
+    sizeBytes: z
+      .number()
+      .int()
+      .min(MiB)
+      .max(64 * 1024 ** 4)
+      .refine((n) => n % MiB === 0, 'must be a whole number of MiB'),
+    format: z.enum(DISK_FORMATS).default('qcow2'),
+    image: fields.name.optional(),
+    bus: z.literal('virtio').default('virtio'),
+  })
+  .strict();
+
+type DiskShape = typeof diskObject;
+
+/** A disk and the rules over a disk list, for the log's schema and for the API's annotated copy of it. */
+export function diskRules<S extends DiskShape>(disk: S) {
+  const list = z
+    .array(disk)
+    .max(MAX_DISKS, `at most ${MAX_DISKS} disks`)
+    .refine((ds) => new Set(ds.map((d) => d.id)).size === ds.length, 'disk ids must be distinct');
+  return { one: disk, list };
+}
+
+/** A disk of a VM (`VmDiskRecord`), as the log takes it; `diskObject` before its rules. */
+export const { one: diskSchema, list: disksSchema } = diskRules(diskObject);
+export { diskObject };
 
 export const labelsSchema = z
   .record(fields.labelKey, fields.labelValue)
@@ -119,6 +154,7 @@ const vmCreate = z
     vcpus: fields.vcpus,
     memoryMiB: fields.memoryMiB,
     labels: labelsSchema.default({}),
+    disks: disksSchema.default([]),
     /** Place on this node instead of letting placement choose. */
     nodeId: fields.nodeId.optional(),
     at: fields.timestamp,

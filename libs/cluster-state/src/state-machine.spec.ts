@@ -309,6 +309,66 @@ describe('vm.labels compare-and-set', () => {
   });
 });
 
+describe('VM disks', () => {
+  const disk = (id: string, extra: Record<string, unknown> = {}) => ({ id, sizeBytes: 2 ** 30, ...extra });
+
+  it('records declared disks in order with their defaults; a VM without disks has no disks field', () => {
+    const log = new LogDriver();
+    log.ok(registerNode('node-1', 1));
+    const vm = log.ok<VmRecord>(
+      createVm('vm-a', 512, {
+        disks: [disk('vda', { image: 'debian-base' }), disk('vdb', { format: 'raw' })],
+      }),
+    );
+    expect(vm.disks).toEqual([
+      { id: 'vda', sizeBytes: 2 ** 30, format: 'qcow2', image: 'debian-base', bus: 'virtio' },
+      { id: 'vdb', sizeBytes: 2 ** 30, format: 'raw', bus: 'virtio' },
+    ]);
+    expect('disks' in log.ok<VmRecord>(createVm('vm-b'))).toBe(false);
+    // The snapshot carries them, and a replica restored from it holds the same records.
+    const copy = new ClusterStateMachine();
+    copy.restore(log.machine.snapshot());
+    expect(copy.getVm('vm-a')).toEqual(vm);
+  });
+
+  it.each([
+    [[disk('vda', { sizeBytes: 2 ** 20 + 1 })], 'disks.0.sizeBytes'],
+    [[disk('vda', { sizeBytes: 0 })], 'disks.0.sizeBytes'],
+    [[disk('Vda')], 'disks.0.id'],
+    [[disk('vda', { format: 'vmdk' })], 'disks.0.format'],
+    [[disk('vda'), disk('vda')], 'disks'],
+    [Array.from({ length: 9 }, (_, i) => disk(`vd${i}`)), 'disks'],
+    [[disk('vda', { bus: 'ide' })], 'disks.0.bus'],
+  ])('refuses a bad disk list, naming the field (%#), and creates nothing', (disks, field) => {
+    const log = new LogDriver();
+    log.ok(registerNode('node-1', 1));
+    expect(log.err(createVm('vm-a', 512, { disks: disks as never }))).toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+      field,
+    });
+    expect(log.machine.listVms()).toEqual([]);
+  });
+
+  it('refuses to live-migrate a VM with disks (they would stay behind) and changes nothing', () => {
+    const log = new LogDriver();
+    log.ok(registerNode('node-1', 1));
+    log.ok(registerNode('node-2', 2));
+    log.ok(createVm('vm-a', 512, { nodeId: 'node-1', disks: [disk('vda')] }));
+    log.ok({ type: 'vm.start', vmId: 'vm-a' });
+    const error = log.err({
+      type: 'migration.create',
+      migrationId: 'mig-1',
+      vmId: 'vm-a',
+      targetNodeId: 'node-2',
+      at: AT,
+    });
+    expect(error).toMatchObject({ code: 'ERR_CONFLICT', field: 'vmId' });
+    expect(error.message).toContain('has 1 disk(s)');
+    expect(log.machine.getVm('vm-a')?.state).toBe('running');
+    expect(log.machine.listMigrations()).toEqual([]);
+  });
+});
+
 describe('migration.create', () => {
   it('creates a pending migration, marks the VM migrating and reserves memory on the target', () => {
     const log = clusterWithRunningVm();

@@ -300,6 +300,7 @@ export class ClusterStateMachine implements ClusterStateView {
       nodeId: node.id,
       state: 'stopped',
       labels: { ...c.labels },
+      ...(c.disks.length > 0 ? { disks: c.disks.map((d) => ({ ...d })) } : {}),
       createdAt: c.at,
       revision: index,
     };
@@ -360,6 +361,13 @@ export class ClusterStateMachine implements ClusterStateView {
       throw conflict(`VM ${vm.id} already has an active migration (${active.id})`, 'vmId');
     if (vm.state !== 'running')
       throw conflict(`VM ${vm.id} is ${vm.state}; only a running VM is live-migrated`, 'vmId');
+    if ((vm.disks?.length ?? 0) > 0) {
+      // Its disks live on its node; a migration of RAM alone would leave them behind (issue 13 item 2).
+      throw conflict(
+        `VM ${vm.id} has ${vm.disks?.length} disk(s), and moving disks with a live migration is not built yet`,
+        'vmId',
+      );
+    }
     if (target.id === vm.nodeId)
       throw conflict(`VM ${vm.id} is already on node ${target.id}`, 'targetNodeId');
     if (target.status !== 'ready')

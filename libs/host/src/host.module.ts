@@ -17,6 +17,7 @@ import { LOGGER, METRICS_REGISTRY } from '@novacron/observability';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ImageCatalog } from './image-catalog';
+import { VmDisks } from './vm-disks';
 import { VM_HOST, VmHost } from './vm-host';
 
 export const IMAGE_CATALOG = Symbol.for('dwcp.ImageCatalog');
@@ -24,6 +25,10 @@ export const IMAGE_CATALOG = Symbol.for('dwcp.ImageCatalog');
 export interface HostModuleOptions {
   /** Where images live: `<imagesDir>/<image>/vmlinux`, … */
   imagesDir: string;
+  /** Where VM disks live: `<disksDir>/<vmId>/<diskId>.<format>`. Without it, a VM with disks does not launch here. */
+  disksDir?: string;
+  /** `qemu-img` for disk overlays (default: from PATH). */
+  qemuImg?: string;
   /** Stop the VMs when the node shuts down; by default they keep running and the next run takes them over. */
   stopVmsOnShutdown?: boolean;
 }
@@ -121,7 +126,17 @@ export class HostModule {
             node: LocalNode,
             logger: Logger,
             registry: Registry,
-          ) => new VmHost(driver, images, () => node.nodeId, logger, registry),
+          ) =>
+            new VmHost(
+              driver,
+              images,
+              () => node.nodeId,
+              logger,
+              registry,
+              options.disksDir === undefined
+                ? undefined
+                : new VmDisks(options.disksDir, images, options.qemuImg ? { qemuImg: options.qemuImg } : {}),
+            ),
           inject: [HYPERVISOR_DRIVER, IMAGE_CATALOG, LOCAL_NODE, LOGGER, METRICS_REGISTRY],
         },
         VmHostFollower,

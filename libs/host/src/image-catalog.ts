@@ -4,7 +4,7 @@
  * the VmSpec the hypervisor launches. Every node that may host the VM needs the same image.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { DomainError, type VmRecord } from '@novacron/cluster-state';
 import type { VmSpec } from '@novacron/hypervisor';
 
@@ -21,6 +21,21 @@ export class ImageCatalog {
       if (existsSync(kernel)) return kernel;
     }
     return undefined;
+  }
+
+  /** The disk of image `name` that VM disks overlay: `disk.qcow2` or `disk.raw` in its directory; ERR_NOT_FOUND without one. */
+  baseDisk(name: string): { path: string; format: 'qcow2' | 'raw' } {
+    if (!IMAGE_NAME.test(name))
+      throw new DomainError('ERR_INVALID_ARGUMENT', `bad image name ${name}`, 'disks');
+    for (const format of ['qcow2', 'raw'] as const) {
+      const path = resolve(this.dir, name, `disk.${format}`);
+      if (existsSync(path)) return { path, format };
+    }
+    throw new DomainError(
+      'ERR_NOT_FOUND',
+      `image ${name} has no disk on this node (no disk.qcow2 or disk.raw in ${join(this.dir, name)})`,
+      'disks',
+    );
   }
 
   /** The spec for `vm` on this node; ERR_NOT_FOUND (naming the image) when this node lacks the image. */

@@ -6,12 +6,13 @@
  * (`takeOver`), and at shutdown it leaves them running unless told to stop them. It keeps the tail
  * of each VM's serial console for the API.
  */
-import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
+import { DomainError, type MigrationRecord, type VmRecord } from '@novacron/cluster-state';
 import { type HypervisorDriver, HypervisorError, type VmHandle } from '@novacron/hypervisor';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ImageCatalog } from './image-catalog';
 import { planTakeover } from './takeover-plan';
+import type { VmDisks } from './vm-disks';
 
 const CONSOLE_LINES = 500;
 
@@ -45,6 +46,8 @@ export class VmHost {
     this.tookOver = resolve;
   });
   private readonly readyListeners = new Set<(vmId: string) => void>();
+  /** VMs with disks whose records this run has seen: when one is gone, so are its disks. */
+  private readonly seenWithDisks = new Set<string>();
 
   constructor(
     readonly driver: HypervisorDriver,
@@ -52,6 +55,7 @@ export class VmHost {
     private readonly nodeId: () => string,
     private readonly logger: Logger,
     registry: Registry,
+    private readonly disks?: VmDisks,
   ) {
     this.running = new Gauge({
       name: 'dwcp_host_vms',
@@ -198,6 +202,26 @@ export class VmHost {
         await this.destroy(hosted.vmId);
       }
     }
+    await this.removeDisksOfDeleted(records);
+  }
+
+  /**
+   * A VM's disks go with its record, and only then: a stopped VM keeps them. Only a record this run
+   * has seen and now misses counts as deleted, so a state still catching up (a restarted node, a
+   * replica being sent a snapshot) never costs a disk.
+   */
+  private async removeDisksOfDeleted(records: ReadonlyMap<string, VmRecord>): Promise<void> {
+    if (this.disks === undefined) return;
+    const deleted = [...this.seenWithDisks].filter((id) => !records.has(id));
+    for (const vm of records.values()) if ((vm.disks?.length ?? 0) > 0) this.seenWithDisks.add(vm.id);
+    if (deleted.length === 0) return;
+    for (const id of deleted) this.seenWithDisks.delete(id);
+    const keep = new Set([...records.keys()].filter((id) => !deleted.includes(id)));
+    const removed = await this.disks.remove(deleted, keep).catch((e: unknown) => {
+      this.logger.warn({ err: e, vms: deleted }, 'removing the disks of deleted VMs failed');
+      return [];
+    });
+    if (removed.length > 0) this.logger.info({ vms: removed }, 'removed the disks of deleted VMs');
   }
 
   /** The running VM for a migration out of this node; the reconciler leaves it alone until `giveBack`. */
@@ -265,7 +289,17 @@ export class VmHost {
     if (this.launching.has(vm.id)) return;
     this.launching.add(vm.id);
     try {
-      const handle = await this.driver.launch(this.images.specFor(vm));
+      const spec = this.images.specFor(vm);
+      if ((vm.disks?.length ?? 0) > 0) {
+        if (this.disks === undefined)
+          throw new DomainError(
+            'ERR_UNAVAILABLE',
+            'this node keeps no VM disks (no disks directory)',
+            'disks',
+          );
+        spec.disks = await this.disks.prepare(vm);
+      }
+      const handle = await this.driver.launch(spec);
       this.track(vm.id, handle);
       this.failures.delete(vm.id);
       this.logger.info(

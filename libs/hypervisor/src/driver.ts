@@ -24,8 +24,16 @@ export interface VmSpec {
   initrd?: string;
   /** The kernel command line. */
   cmdline?: string;
-  /** A disk image, attached as virtio-blk; needed when there is no kernel. */
-  disk?: { path: string; format: 'raw' | 'qcow2' };
+  /** Disk images, attached as virtio-blk in this order (the guest's vda, vdb, ...); the first is booted when there is no kernel. */
+  disks?: VmDisk[];
+}
+
+/** A disk image file a VM runs on. */
+export interface VmDisk {
+  /** The disk's name in the VM (`vda`): QEMU's block node is `disk-<id>` and the guest sees it as the device's serial. */
+  id: string;
+  path: string;
+  format: 'raw' | 'qcow2';
 }
 
 /** QEMU's `RunState`, plus `exited` once the hypervisor process is gone. */

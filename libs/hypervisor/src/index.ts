@@ -9,6 +9,7 @@ export type {
   HypervisorDriver,
   HypervisorLogger,
   SerialLinesOptions,
+  VmDisk,
   VmHandle,
   VmRunState,
   VmSpec,

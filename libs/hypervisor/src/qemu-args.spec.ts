@@ -56,12 +56,15 @@ describe('buildQemuArgs', () => {
     expect(args).toContain('kvm');
   });
 
-  it('attaches a disk and doubles commas inside option values', () => {
+  it('attaches disks as named block nodes on virtio-blk, in order, and doubles commas inside option values', () => {
     const spec = {
       name: 'd',
       memoryMiB: 256,
       cpus: 2,
-      disk: { path: '/img/a,b.qcow2', format: 'qcow2' as const },
+      disks: [
+        { id: 'vda', path: '/img/a,b.qcow2', format: 'qcow2' as const },
+        { id: 'vdb', path: '/img/c.raw', format: 'raw' as const },
+      ],
     };
     const args = buildQemuArgs(spec, {
       accelerator: 'tcg',
@@ -69,7 +72,16 @@ describe('buildQemuArgs', () => {
       incoming: false,
       ...files,
     });
-    expect(args).toContain('file=/img/a,,b.qcow2,format=qcow2,if=virtio');
+    const blockdevs = args.flatMap((a, i) => (args[i - 1] === '-blockdev' ? [JSON.parse(a)] : []));
+    expect(blockdevs).toEqual([
+      { driver: 'qcow2', 'node-name': 'disk-vda', file: { driver: 'file', filename: '/img/a,b.qcow2' } },
+      { driver: 'raw', 'node-name': 'disk-vdb', file: { driver: 'file', filename: '/img/c.raw' } },
+    ]);
+    const devices = args.filter((_, i) => args[i - 1] === '-device');
+    expect(devices).toEqual([
+      'virtio-blk-pci,drive=disk-vda,id=dev-vda,serial=vda',
+      'virtio-blk-pci,drive=disk-vdb,id=dev-vdb,serial=vdb',
+    ]);
     expect(args).toContain('unix:/s,,1/qmp,server=on,wait=off');
     expect(args[args.indexOf('-smp') + 1]).toBe('2');
     expect(args).not.toContain('-kernel');
@@ -80,7 +92,21 @@ describe('buildQemuArgs', () => {
     [{ ...guest, memoryMiB: 8 }, 'memoryMiB'],
     [{ ...guest, cpus: 0 }, 'cpus'],
     [{ name: 'x', memoryMiB: 64 }, 'kernel'],
-    [{ name: 'x', memoryMiB: 64, disk: { path: '/d', format: 'raw' as const }, initrd: '/i' }, 'initrd'],
+    [
+      { name: 'x', memoryMiB: 64, disks: [{ id: 'vda', path: '/d', format: 'raw' as const }], initrd: '/i' },
+      'initrd',
+    ],
+    [{ ...guest, disks: [{ id: 'vd a', path: '/d', format: 'raw' as const }] }, 'disks'],
+    [
+      {
+        ...guest,
+        disks: [
+          { id: 'vda', path: '/d', format: 'raw' as const },
+          { id: 'vda', path: '/e', format: 'raw' as const },
+        ],
+      },
+      'disks',
+    ],
   ])('refuses a bad spec and names the field (%#)', (spec, field) => {
     try {
       buildQemuArgs(spec, { accelerator: 'tcg', qmpSocket: '/q', incoming: false, ...files });

@@ -29,7 +29,24 @@ export function checkVmSpec(spec: VmSpec): void {
   if (!Number.isSafeInteger(cpus) || cpus < 1 || cpus > 255) {
     throw HypervisorError.invalidArgument('cpus', `1 to 255, got ${cpus}`);
   }
-  if (spec.kernel === undefined && spec.disk === undefined) {
+  const disks = spec.disks ?? [];
+  const ids = new Set<string>();
+  for (const disk of disks) {
+    if (!DISK_ID.test(disk.id) || ids.has(disk.id)) {
+      throw HypervisorError.invalidArgument(
+        'disks',
+        `disk ids are distinct, 1-16 letters or digits; got ${disk.id}`,
+      );
+    }
+    ids.add(disk.id);
+    if (disk.format !== 'raw' && disk.format !== 'qcow2') {
+      throw HypervisorError.invalidArgument(
+        'disks',
+        `disk ${disk.id}: format raw or qcow2, got ${disk.format}`,
+      );
+    }
+  }
+  if (spec.kernel === undefined && disks.length === 0) {
     throw HypervisorError.invalidArgument('kernel', 'a VM needs a kernel or a disk to boot from');
   }
   if (spec.kernel === undefined && (spec.initrd !== undefined || spec.cmdline !== undefined)) {
@@ -43,6 +60,8 @@ export function checkVmSpec(spec: VmSpec): void {
  * QEMU serves without waiting for a client. No default devices, no display, and no reboot (a guest
  * that reboots or panics makes QEMU exit, which the driver sees).
  */
+const DISK_ID = /^[A-Za-z0-9]{1,16}$/;
+
 export function buildQemuArgs(spec: VmSpec, options: QemuLaunchOptions): string[] {
   checkVmSpec(spec);
   const args = [
@@ -70,8 +89,18 @@ export function buildQemuArgs(spec: VmSpec, options: QemuLaunchOptions): string[
   if (spec.kernel !== undefined) args.push('-kernel', spec.kernel);
   if (spec.initrd !== undefined) args.push('-initrd', spec.initrd);
   if (spec.cmdline !== undefined) args.push('-append', spec.cmdline);
-  if (spec.disk !== undefined) {
-    args.push('-drive', `file=${escapeOptionValue(spec.disk.path)},format=${spec.disk.format},if=virtio`);
+  for (const disk of spec.disks ?? []) {
+    // -blockdev in JSON: no comma escaping, and a named block node that storage migration can mirror.
+    args.push(
+      '-blockdev',
+      JSON.stringify({
+        driver: disk.format,
+        'node-name': `disk-${disk.id}`,
+        file: { driver: 'file', filename: disk.path },
+      }),
+      '-device',
+      `virtio-blk-pci,drive=disk-${disk.id},id=dev-${disk.id},serial=${disk.id}`,
+    );
   }
   if (options.incoming) args.push('-incoming', 'defer');
   return args;

@@ -87,7 +87,9 @@ export class GuestMemory {
     this.image = {
       start: imageStart,
       end: imageStart + this.pages / 8,
-      seed: seedWords(`image\0${spec.kernel ?? ''}\0${spec.initrd ?? ''}\0${spec.disk?.path ?? ''}`),
+      seed: seedWords(
+        `image\0${spec.kernel ?? ''}\0${spec.initrd ?? ''}\0${(spec.disks ?? []).map((d) => d.path).join('\0')}`,
+      ),
     };
     this.own = { start: ownStart, end: ownStart + this.pages / 16, seed: seedWords(`private\0${seed}`) };
     const workingSet = this.pages / 64;

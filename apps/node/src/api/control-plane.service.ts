@@ -107,6 +107,7 @@ export class ControlPlaneService {
       vcpus: req.vcpus,
       memoryMiB: req.memoryMiB,
       labels: req.labels ?? {},
+      disks: req.disks ?? [],
       ...(req.nodeId !== undefined ? { nodeId: req.nodeId } : {}),
       at: this.proposals.now(),
     })) as VmRecord;

@@ -21,6 +21,7 @@ import type { AdmitResponse } from '@novacron/consensus';
 import type { ZodTypeAny } from 'zod';
 import type { ClusterMember } from './control-plane.service';
 import { API_ERROR_CODES, type ApiErrorBody } from './errors';
+import { diskRequestSchema } from './schemas';
 import { z } from './zod-openapi';
 
 /** Accepts `schema` only if its output and `T` are assignable both ways (a field added to either fails to compile). */
@@ -69,6 +70,10 @@ export const vmRecordSchema = exactly<VmRecord>()(
         .enum(['stopped', 'running', 'migrating', 'deleted'])
         .openapi({ description: '`deleted` only in the answer to DELETE.' }),
       labels,
+      disks: z
+        .array(diskRequestSchema)
+        .optional()
+        .openapi({ description: 'Its disks; absent when it has none.' }),
       createdAt: fields.timestamp,
       revision,
     })

@@ -3,7 +3,15 @@
  * contract (*.contract.ts) validates with these very objects and the OpenAPI document is generated
  * from them; `.openapi()` only adds what zod cannot say to JSON Schema by itself.
  */
-import { fields, labelSetSchema, labelsSchema, migrationPolicySchema, ROLES } from '@novacron/cluster-state';
+import {
+  diskObject,
+  diskRules,
+  fields,
+  labelSetSchema,
+  labelsSchema,
+  migrationPolicySchema,
+  ROLES,
+} from '@novacron/cluster-state';
 import type { ZodString, ZodTypeAny } from 'zod';
 import { invalidArgument } from './errors';
 import { z } from './zod-openapi';
@@ -55,6 +63,27 @@ export const idParams = (description: string) =>
   z.object({ id: z.string().min(1).openapi({ description }) }).strict();
 export type IdParams = z.output<ReturnType<typeof idParams>>;
 
+/** The log's disk schema with examples for the document (its patterns alone make none). */
+const { one: disk, list: disks } = diskRules(
+  diskObject.extend({
+    id: diskObject.shape.id.openapi({
+      example: 'vda',
+      description: 'Its name in the VM: the guest’s device serial.',
+    }),
+    sizeBytes: diskObject.shape.sizeBytes.openapi({
+      example: 4 * 1024 ** 3,
+      description: 'A whole number of MiB.',
+    }),
+    image: name
+      .optional()
+      .openapi({
+        example: 'debian-base',
+        description: 'A base image whose disk this one starts from: a qcow2 overlay, or a raw copy.',
+      }),
+  }),
+);
+export const diskRequestSchema = disk.openapi('Disk');
+
 export const createVmSchema = z
   .object({
     name,
@@ -62,6 +91,10 @@ export const createVmSchema = z
     vcpus: fields.vcpus,
     memoryMiB: fields.memoryMiB,
     labels: labels.optional(),
+    disks: disks.optional().openapi({
+      description:
+        'Disks, in the order the guest sees them (vda, vdb, ...): on a base image’s disk (a qcow2 overlay or a raw copy), or blank. A VM with disks is not live-migrated yet.',
+    }),
     nodeId: nodeId.optional().openapi({ description: 'Place here instead of letting placement choose.' }),
   })
   .strict()

@@ -24,6 +24,7 @@ import { CLUSTER_STORE, LOGGER } from '../tokens';
 import { API_GRPC_OPTIONS, API_SERVICES, type ApiServiceName } from './grpc-options';
 import {
   consistencyOf,
+  disksFromProto,
   memberToProto,
   migrationToProto,
   nodeToProto,
@@ -185,6 +186,9 @@ export class GrpcApiServer {
                 vcpus: r.vcpus,
                 memoryMiB: r.memory_mib,
                 labels: stringMap(r.labels),
+                ...(isSet(r.disks) && (r.disks as unknown[]).length > 0
+                  ? { disks: disksFromProto(r.disks) }
+                  : {}),
                 ...(nodeId !== undefined ? { nodeId } : {}),
               },
               'request',

@@ -44,7 +44,21 @@ export const vmToProto = (v: VmRecord): Msg => ({
   labels: v.labels,
   created_at: v.createdAt,
   revision: v.revision,
+  disks: (v.disks ?? []).map((d) => ({
+    id: d.id,
+    size_bytes: d.sizeBytes,
+    format: d.format,
+    ...(d.image !== undefined ? { image: d.image } : {}),
+    bus: d.bus,
+  })),
 });
+
+/** CreateVmRequest's `disks`, as the REST body's (unset strings left out, so the schema's defaults apply). */
+export const disksFromProto = (v: unknown): Msg[] =>
+  (Array.isArray(v) ? (v as Msg[]) : []).map((d) => {
+    const text = (key: string) => (typeof d[key] === 'string' && d[key] !== '' ? { [key]: d[key] } : {});
+    return { id: d.id, sizeBytes: d.size_bytes, ...text('format'), ...text('image'), ...text('bus') };
+  });
 
 export const migrationToProto = (m: MigrationRecord): Msg => ({
   id: m.id,
