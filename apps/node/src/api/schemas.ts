@@ -74,12 +74,10 @@ const { one: disk, list: disks } = diskRules(
       example: 4 * 1024 ** 3,
       description: 'A whole number of MiB.',
     }),
-    image: name
-      .optional()
-      .openapi({
-        example: 'debian-base',
-        description: 'A base image whose disk this one starts from: a qcow2 overlay, or a raw copy.',
-      }),
+    image: name.optional().openapi({
+      example: 'debian-base',
+      description: 'A base image whose disk this one starts from: a qcow2 overlay, or a raw copy.',
+    }),
   }),
 );
 export const diskRequestSchema = disk.openapi('Disk');

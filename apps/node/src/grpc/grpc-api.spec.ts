@@ -159,7 +159,13 @@ describe('gRPC API', () => {
     const bad = await call(
       'VmService',
       'CreateVm',
-      { name: 'db2', image: 'img', vcpus: 1, memory_mib: 256, disks: [{ id: 'vda', size_bytes: 2 ** 20 + 1 }] },
+      {
+        name: 'db2',
+        image: 'img',
+        vcpus: 1,
+        memory_mib: 256,
+        disks: [{ id: 'vda', size_bytes: 2 ** 20 + 1 }],
+      },
       'operator',
     );
     expect(bad).toMatchObject({
