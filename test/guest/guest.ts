@@ -15,6 +15,32 @@ export const guestOut = join(guestSrc, 'out');
 export const CHECK_S = 2;
 
 export const HEARTBEAT = /DWCP-HEARTBEAT seq=(\d+)/;
+
+/** The heartbeat sequence numbers in console lines, in order. */
+export const heartbeatSeqs = (lines: readonly string[]): number[] =>
+  lines.flatMap((l) => {
+    const m = HEARTBEAT.exec(l);
+    return m ? [Number(m[1])] : [];
+  });
+
+/**
+ * Node arguments for a cluster whose nodes run QEMU VMs from images in `imagesDir`, with 20 ms Raft
+ * ticks; `accelerator` skips the KVM probe. Extra arguments go after.
+ */
+export const qemuNodeArgs = (
+  imagesDir: string,
+  accelerator?: 'tcg' | 'kvm',
+  ...extra: string[]
+): string[] => [
+  '--raft-min-tick-ms',
+  '20',
+  '--hypervisor-driver',
+  'qemu',
+  ...(accelerator ? ['--hypervisor-accelerator', accelerator] : []),
+  '--hypervisor-images-dir',
+  imagesDir,
+  ...extra,
+];
 export const READY = /DWCP-READY fill_mib=\d+ md5=([0-9a-f]{32})/;
 export const INTEGRITY = /DWCP-INTEGRITY (ok|FAIL) md5=([0-9a-f]{32})/;
 /** With `dwcp.disk_mib`: the disk workload found (`existing`) or wrote (`new`) its fixed region. */
@@ -66,6 +92,22 @@ export function isAlive(pid: number | undefined): boolean {
 
 export async function heartbeatSeq(lines: AsyncIterator<string>, timeoutMs = 10_000): Promise<number> {
   return Number((await waitForLine(lines, HEARTBEAT, { timeoutMs, what: 'a heartbeat' }))[1]);
+}
+
+/**
+ * Reads `DWCP-INTEGRITY` lines until two in a row say ok with `md5`; throws on an ok with another
+ * checksum, or when three readings have not given that. One reading that straddles a switch-over is
+ * not trusted (see qemu-driver.spec.ts), so a first FAIL is allowed. Returns the readings.
+ */
+export async function integrityHolds(lines: AsyncIterator<string>, md5: string): Promise<string[]> {
+  const readings: string[] = [];
+  while (readings.slice(-2).join() !== 'ok,ok') {
+    if (readings.length === 3) throw new Error(`integrity readings: ${readings.join(', ')}`);
+    const m = await waitForLine(lines, INTEGRITY, { timeoutMs: CHECK_S * 1000 + 8000 });
+    readings.push(m[1] ?? '');
+    if (m[1] === 'ok' && m[2] !== md5) throw new Error(`integrity ok with md5 ${m[2]}, expected ${md5}`);
+  }
+  return readings;
 }
 
 /** The first event `match` accepts, or undefined once the time runs out. */

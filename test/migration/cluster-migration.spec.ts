@@ -14,7 +14,14 @@ import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { installImage } from '../../apps/cli/src/demo/environment';
 import { LocalCluster, type NodeProcess, until } from '../cluster/harness';
-import { ensureGuestBuilt, HEARTBEAT, INTEGRITY, qemuSkipReason, READY } from '../guest/guest';
+import {
+  ensureGuestBuilt,
+  heartbeatSeqs,
+  INTEGRITY,
+  qemuNodeArgs,
+  qemuSkipReason,
+  READY,
+} from '../guest/guest';
 import { describeUnless } from '../tools';
 
 const MiB = 1024 * 1024;
@@ -35,26 +42,13 @@ function qemuPids(pattern: string): number[] {
   }
 }
 
-const heartbeats = (lines: string[]): number[] =>
-  lines.flatMap((l) => {
-    const m = HEARTBEAT.exec(l);
-    return m ? [Number(m[1])] : [];
-  });
-
 const describeQemu = describeUnless(qemuSkipReason());
 
 describeQemu('live migration between node processes (real QEMU, 3 nodes)', () => {
   const imagesDir = mkdtempSync(join(tmpdir(), 'dwcp-images-'));
-  const cluster = new LocalCluster([
-    '--raft-min-tick-ms',
-    '20',
-    '--hypervisor-driver',
-    'qemu',
-    '--hypervisor-images-dir',
-    imagesDir,
-    '--migration-orphan-timeout-ms',
-    '3000',
-  ]);
+  const cluster = new LocalCluster(
+    qemuNodeArgs(imagesDir, undefined, '--migration-orphan-timeout-ms', '3000'),
+  );
   const report: string[] = [];
   const vmIds: string[] = [];
   let nodeIdOf: Map<NodeProcess, string>;
@@ -85,11 +79,8 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
   const node = (i: number) => cluster.nodes[i] as NodeProcess;
   const idOf = (n: NodeProcess) => nodeIdOf.get(n) as string;
 
-  async function api<T>(n: NodeProcess, method: string, path: string, body?: unknown, expected = 200) {
-    const r = await n.api<T>(method, path, cluster.adminToken, body);
-    if (r.status !== expected) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
+  const api = <T>(n: NodeProcess, method: string, path: string, body?: unknown, expected = 200) =>
+    cluster.adminCall<T>(n, method, path, body, expected);
 
   /** The VM's console as the node that runs it serves it, or undefined while that node has none. */
   async function consoleOf(n: NodeProcess, vmId: string): Promise<string[] | undefined> {
@@ -111,7 +102,7 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
       `${name} boots on ${on.name}`,
       async () => {
         const lines = await consoleOf(on, vm.id);
-        return lines?.some((l) => READY.test(l)) && heartbeats(lines).length > 0 ? true : undefined;
+        return lines?.some((l) => READY.test(l)) && heartbeatSeqs(lines).length > 0 ? true : undefined;
       },
       90_000,
     );
@@ -167,7 +158,7 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
     return until(
       `heartbeats of ${vmId} on ${on.name} go past ${after}`,
       async () => {
-        const beats = heartbeats((await consoleOf(on, vmId)) ?? []);
+        const beats = heartbeatSeqs((await consoleOf(on, vmId)) ?? []);
         const last = beats.at(-1);
         return last !== undefined && last > after + 1 ? last : undefined;
       },
@@ -189,7 +180,7 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
 
   it('moves a running guest from n2 to n3: done, heartbeats go on there, integrity holds, nothing left on n2', async () => {
     guestA = await bootVm('guest-a', node(1));
-    const beatsBefore = heartbeats((await consoleOf(node(1), guestA)) ?? []).at(-1) ?? 0;
+    const beatsBefore = heartbeatSeqs((await consoleOf(node(1), guestA)) ?? []).at(-1) ?? 0;
     const created = await migrate(guestA, node(2));
     expect(created).toMatchObject({
       phase: 'pending',
@@ -276,7 +267,7 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
   it('cancel while transferring: cancelled with the reason, the VM keeps running on its source, then a retry succeeds', async () => {
     const created = await migrate(guestA, node(1), { maxBandwidthBytesPerSec: MiB });
     await transferring(created.id);
-    const beat = heartbeats((await consoleOf(node(2), guestA)) ?? []).at(-1) ?? 0;
+    const beat = heartbeatSeqs((await consoleOf(node(2), guestA)) ?? []).at(-1) ?? 0;
     const cancelled = await api<MigrationRecord>(node(0), 'POST', `/v1/migrations/${created.id}/cancel`, {
       reason: 'operator changed their mind',
     });
@@ -299,7 +290,7 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
     const created = await migrate(guestA, target, { maxBandwidthBytesPerSec: MiB });
     await transferring(created.id);
     expect(qemuPids(`${guestA}.${created.id}`)).toHaveLength(1);
-    const beat = heartbeats((await consoleOf(node(1), guestA)) ?? []).at(-1) ?? 0;
+    const beat = heartbeatSeqs((await consoleOf(node(1), guestA)) ?? []).at(-1) ?? 0;
     await target.signal('SIGKILL');
     const m = await ended(created.id, 60_000);
     expect(m.phase).toBe('failed');
@@ -330,7 +321,7 @@ describeQemu('live migration between node processes (real QEMU, 3 nodes)', () =>
     await transferring(created.id);
     const [destination] = qemuPids(`${guestA}.${created.id}`);
     if (destination === undefined) throw new Error('no destination QEMU while transferring');
-    const beat = heartbeats((await consoleOf(source, guestA)) ?? []).at(-1) ?? 0;
+    const beat = heartbeatSeqs((await consoleOf(source, guestA)) ?? []).at(-1) ?? 0;
     process.kill(destination, 'SIGKILL');
     const m = await ended(created.id, 60_000);
     expect(m.phase).toBe('failed');

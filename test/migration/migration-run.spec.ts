@@ -24,11 +24,10 @@ import {
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import {
-  CHECK_S,
   ensureGuestBuilt,
   guestSpec,
   heartbeatSeq,
-  INTEGRITY,
+  integrityHolds,
   isAlive,
   qemuSkipReason,
   READY,
@@ -135,6 +134,23 @@ describeQemu('MigrationRun with real QEMU', () => {
     return { run, reports, incoming };
   }
 
+  /**
+   * After a rollback: the source VM runs and beats on, and the one destination this run started is
+   * gone with its runtime directory. Returns the first of the two source heartbeats it read.
+   */
+  async function expectRolledBack(before: number): Promise<number> {
+    expect(await driver.status(vm)).toEqual({ state: 'running', running: true });
+    const lines = driver.serialLines(vm);
+    const beat = await heartbeatSeq(lines);
+    expect(await heartbeatSeq(lines)).toBe(beat + 1);
+    await lines.return?.();
+    expect(prepared.length).toBe(before + 1);
+    const destination = prepared.at(-1) as VmHandle;
+    expect(isAlive(destination.pid)).toBe(false);
+    expect(destination.runtimeDir && existsSync(destination.runtimeDir)).toBe(false);
+    return beat;
+  }
+
   it('carries the running guest to done: destination running, heartbeats continuing, source destroyed', async () => {
     const lines = driver.serialLines(vm);
     const seqBefore = await heartbeatSeq(lines);
@@ -202,15 +218,7 @@ describeQemu('MigrationRun with real QEMU', () => {
     expect(outcome).toMatchObject({ phase: 'cancelled', reason: 'operator cancelled' });
     expect(outcome.phases).toEqual(['preparing', 'transferring', 'cancelled']);
     expect(reports.at(-1)).toMatchObject({ phase: 'cancelled', reason: 'operator cancelled' });
-    expect(await driver.status(vm)).toEqual({ state: 'running', running: true });
-    const lines = driver.serialLines(vm);
-    const beat = await heartbeatSeq(lines);
-    expect(await heartbeatSeq(lines)).toBe(beat + 1);
-    await lines.return?.();
-    expect(prepared.length).toBe(before + 1);
-    const destination = prepared.at(-1) as VmHandle;
-    expect(isAlive(destination.pid)).toBe(false);
-    expect(destination.runtimeDir && existsSync(destination.runtimeDir)).toBe(false);
+    const beat = await expectRolledBack(before);
     expect(await registry.metrics()).toContain('dwcp_migration_migrations_total{result="cancelled"} 1');
     results.push(
       `cancelled after ${abortedAt?.totalMs} ms with ${abortedAt?.bytesIn} bytes from QEMU; ` +
@@ -242,14 +250,7 @@ describeQemu('MigrationRun with real QEMU', () => {
     expect(outcome.phase).toBe('failed');
     expect(outcome.reason).toBeTruthy();
     expect(link.connections).toBeGreaterThan(0);
-    expect(await driver.status(vm)).toEqual({ state: 'running', running: true });
-    const lines = driver.serialLines(vm);
-    const beat = await heartbeatSeq(lines);
-    expect(await heartbeatSeq(lines)).toBe(beat + 1);
-    await lines.return?.();
-    const destination = prepared.at(-1) as VmHandle;
-    expect(prepared.length).toBe(before + 1);
-    expect(isAlive(destination.pid)).toBe(false);
+    const beat = await expectRolledBack(before);
     results.push(
       `link cut after ${cutAt?.bytesIn} bytes from QEMU: failed after ${seconds.toFixed(2)} s (${outcome.reason}); source beats on`,
     );
@@ -297,15 +298,7 @@ describeQemu('MigrationRun with real QEMU', () => {
     // Not a hang: the reset is seen at once and new connections are refused; the bound leaves room
     // for the rollback (the destination QEMU destroyed, QEMU out of its migration) on a loaded host.
     expect(failedAfterMs).toBeLessThan(10_000);
-    expect(await driver.status(vm)).toEqual({ state: 'running', running: true });
-    const lines = driver.serialLines(vm);
-    const beat = await heartbeatSeq(lines);
-    expect(await heartbeatSeq(lines)).toBe(beat + 1);
-    await lines.return?.();
-    expect(prepared.length).toBe(before + 1);
-    const destination = prepared.at(-1) as VmHandle;
-    expect(isAlive(destination.pid)).toBe(false);
-    expect(destination.runtimeDir && existsSync(destination.runtimeDir)).toBe(false);
+    const beat = await expectRolledBack(before);
     results.push(
       `link cut during the probe, ${Math.round(cutAfterMs)} ms into the run with ${PROBE_BYTES_AT_CUT} bytes ` +
         `carried: failed ${Math.round(failedAfterMs)} ms after the cut (phases ${outcome.phases.join(' → ')}; ` +
@@ -321,14 +314,7 @@ describeQemu('MigrationRun with real QEMU', () => {
     const arrived = retry.incoming.vm as VmHandle;
     const after = driver.serialLines(arrived);
     expect(await heartbeatSeq(after)).toBeGreaterThan(beat);
-    // One reading that straddles the switch-over is not trusted (see qemu-driver.spec.ts): two ok in a row.
-    const readings: string[] = [];
-    while (readings.filter((r) => r === 'ok').length < 2) {
-      const m = await waitForLine(after, INTEGRITY, { timeoutMs: CHECK_S * 1000 + 8000 });
-      readings.push(m[1] ?? '');
-      if (m[1] === 'ok') expect(m[2]).toBe(readyMd5);
-      expect(readings.length, `integrity readings: ${readings.join(', ')}`).toBeLessThanOrEqual(3);
-    }
+    const readings = await integrityHolds(after, readyMd5 ?? '');
     await after.return?.();
     vm = arrived;
     results.push(

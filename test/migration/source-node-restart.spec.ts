@@ -12,34 +12,25 @@ import type { MigrationRecord, VmRecord } from '@novacron/cluster-state';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { installImage } from '../../apps/cli/src/demo/environment';
 import { LocalCluster, type NodeProcess, until } from '../cluster/harness';
-import { ensureGuestBuilt, HEARTBEAT, isAlive, qemuSkipReason, READY } from '../guest/guest';
+import {
+  ensureGuestBuilt,
+  HEARTBEAT,
+  heartbeatSeqs,
+  isAlive,
+  qemuNodeArgs,
+  qemuSkipReason,
+  READY,
+} from '../guest/guest';
 import { describeUnless } from '../tools';
 
 const MiB = 1024 * 1024;
-
-const heartbeats = (lines: readonly string[]): number[] =>
-  lines.flatMap((l) => {
-    const m = HEARTBEAT.exec(l);
-    return m ? [Number(m[1])] : [];
-  });
 
 const describeQemu = describeUnless(qemuSkipReason());
 
 describeQemu('SIGKILL of the source node mid-migration (real QEMU, 3 nodes, VMs outlive nodes)', () => {
   const imagesDir = mkdtempSync(join(tmpdir(), 'dwcp-images-'));
   const cluster = new LocalCluster(
-    [
-      '--raft-min-tick-ms',
-      '20',
-      '--hypervisor-driver',
-      'qemu',
-      '--hypervisor-accelerator',
-      'tcg',
-      '--hypervisor-images-dir',
-      imagesDir,
-      '--migration-orphan-timeout-ms',
-      '3000',
-    ],
+    qemuNodeArgs(imagesDir, 'tcg', '--migration-orphan-timeout-ms', '3000'),
     undefined,
     { vmsOutliveNodes: true },
   );
@@ -61,11 +52,8 @@ describeQemu('SIGKILL of the source node mid-migration (real QEMU, 3 nodes, VMs 
     console.info(report.join('\n'));
   }, 60_000);
 
-  async function api<T>(n: NodeProcess, method: string, path: string, body?: unknown, expected = 200) {
-    const r = await n.api<T>(method, path, cluster.adminToken, body);
-    if (r.status !== expected) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
+  const api = <T>(n: NodeProcess, method: string, path: string, body?: unknown, expected = 200) =>
+    cluster.adminCall<T>(n, method, path, body, expected);
 
   const migrationOf = (id: string) => api<MigrationRecord>(node(0), 'GET', `/v1/migrations/${id}`);
 
@@ -88,7 +76,7 @@ describeQemu('SIGKILL of the source node mid-migration (real QEMU, 3 nodes, VMs 
       'the guest boots on the source',
       () => {
         const lines = consoleFile(source, vm.id);
-        return lines.some((l) => READY.test(l)) && heartbeats(lines).length > 0 ? true : undefined;
+        return lines.some((l) => READY.test(l)) && heartbeatSeqs(lines).length > 0 ? true : undefined;
       },
       90_000,
     );
@@ -119,7 +107,7 @@ describeQemu('SIGKILL of the source node mid-migration (real QEMU, 3 nodes, VMs 
     expect(isAlive(pid), 'the source QEMU after its node was SIGKILLed').toBe(true);
     // The target's sink loses its source: its destination QEMU goes by itself while the source is down.
     await until('the target drops its destination QEMU', () => target.qemuPids().length === 0, 20_000);
-    const whileDown = heartbeats(consoleFile(source, vm.id)).at(-1) as number;
+    const whileDown = heartbeatSeqs(consoleFile(source, vm.id)).at(-1) as number;
 
     source.start();
     const m = await until(
@@ -146,13 +134,15 @@ describeQemu('SIGKILL of the source node mid-migration (real QEMU, 3 nodes, VMs 
           `/v1/vms/${vm.id}/console?tail=50`,
           cluster.adminToken,
         );
-        return r.status === 200 && (heartbeats(r.body.lines).at(-1) ?? 0) > whileDown + 1 ? true : undefined;
+        return r.status === 200 && (heartbeatSeqs(r.body.lines).at(-1) ?? 0) > whileDown + 1
+          ? true
+          : undefined;
       },
       15_000,
     );
     // One boot, and every heartbeat without a gap across the kill, the restart and the rollback.
     const lines = consoleFile(source, vm.id);
-    const seqs = heartbeats(lines);
+    const seqs = heartbeatSeqs(lines);
     expect(lines.filter((l) => READY.test(l))).toHaveLength(1);
     expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] as number) + i));
     report.push(

@@ -23,7 +23,14 @@ import type { VmRecord } from '@novacron/cluster-state';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { GUEST_CMDLINE } from '../../apps/cli/src/demo/environment';
 import { LocalCluster, type NodeProcess, until } from '../cluster/harness';
-import { DISK_CHECK, DISK_READY, ensureGuestBuilt, guestOut, qemuSkipReason } from '../guest/guest';
+import {
+  DISK_CHECK,
+  DISK_READY,
+  ensureGuestBuilt,
+  guestOut,
+  qemuNodeArgs,
+  qemuSkipReason,
+} from '../guest/guest';
 import { describeUnless, missingTools } from '../tools';
 
 const IMAGE = 'disk-guest';
@@ -34,16 +41,7 @@ const describeQemu = describeUnless(qemuSkipReason() ?? missingTools('qemu-img')
 
 describeQemu('VMs with disks (real QEMU, real node)', () => {
   const imagesDir = mkdtempSync(join(tmpdir(), 'dwcp-images-'));
-  const cluster = new LocalCluster([
-    '--raft-min-tick-ms',
-    '20',
-    '--hypervisor-driver',
-    'qemu',
-    '--hypervisor-accelerator',
-    'tcg',
-    '--hypervisor-images-dir',
-    imagesDir,
-  ]);
+  const cluster = new LocalCluster(qemuNodeArgs(imagesDir, 'tcg'));
   const report: string[] = [];
   let n: NodeProcess;
   let nodeId: string;
@@ -65,11 +63,8 @@ describeQemu('VMs with disks (real QEMU, real node)', () => {
     console.info(report.join('\n'));
   }, 60_000);
 
-  async function api<T>(method: string, path: string, body?: unknown, expected = 200) {
-    const r = await n.api<T>(method, path, cluster.adminToken, body);
-    if (r.status !== expected) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
+  const api = <T>(method: string, path: string, body?: unknown, expected = 200) =>
+    cluster.adminCall<T>(n, method, path, body, expected);
 
   /** The disk workload's ready line of the VM's current boot, once a check after it has passed. */
   async function diskReady(vmId: string): Promise<RegExpExecArray> {

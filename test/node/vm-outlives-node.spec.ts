@@ -15,36 +15,24 @@ import type { VmRecord } from '@novacron/cluster-state';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { installImage } from '../../apps/cli/src/demo/environment';
 import { LocalCluster, type NodeProcess, until } from '../cluster/harness';
-import { ensureGuestBuilt, HEARTBEAT, isAlive, qemuSkipReason, READY } from '../guest/guest';
+import {
+  ensureGuestBuilt,
+  heartbeatSeqs,
+  isAlive,
+  qemuNodeArgs,
+  qemuSkipReason,
+  READY,
+} from '../guest/guest';
 import { describeUnless } from '../tools';
 
 const REPETITIONS = 10;
 const CLI = resolve(__dirname, '..', '..', 'apps', 'cli', 'dist', 'main.js');
 
-const heartbeats = (lines: readonly string[]): number[] =>
-  lines.flatMap((l) => {
-    const m = HEARTBEAT.exec(l);
-    return m ? [Number(m[1])] : [];
-  });
-
 const describeQemu = describeUnless(qemuSkipReason());
 
 describeQemu('VMs outlive their node daemon (real QEMU, node process SIGKILLed and restarted)', () => {
   const imagesDir = mkdtempSync(join(tmpdir(), 'dwcp-images-'));
-  const cluster = new LocalCluster(
-    [
-      '--raft-min-tick-ms',
-      '20',
-      '--hypervisor-driver',
-      'qemu',
-      '--hypervisor-accelerator',
-      'tcg',
-      '--hypervisor-images-dir',
-      imagesDir,
-    ],
-    undefined,
-    { vmsOutliveNodes: true },
-  );
+  const cluster = new LocalCluster(qemuNodeArgs(imagesDir, 'tcg'), undefined, { vmsOutliveNodes: true });
   const report: string[] = [];
   let n: NodeProcess;
   let nodeId: string;
@@ -65,11 +53,8 @@ describeQemu('VMs outlive their node daemon (real QEMU, node process SIGKILLed a
     expect(left, 'QEMU processes left at the end').toEqual([]);
   }, 60_000);
 
-  async function api<T>(method: string, path: string, body?: unknown, expected = 200) {
-    const r = await n.api<T>(method, path, cluster.adminToken, body);
-    if (r.status !== expected) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
-    return r.body;
-  }
+  const api = <T>(method: string, path: string, body?: unknown, expected = 200) =>
+    cluster.adminCall<T>(n, method, path, body, expected);
 
   const consoleFile = (vmId: string) => join(n.dataDir, 'vms', vmId, 'console.log');
 
@@ -90,7 +75,9 @@ describeQemu('VMs outlive their node daemon (real QEMU, node process SIGKILLed a
           cluster.adminToken,
         );
         return (
-          r.status === 200 && r.body.lines.some((l) => READY.test(l)) && heartbeats(r.body.lines).length > 0
+          r.status === 200 &&
+          r.body.lines.some((l) => READY.test(l)) &&
+          heartbeatSeqs(r.body.lines).length > 0
         );
       },
       90_000,
@@ -109,7 +96,7 @@ describeQemu('VMs outlive their node daemon (real QEMU, node process SIGKILLed a
     const [pid] = n.qemuPids();
     expect(pid).toBeDefined();
     const started = performance.now();
-    const firstSeq = heartbeats(readFileSync(consoleFile(vmId), 'utf8').split('\n')).at(-1) as number;
+    const firstSeq = heartbeatSeqs(readFileSync(consoleFile(vmId), 'utf8').split('\n')).at(-1) as number;
     for (let i = 1; i <= REPETITIONS; i++) {
       const killedAt = performance.now();
       await n.signal('SIGKILL');
@@ -125,7 +112,7 @@ describeQemu('VMs outlive their node daemon (real QEMU, node process SIGKILLed a
       const vm = await api<VmRecord>('GET', `/v1/vms/${vmId}`);
       expect(vm.state).toBe('running');
       // The restarted node's console shows the guest going on, with heartbeats from while it was down.
-      const before = heartbeats(readFileSync(consoleFile(vmId), 'utf8').split('\n')).at(-1) as number;
+      const before = heartbeatSeqs(readFileSync(consoleFile(vmId), 'utf8').split('\n')).at(-1) as number;
       await until(
         `kill ${i}: a new heartbeat in the API's console`,
         async () => {
@@ -134,7 +121,7 @@ describeQemu('VMs outlive their node daemon (real QEMU, node process SIGKILLed a
             `/v1/vms/${vmId}/console?tail=50`,
             cluster.adminToken,
           );
-          return r.status === 200 && (heartbeats(r.body.lines).at(-1) ?? 0) > before;
+          return r.status === 200 && (heartbeatSeqs(r.body.lines).at(-1) ?? 0) > before;
         },
         10_000,
       );
@@ -142,7 +129,7 @@ describeQemu('VMs outlive their node daemon (real QEMU, node process SIGKILLed a
     }
     const elapsedS = (performance.now() - started) / 1000;
     const lines = readFileSync(consoleFile(vmId), 'utf8').split('\n');
-    const seqs = heartbeats(lines);
+    const seqs = heartbeatSeqs(lines);
     // One boot, and every heartbeat from the first to the last: no reboot, no stall.
     expect(lines.filter((l) => READY.test(l))).toHaveLength(1);
     expect(seqs).toEqual(seqs.map((_, i) => (seqs[0] as number) + i));

@@ -350,6 +350,19 @@ export class LocalCluster {
     return readFileSync(join(n.dataDir, 'cluster', name), 'utf8');
   }
 
+  /** `method path` on `n` as admin; the body of an answer with the `expected` status, else an error naming what came. */
+  async adminCall<T>(
+    n: NodeProcess,
+    method: string,
+    path: string,
+    body?: unknown,
+    expected = 200,
+  ): Promise<T> {
+    const r = await n.api<T>(method, path, this.adminToken, body);
+    if (r.status !== expected) throw new Error(`${method} ${path}: ${r.status} ${JSON.stringify(r.body)}`);
+    return r.body;
+  }
+
   /** Creates an API token of `role` through `via` (as admin) and returns the token. */
   async createToken(role: 'viewer' | 'operator' | 'admin', via: NodeProcess, name = `t-${role}`) {
     const r = await via.api<{ token: string }>('POST', '/v1/tokens', this.adminToken, { name, role });
