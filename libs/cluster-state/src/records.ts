@@ -26,8 +26,34 @@ export interface NodeRecord {
   revision: number;
 }
 
-/** `deleted` is only ever seen in the result of `vm.delete`: a deleted VM leaves the state. */
+/**
+ * What the operator asked of a VM (its desired state), not what it does: that is its `status`.
+ * `deleted` is only ever seen in the result of `vm.delete`: a deleted VM leaves the state.
+ */
 export type VmState = 'stopped' | 'running' | 'migrating' | 'deleted';
+
+export const VM_PHASES = ['starting', 'running', 'stopped', 'failed'] as const;
+/** What the hosting node observes of a VM's hypervisor process. */
+export type VmPhase = (typeof VM_PHASES)[number];
+
+/**
+ * A VM as its hosting node last reported it through Raft (`vm.status`), the way KubeVirt keeps a
+ * VirtualMachine's status apart from its spec. Only the VM's node reports it; it is dropped when the
+ * VM moves to another node, and absent until that node's first report.
+ */
+export interface VmRecordStatus {
+  phase: VmPhase;
+  /** Why it failed (the launch error, or how the process exited). */
+  reason?: string;
+  /** The hypervisor process, while it runs. */
+  pid?: number;
+  /** The node that reported it. */
+  nodeId: string;
+  /** When it entered this phase, as the reporting node saw it. */
+  since: string;
+  /** The record revision the node acted on when it saw this: a report older than the one kept is refused. */
+  observedRevision: number;
+}
 
 export interface VmRecord {
   /** `vm-` followed by a short random id. */
@@ -38,7 +64,10 @@ export interface VmRecord {
   memoryMiB: number;
   /** The node the VM is placed on (its source, while it migrates). */
   nodeId: string;
+  /** The desired state: what the operator asked. What the VM does is `status`. */
   state: VmState;
+  /** The observed state, as its node reports it; absent until it has reported. */
+  status?: VmRecordStatus;
   labels: Record<string, string>;
   /** Its disks, in the order the guest sees them; absent when it has none. */
   disks?: VmDiskRecord[];

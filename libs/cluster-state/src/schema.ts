@@ -4,7 +4,7 @@
  * so a value the API accepts is a value the log accepts.
  */
 import { z } from 'zod';
-import { DISK_FORMATS, MIGRATION_PHASES, ROLES } from './records';
+import { DISK_FORMATS, MIGRATION_PHASES, ROLES, VM_PHASES } from './records';
 
 const MAX_LABELS = 64;
 
@@ -169,6 +169,26 @@ export const labelSetSchema = z
   .record(fields.labelKey, fields.labelValue.nullable())
   .refine((l) => Object.keys(l).length <= MAX_LABELS, `at most ${MAX_LABELS} labels`);
 
+const vmStatus = z
+  .object({
+    type: z.literal('vm.status'),
+    vmId: fields.vmId,
+    /** The reporting node: refused unless it is the VM's node. */
+    nodeId: fields.nodeId,
+    phase: z.enum(VM_PHASES),
+    reason: fields.reason.optional(),
+    pid: z
+      .number()
+      .int()
+      .positive()
+      .max(2 ** 31 - 1)
+      .optional(),
+    /** The revision of the VM record the node acted on. */
+    observedRevision: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    at: fields.timestamp,
+  })
+  .strict();
+
 const vmLabels = z
   .object({
     type: z.literal('vm.labels'),
@@ -235,6 +255,7 @@ export const clusterCommandSchema = z.discriminatedUnion('type', [
   vmStart,
   vmStop,
   vmDelete,
+  vmStatus,
   vmLabels,
   migrationCreate,
   migrationPhase,

@@ -369,6 +369,127 @@ describe('VM disks', () => {
   });
 });
 
+describe('vm.status (observed state)', () => {
+  const report = (extra: Record<string, unknown> = {}) => ({
+    type: 'vm.status',
+    vmId: 'vm-a',
+    nodeId: 'node-1',
+    phase: 'failed',
+    reason: 'image nope is not on this node',
+    observedRevision: 4,
+    at: LATER,
+    ...extra,
+  });
+
+  it('keeps the report of the VM’s node next to the desired state, bumping the revision', () => {
+    const log = clusterWithRunningVm();
+    const vm = log.ok<VmRecord>(report());
+    expect(vm.state).toBe('running');
+    expect(vm.status).toEqual({
+      phase: 'failed',
+      reason: 'image nope is not on this node',
+      nodeId: 'node-1',
+      since: LATER,
+      observedRevision: 4,
+    });
+    expect(vm.revision).toBe(5);
+    const running = log.ok<VmRecord>(
+      report({ phase: 'running', reason: undefined, pid: 4242, observedRevision: 5, at: AT }),
+    );
+    expect(running.status).toEqual({
+      phase: 'running',
+      pid: 4242,
+      nodeId: 'node-1',
+      since: AT,
+      observedRevision: 5,
+    });
+  });
+
+  it('accepts a report that changes nothing without changing the record (since stays)', () => {
+    const log = clusterWithRunningVm();
+    const first = log.ok<VmRecord>(report());
+    const again = log.ok<VmRecord>(report({ observedRevision: 5, at: AT }));
+    expect(again).toBe(first);
+    expect(log.machine.getVm('vm-a')?.status?.since).toBe(LATER);
+  });
+
+  it('refuses a report from a node that does not host the VM, and changes nothing', () => {
+    const log = clusterWithRunningVm();
+    expect(log.err(report({ nodeId: 'node-2' }))).toMatchObject({ code: 'ERR_CONFLICT', field: 'nodeId' });
+    expect(log.machine.getVm('vm-a')?.status).toBeUndefined();
+    expect(log.machine.getVm('vm-a')?.revision).toBe(4);
+  });
+
+  it('refuses a report older than the status kept, or of a revision not yet applied', () => {
+    const log = clusterWithRunningVm();
+    log.ok(report({ phase: 'running', reason: undefined, pid: 7, observedRevision: 4 }));
+    const stale = log.err(report({ observedRevision: 3 }));
+    expect(stale).toMatchObject({ code: 'ERR_CONFLICT', field: 'observedRevision' });
+    expect(log.err(report({ observedRevision: 99 }))).toMatchObject({
+      code: 'ERR_CONFLICT',
+      field: 'observedRevision',
+    });
+    expect(log.machine.getVm('vm-a')?.status).toMatchObject({ phase: 'running', pid: 7 });
+    expect(log.err(report({ vmId: 'vm-zz' }))).toMatchObject({ code: 'ERR_NOT_FOUND' });
+    expect(log.err(report({ phase: 'exploded' }))).toMatchObject({
+      code: 'ERR_INVALID_ARGUMENT',
+      field: 'phase',
+    });
+  });
+
+  it('drops the source’s status when a migration moves the VM, and then takes the target’s only', () => {
+    const log = clusterWithRunningVm();
+    log.ok(report({ phase: 'running', reason: undefined, pid: 7 }));
+    migrate(log);
+    for (const to of ['preparing', 'transferring', 'switching-over', 'done']) log.ok(phase('mig-1', to));
+    const moved = log.machine.getVm('vm-a') as VmRecord;
+    expect(moved.nodeId).toBe('node-2');
+    expect(moved.status).toBeUndefined();
+    expect(
+      log.err(report({ phase: 'stopped', reason: undefined, observedRevision: moved.revision })),
+    ).toMatchObject({
+      code: 'ERR_CONFLICT',
+      field: 'nodeId',
+    });
+    const target = log.ok<VmRecord>(
+      report({
+        nodeId: 'node-2',
+        phase: 'running',
+        reason: undefined,
+        pid: 9,
+        observedRevision: moved.revision,
+      }),
+    );
+    expect(target.status).toMatchObject({ nodeId: 'node-2', pid: 9 });
+  });
+
+  it('keeps the source’s status when a migration fails and the VM stays', () => {
+    const log = clusterWithRunningVm();
+    log.ok(report({ phase: 'running', reason: undefined, pid: 7 }));
+    migrate(log);
+    log.ok(phase('mig-1', 'failed', { reason: 'link cut' }));
+    expect(log.machine.getVm('vm-a')?.status).toMatchObject({ nodeId: 'node-1', phase: 'running', pid: 7 });
+  });
+
+  it('round-trips through a snapshot, and an old snapshot without status still restores', () => {
+    const log = clusterWithRunningVm();
+    const vm = log.ok<VmRecord>(report());
+    const copy = new ClusterStateMachine();
+    copy.restore(log.machine.snapshot());
+    expect(copy.getVm('vm-a')).toEqual(vm);
+
+    const old = JSON.parse(new TextDecoder().decode(log.machine.snapshot()));
+    for (const v of old.vms) delete v.status;
+    const fromOld = new ClusterStateMachine();
+    fromOld.restore(new TextEncoder().encode(JSON.stringify(old)));
+    expect(fromOld.getVm('vm-a')?.status).toBeUndefined();
+    expect(fromOld.getVm('vm-a')?.state).toBe('running');
+    // A report after the restore is judged against the restored record alone.
+    fromOld.apply(report({ observedRevision: 5 }), 6);
+    expect(fromOld.getVm('vm-a')?.status?.phase).toBe('failed');
+  });
+});
+
 describe('migration.create', () => {
   it('creates a pending migration, marks the VM migrating and reserves memory on the target', () => {
     const log = clusterWithRunningVm();

@@ -7,7 +7,14 @@ import type { CommandOutcome } from './commands';
 import { DomainError } from './errors';
 import { CANCELLABLE_PHASES, canAdvance, isTerminal } from './migration-phases';
 import { fits, pickNode } from './placement';
-import type { ApiTokenRecord, MigrationRecord, NodeCapacity, NodeRecord, VmRecord } from './records';
+import type {
+  ApiTokenRecord,
+  MigrationRecord,
+  NodeCapacity,
+  NodeRecord,
+  VmRecord,
+  VmRecordStatus,
+} from './records';
 import { type CommandOf, clusterCommandSchema, issuePath, type ValidClusterCommand } from './schema';
 import type { ClusterStateView } from './view';
 
@@ -199,6 +206,8 @@ export class ClusterStateMachine implements ClusterStateView {
         return this.setVmPower(c.vmId, 'stopped', index);
       case 'vm.delete':
         return this.deleteVm(c, index);
+      case 'vm.status':
+        return this.reportVmStatus(c, index);
       case 'vm.labels':
         return this.setVmLabels(c, index);
       case 'migration.create':
@@ -332,6 +341,49 @@ export class ClusterStateMachine implements ClusterStateView {
     return deepFreeze({ ...vm, state: 'deleted', revision: index });
   }
 
+  /**
+   * The observed state, from the VM's node and no other: a report from a node that does not host the
+   * VM (a migration's source once it is done, a node that lost it) is refused, and so is one older than
+   * the status kept (its `observedRevision` is lower) or from a revision not yet applied. A report that
+   * changes nothing is accepted and changes nothing (`since` keeps when the phase began).
+   */
+  private reportVmStatus(c: CommandOf<'vm.status'>, index: number): VmRecord {
+    const vm = this.requireVm(c.vmId);
+    if (c.nodeId !== vm.nodeId)
+      throw conflict(`VM ${vm.id} is on node ${vm.nodeId}, not ${c.nodeId}`, 'nodeId');
+    if (c.observedRevision > vm.revision) {
+      throw conflict(
+        `VM ${vm.id} is at revision ${vm.revision}; a report cannot observe revision ${c.observedRevision}`,
+        'observedRevision',
+      );
+    }
+    const kept = vm.status;
+    if (kept !== undefined && c.observedRevision < kept.observedRevision) {
+      throw conflict(
+        `VM ${vm.id} has a status from revision ${kept.observedRevision}; this report is from ${c.observedRevision}`,
+        'observedRevision',
+      );
+    }
+    if (
+      kept !== undefined &&
+      kept.nodeId === c.nodeId &&
+      kept.phase === c.phase &&
+      kept.reason === c.reason &&
+      kept.pid === c.pid
+    ) {
+      return vm;
+    }
+    const status: VmRecordStatus = {
+      phase: c.phase,
+      ...(c.reason !== undefined ? { reason: c.reason } : {}),
+      ...(c.pid !== undefined ? { pid: c.pid } : {}),
+      nodeId: c.nodeId,
+      since: c.at,
+      observedRevision: c.observedRevision,
+    };
+    return this.put(this.vms, { ...vm, status, revision: index });
+  }
+
   private setVmLabels(c: CommandOf<'vm.labels'>, index: number): VmRecord {
     const vm = this.requireVm(c.vmId);
     for (const [key, expected] of Object.entries(c.expect ?? {})) {
@@ -441,7 +493,10 @@ export class ClusterStateMachine implements ClusterStateView {
     const vm = this.vms.get(m.vmId);
     if (vm !== undefined) {
       const nodeId = phase === 'done' ? m.targetNodeId : m.sourceNodeId;
-      this.put(this.vms, { ...vm, nodeId, state: 'running', revision: index });
+      // What the source observed says nothing about the target's copy, which reports its own.
+      const { status, ...rest } = vm;
+      const kept = nodeId === vm.nodeId && status !== undefined ? { status } : {};
+      this.put(this.vms, { ...rest, ...kept, nodeId, state: 'running', revision: index });
     }
     const next: MigrationRecord = { ...m, phase, updatedAt: at, revision: index };
     if (reason !== undefined) next.reason = reason;

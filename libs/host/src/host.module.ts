@@ -1,7 +1,8 @@
 /**
  * This node as a VM host: the ImageCatalog, the VmHost over the node's hypervisor driver, and a
  * StateFollower that reconciles them with the replicated state after every applied batch and
- * whenever a VM's process exits. Needs CLUSTER_STORE and LOCAL_NODE (the consensus module) and
+ * whenever a VM's process exits; what the host observes of each VM goes into Raft as `vm.status`,
+ * stamped with this node's id and clock. Needs CLUSTER_STORE and LOCAL_NODE (the consensus module) and
  * HYPERVISOR_DRIVER (the hypervisor module).
  */
 import { type DynamicModule, Inject, Injectable, Module, type OnApplicationBootstrap } from '@nestjs/common';
@@ -18,7 +19,14 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { ImageCatalog } from './image-catalog';
 import { VmDisks } from './vm-disks';
-import { VM_HOST, VmHost } from './vm-host';
+import { VM_HOST, VmHost, type VmStatusSink } from './vm-host';
+
+/** The proposer of `vm.status`: the local node's id and its clock go into the command. */
+function statusSink(store: ClusterStore, node: LocalNode): VmStatusSink {
+  return async (report) => {
+    await store.execute({ type: 'vm.status', ...report, nodeId: node.nodeId, at: new Date().toISOString() });
+  };
+}
 
 export const IMAGE_CATALOG = Symbol.for('dwcp.ImageCatalog');
 
@@ -126,6 +134,7 @@ export class HostModule {
             node: LocalNode,
             logger: Logger,
             registry: Registry,
+            store: ClusterStore,
           ) =>
             new VmHost(
               driver,
@@ -136,8 +145,9 @@ export class HostModule {
               options.disksDir === undefined
                 ? undefined
                 : new VmDisks(options.disksDir, images, options.qemuImg ? { qemuImg: options.qemuImg } : {}),
+              statusSink(store, node),
             ),
-          inject: [HYPERVISOR_DRIVER, IMAGE_CATALOG, LOCAL_NODE, LOGGER, METRICS_REGISTRY],
+          inject: [HYPERVISOR_DRIVER, IMAGE_CATALOG, LOCAL_NODE, LOGGER, METRICS_REGISTRY, CLUSTER_STORE],
         },
         VmHostFollower,
       ],

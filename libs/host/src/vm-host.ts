@@ -4,9 +4,10 @@
  * is left to the migration that holds it (`lend`), and a VM that arrived by migration is taken over
  * (`adopt`). At start-up it takes over the VMs an earlier run of the node left running
  * (`takeOver`), and at shutdown it leaves them running unless told to stop them. It keeps the tail
- * of each VM's serial console for the API.
+ * of each VM's serial console for the API. It reports what it observes of each VM it hosts
+ * (starting, running with its pid, failed with why, stopped) through a VmStatusSink, on changes only.
  */
-import { DomainError, type MigrationRecord, type VmRecord } from '@novacron/cluster-state';
+import { DomainError, type MigrationRecord, type VmPhase, type VmRecord } from '@novacron/cluster-state';
 import { type HypervisorDriver, HypervisorError, type VmHandle } from '@novacron/hypervisor';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -19,9 +20,27 @@ const CONSOLE_LINES = 500;
 /** The injection token of the node's VmHost. */
 export const VM_HOST = Symbol.for('dwcp.VmHost');
 
+/** What this host observed of a VM it hosts; the node records it as the VM's status (`vm.status`). */
+export interface VmStatusReport {
+  vmId: string;
+  phase: VmPhase;
+  reason?: string;
+  pid?: number;
+  /** The revision of the VM record this host acted on. */
+  observedRevision: number;
+}
+
+/** Records a report in the replicated state; rejects with the command's DomainError when refused. */
+export type VmStatusSink = (report: VmStatusReport) => Promise<void>;
+
+/** The longest reason the log takes (`fields.reason`). */
+const MAX_REASON = 1024;
+
 interface HostedVm {
   vmId: string;
   handle: VmHandle;
+  /** How its process exited, once it has. */
+  exit?: { code: number | null; signal: string | null };
   console: string[];
   /** Set while a migration holds the VM: the reconciler does not touch it. */
   lent: boolean;
@@ -48,6 +67,10 @@ export class VmHost {
   private readonly readyListeners = new Set<(vmId: string) => void>();
   /** VMs with disks whose records this run has seen: when one is gone, so are its disks. */
   private readonly seenWithDisks = new Set<string>();
+  /** The last status sent per VM (phase, reason, pid), so each change is reported once. */
+  private readonly reported = new Map<string, string>();
+  /** Each VM's reports in flight, chained so they commit in the order they were observed. */
+  private readonly reporting = new Map<string, Promise<void>>();
 
   constructor(
     readonly driver: HypervisorDriver,
@@ -56,6 +79,7 @@ export class VmHost {
     private readonly logger: Logger,
     registry: Registry,
     private readonly disks?: VmDisks,
+    private readonly statusSink?: VmStatusSink,
   ) {
     this.running = new Gauge({
       name: 'dwcp_host_vms',
@@ -185,8 +209,13 @@ export class VmHost {
     const self = this.nodeId();
     const records = new Map(state.vms.map((vm) => [vm.id, vm]));
     for (const vm of records.values()) {
-      if (vm.nodeId !== self || vm.state !== 'running') continue;
+      if (vm.nodeId !== self) continue;
       const hosted = this.vms.get(vm.id);
+      if (vm.state === 'stopped') {
+        if (hosted === undefined && !this.launching.has(vm.id)) this.reportStoppedIfNot(vm);
+        continue;
+      }
+      if (vm.state !== 'running') continue;
       if (hosted === undefined) void this.launch(vm);
       else if (!hosted.lent) await this.relaunchIfGone(vm, hosted);
     }
@@ -200,6 +229,7 @@ export class VmHost {
         const why = vm === undefined ? 'deleted' : vm.nodeId !== self ? `now on ${vm.nodeId}` : 'stopped';
         this.logger.info({ vm: hosted.vmId, why }, 'destroying a VM this node no longer runs');
         await this.destroy(hosted.vmId);
+        if (vm !== undefined && vm.nodeId === self) this.report(vm, { phase: 'stopped' });
       }
     }
     await this.removeDisksOfDeleted(records);
@@ -244,6 +274,7 @@ export class VmHost {
     if (hosted === undefined) return;
     void hosted.readConsole.return?.();
     this.vms.delete(vmId);
+    this.reported.delete(vmId);
   }
 
   /** A VM that arrived by migration: its console starts from what QEMU printed since it started. */
@@ -288,6 +319,8 @@ export class VmHost {
   private async launch(vm: VmRecord): Promise<void> {
     if (this.launching.has(vm.id)) return;
     this.launching.add(vm.id);
+    // A retry of a launch that failed says nothing new until it ends otherwise.
+    if (!this.failures.has(vm.id)) this.report(vm, { phase: 'starting' });
     try {
       const spec = this.images.specFor(vm);
       if ((vm.disks?.length ?? 0) > 0) {
@@ -302,6 +335,7 @@ export class VmHost {
       const handle = await this.driver.launch(spec);
       this.track(vm.id, handle);
       this.failures.delete(vm.id);
+      this.report(vm, { phase: 'running', ...(handle.pid !== undefined ? { pid: handle.pid } : {}) });
       this.logger.info(
         { vm: vm.id, name: vm.name, pid: handle.pid, simulated: handle.simulated },
         'VM launched',
@@ -311,17 +345,82 @@ export class VmHost {
       if (this.failures.get(vm.id) !== message)
         this.logger.error({ vm: vm.id, err: message }, 'VM launch failed');
       this.failures.set(vm.id, message);
+      this.report(vm, { phase: 'failed', reason: message });
     } finally {
       this.launching.delete(vm.id);
     }
   }
 
   private async relaunchIfGone(vm: VmRecord, hosted: HostedVm): Promise<void> {
-    const status = await this.driver.status(hosted.handle).catch(() => ({ state: 'exited' as const }));
-    if (status.state !== 'exited') return;
+    const status = await this.driver
+      .status(hosted.handle)
+      .catch(() => ({ state: 'exited' as const, running: false }));
+    if (status.state !== 'exited') {
+      const pid = hosted.handle.pid;
+      if (status.running) this.report(vm, { phase: 'running', ...(pid !== undefined ? { pid } : {}) });
+      return;
+    }
     this.logger.warn({ vm: vm.id }, 'the VM process is gone; launching it again');
     this.forget(vm.id);
+    this.report(vm, { phase: 'failed', reason: exitReason(hosted.exit) });
     await this.launch(vm);
+  }
+
+  /** A VM that should be stopped, and is not running here, whose recorded status still says otherwise. */
+  private reportStoppedIfNot(vm: VmRecord): void {
+    const status = vm.status;
+    if (status !== undefined && status.nodeId === this.nodeId() && status.phase !== 'stopped')
+      this.report(vm, { phase: 'stopped' });
+  }
+
+  /**
+   * Sends what this host observes of `vm` unless the record or the last report already says it.
+   * A report that consensus could not commit is forgotten, so a later pass sends it again; one the
+   * state machine refused (this node no longer hosts the VM, or the report is stale) is not retried.
+   */
+  private report(vm: VmRecord, observed: { phase: VmPhase; reason?: string; pid?: number }): void {
+    const sink = this.statusSink;
+    if (sink === undefined) return;
+    const reason = observed.reason?.slice(0, MAX_REASON);
+    const key = JSON.stringify([observed.phase, reason ?? null, observed.pid ?? null]);
+    const kept = vm.status;
+    const recorded =
+      kept !== undefined &&
+      kept.nodeId === this.nodeId() &&
+      JSON.stringify([kept.phase, kept.reason ?? null, kept.pid ?? null]) === key;
+    if (recorded || this.reported.get(vm.id) === key) {
+      this.reported.set(vm.id, key);
+      return;
+    }
+    this.reported.set(vm.id, key);
+    const report: VmStatusReport = {
+      vmId: vm.id,
+      phase: observed.phase,
+      ...(reason !== undefined ? { reason } : {}),
+      ...(observed.pid !== undefined ? { pid: observed.pid } : {}),
+      observedRevision: vm.revision,
+    };
+    const sent = (this.reporting.get(vm.id) ?? Promise.resolve())
+      .then(() => sink(report))
+      .catch((e: unknown) => {
+        const refused = e instanceof DomainError && e.code !== 'ERR_UNAVAILABLE' && e.code !== 'ERR_TIMEOUT';
+        if (!refused && this.reported.get(vm.id) === key) this.reported.delete(vm.id);
+        this.logger.warn(
+          { vm: vm.id, phase: report.phase, err: e instanceof Error ? e.message : String(e) },
+          refused
+            ? 'VM status report refused'
+            : 'VM status report not recorded; it is sent again on a later pass',
+        );
+      })
+      .finally(() => {
+        if (this.reporting.get(vm.id) === sent) this.reporting.delete(vm.id);
+      });
+    this.reporting.set(vm.id, sent);
+  }
+
+  /** Resolves once every status report sent so far has been recorded or refused. */
+  async reportsSettled(): Promise<void> {
+    await Promise.all([...this.reporting.values()]);
   }
 
   private track(vmId: string, handle: VmHandle): void {
@@ -332,8 +431,9 @@ export class VmHost {
     void (async () => {
       try {
         for await (const e of this.driver.events(handle)) {
-          if (e.type !== 'exit' || this.vms.get(vmId)?.handle !== handle || this.vms.get(vmId)?.lent)
-            continue;
+          const hosted = this.vms.get(vmId);
+          if (e.type !== 'exit' || hosted?.handle !== handle || hosted.lent) continue;
+          hosted.exit = { code: e.code, signal: e.signal };
           for (const listener of this.exitListeners) listener(vmId);
         }
       } catch {
@@ -351,4 +451,10 @@ export class VmHost {
       }
     })();
   }
+}
+
+function exitReason(exit: HostedVm['exit']): string {
+  if (exit === undefined) return 'the VM process exited unexpectedly';
+  const how = exit.signal !== null ? `signal ${exit.signal}` : `code ${exit.code}`;
+  return `the VM process exited unexpectedly (${how})`;
 }
