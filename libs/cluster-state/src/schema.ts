@@ -57,7 +57,7 @@ const diskObject = z
       .int()
       .min(MiB)
       .max(64 * 1024 ** 4)
-      .refine((n) => n % MiB === 0, 'must be a whole number of MiB'),
+      .multipleOf(MiB, 'must be a whole number of MiB'),
     format: z.enum(DISK_FORMATS).default('qcow2'),
     image: fields.name.optional(),
     bus: z.literal('virtio').default('virtio'),

@@ -72,6 +72,7 @@ const { one: disk, list: disks } = diskRules(
     }),
     sizeBytes: diskObject.shape.sizeBytes.openapi({
       example: 4 * 1024 ** 3,
+      multipleOf: 1024 * 1024,
       description: 'A whole number of MiB.',
     }),
     image: name.optional().openapi({
