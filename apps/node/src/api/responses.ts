@@ -15,6 +15,7 @@ import {
   migrationStatsSchema,
   type NodeRecord,
   ROLES,
+  VM_PHASES,
   type VmRecord,
 } from '@novacron/cluster-state';
 import type { AdmitResponse } from '@novacron/consensus';
@@ -66,9 +67,26 @@ export const vmRecordSchema = exactly<VmRecord>()(
       vcpus: fields.vcpus,
       memoryMiB: fields.memoryMiB,
       nodeId: fields.nodeId.openapi({ description: 'Where it runs (its source, while it migrates).' }),
-      state: z
-        .enum(['stopped', 'running', 'migrating', 'deleted'])
-        .openapi({ description: '`deleted` only in the answer to DELETE.' }),
+      state: z.enum(['stopped', 'running', 'migrating', 'deleted']).openapi({
+        description: 'The desired state: what was asked. `deleted` only in the answer to DELETE.',
+      }),
+      status: z
+        .object({
+          phase: z.enum(VM_PHASES),
+          reason: z.string().optional().openapi({ description: 'Why it failed.' }),
+          pid: z.number().int().positive().optional().openapi({ description: 'Its hypervisor process.' }),
+          nodeId: fields.nodeId.openapi({ description: 'The node that reported it.' }),
+          since: fields.timestamp.openapi({ description: 'When it entered this phase.' }),
+          observedRevision: revision.openapi({
+            description: 'The revision of this record the node acted on.',
+          }),
+        })
+        .strict()
+        .optional()
+        .openapi({
+          description:
+            'The observed state, as its node last reported it; absent until the node hosting it has reported.',
+        }),
       labels,
       disks: z
         .array(diskRequestSchema)

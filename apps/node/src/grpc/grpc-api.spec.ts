@@ -133,6 +133,36 @@ describe('gRPC API', () => {
     expect(await ok('NodeService', 'DrainNode', { id: 'node-2' })).toMatchObject({ status: 'draining' });
   });
 
+  it('shows the observed status next to the desired state, once the VM’s node has reported it', async () => {
+    const vm = await ok(
+      'VmService',
+      'CreateVm',
+      { name: 'web-status', image: 'nope', vcpus: 1, memory_mib: 64, node_id: 'node-1' },
+      'operator',
+    );
+    expect(vm.status ?? null).toBeNull();
+    const started = await ok('VmService', 'StartVm', { id: vm.id }, 'operator');
+    await t.store.execute({
+      type: 'vm.status',
+      vmId: vm.id,
+      nodeId: 'node-1',
+      phase: 'failed',
+      reason: 'image nope is not on this node',
+      observedRevision: Number(started.revision),
+      at: '2026-01-01T00:00:00.000Z',
+    });
+    const got = await ok('VmService', 'GetVm', { id: vm.id }, 'viewer');
+    expect(got.state).toBe('running');
+    expect(got.status).toMatchObject({
+      phase: 'failed',
+      reason: 'image nope is not on this node',
+      node_id: 'node-1',
+      since: '2026-01-01T00:00:00.000Z',
+    });
+    expect(Number(got.status.observed_revision)).toBe(Number(started.revision));
+    await ok('VmService', 'DeleteVm', { id: vm.id }, 'operator');
+  });
+
   it('declares disks on CreateVm and shows them on the VM; a VM with disks is not live-migrated yet', async () => {
     const vm = await ok(
       'VmService',

@@ -51,6 +51,18 @@ export const vmToProto = (v: VmRecord): Msg => ({
     ...(d.image !== undefined ? { image: d.image } : {}),
     bus: d.bus,
   })),
+  ...(v.status !== undefined
+    ? {
+        status: {
+          phase: v.status.phase,
+          ...(v.status.reason !== undefined ? { reason: v.status.reason } : {}),
+          ...(v.status.pid !== undefined ? { pid: v.status.pid } : {}),
+          node_id: v.status.nodeId,
+          since: v.status.since,
+          observed_revision: v.status.observedRevision,
+        },
+      }
+    : {}),
 });
 
 /** CreateVmRequest's `disks`, as the REST body's (unset strings left out, so the schema's defaults apply). */
