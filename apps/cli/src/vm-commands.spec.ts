@@ -1,3 +1,5 @@
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXIT } from './exit-codes';
 import { freePort, type RealNode, startRealNode } from './testing/real-node';
@@ -49,8 +51,17 @@ describe('dwcp vm against a real single-node cluster', () => {
     const list = await dwcp(['vm', 'list', ...api]);
     expect(list.code).toBe(0);
     const [header, row] = list.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^ID\s+NAME\s+STATE\s+NODE\s+VCPUS\s+MEMORY\s+IMAGE$/);
-    expect(row?.split(/\s{2,}/)).toEqual([vm.id, 'web-1', 'stopped', 'node-1', '2', '256 MiB', 'debian-12']);
+    expect(header).toMatch(/^ID\s+NAME\s+STATE\s+STATUS\s+NODE\s+VCPUS\s+MEMORY\s+IMAGE$/);
+    expect(row?.split(/\s{2,}/)).toEqual([
+      vm.id,
+      'web-1',
+      'stopped',
+      '-',
+      'node-1',
+      '2',
+      '256 MiB',
+      'debian-12',
+    ]);
 
     const byName = await dwcp(['vm', 'get', 'web-1', ...api]);
     expect(byName.code).toBe(0);
@@ -86,6 +97,58 @@ describe('dwcp vm against a real single-node cluster', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('state:   running');
     expect((await dwcp(['vm', 'delete', 'db-1', ...api])).code).toBe(0);
+  });
+
+  it('shows what the node observed: failed with the reason for a missing image, running for a good one', async () => {
+    // Where QEMU runs the node uses it, and it needs a real kernel: the test guest's, once built.
+    const guest = resolve(__dirname, '../../../test/guest/out');
+    const image = join(node.dataDir, 'images', 'plain');
+    mkdirSync(image, { recursive: true });
+    if (existsSync(join(guest, 'vmlinux'))) {
+      for (const f of ['vmlinux', 'initramfs.cpio.gz']) symlinkSync(join(guest, f), join(image, f));
+    } else writeFileSync(join(image, 'vmlinux'), 'the simulated driver boots nothing\n');
+    const create = (name: string, img: string) =>
+      dwcp([
+        'vm',
+        'create',
+        '--name',
+        name,
+        '--image',
+        img,
+        '--vcpus',
+        '1',
+        '--memory-mib',
+        '64',
+        '--start',
+        ...api,
+      ]);
+    expect((await create('web', 'nope')).code).toBe(0);
+    expect((await create('good', 'plain')).code).toBe(0);
+    const until = async (vm: string, text: string) => {
+      const end = Date.now() + 20_000;
+      for (;;) {
+        const r = await dwcp(['vm', 'get', vm, ...api]);
+        if (r.stdout.includes(text)) return r.stdout;
+        if (Date.now() > end) throw new Error(`vm get ${vm} never showed ${text}:\n${r.stdout}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    };
+    const failed = await until('web', 'status:  failed (image nope is not on this node');
+    expect(failed).toContain('state:   running');
+    expect(failed).toMatch(/since: {3}\S+ \(reported by node-1\)/);
+    await until('good', 'status:  running');
+    const json = JSON.parse((await dwcp(['vm', 'get', 'web', '--json', ...api])).stdout);
+    expect(json.status).toMatchObject({ phase: 'failed', nodeId: 'node-1' });
+    expect(json.status.reason).toMatch(/^image nope is not on this node/);
+
+    const rows = (await dwcp(['vm', 'list', ...api])).stdout.trimEnd().split('\n').slice(1);
+    const phases = Object.fromEntries(rows.map((r) => r.split(/\s{2,}/)).map((c) => [c[1], c.slice(2, 4)]));
+    expect(phases).toMatchObject({ web: ['running', 'failed'], good: ['running', 'running'] });
+
+    // Stopped, it says so; both leave for the next test.
+    await dwcp(['vm', 'stop', 'web', ...api]);
+    await until('web', 'status:  stopped');
+    for (const name of ['web', 'good']) expect((await dwcp(['vm', 'delete', name, ...api])).code).toBe(0);
   });
 
   it('exits 3 for a VM that does not exist, by id or by name', async () => {

@@ -6,7 +6,7 @@ import { wholeNumber } from './arg-parsers';
 import type { CliIo } from './cli-io';
 import { type DiskRequest, diskOption } from './disk-option';
 import { findNode, findVm } from './lookup';
-import { formatLabels, keyValues, table } from './text-output';
+import { formatLabels, keyValues, NONE, table } from './text-output';
 
 type Opts = ApiOptions & { json?: boolean };
 
@@ -17,11 +17,23 @@ function label(value: string, previous: Record<string, string>): Record<string, 
   return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
 }
 
+/** What the VM's node reports it does: `failed (why)`, `running (pid 4242)`; the desired state is `state`. */
+function statusText(vm: VmRecord): string {
+  const s = vm.status;
+  if (s === undefined) return 'not reported yet';
+  if (s.reason !== undefined) return `${s.phase} (${s.reason})`;
+  return s.pid !== undefined ? `${s.phase} (pid ${s.pid})` : s.phase;
+}
+
 function vmDetails(vm: VmRecord): string[] {
   return keyValues([
     ['id', vm.id],
     ['name', vm.name],
     ['state', vm.state],
+    ['status', statusText(vm)],
+    ...(vm.status !== undefined
+      ? [['since', `${vm.status.since} (reported by ${vm.status.nodeId})`] as const]
+      : []),
     ['node', vm.nodeId],
     ['vcpus', String(vm.vcpus)],
     ['memory', `${vm.memoryMiB} MiB`],
@@ -91,8 +103,17 @@ export function registerVmCommands(program: Command, io: CliIo): void {
       if (items.length === 0) return print(['no VMs']);
       print(
         table(
-          ['ID', 'NAME', 'STATE', 'NODE', 'VCPUS', 'MEMORY', 'IMAGE'],
-          items.map((v) => [v.id, v.name, v.state, v.nodeId, String(v.vcpus), `${v.memoryMiB} MiB`, v.image]),
+          ['ID', 'NAME', 'STATE', 'STATUS', 'NODE', 'VCPUS', 'MEMORY', 'IMAGE'],
+          items.map((v) => [
+            v.id,
+            v.name,
+            v.state,
+            v.status?.phase ?? NONE,
+            v.nodeId,
+            String(v.vcpus),
+            `${v.memoryMiB} MiB`,
+            v.image,
+          ]),
         ),
       );
     }),
