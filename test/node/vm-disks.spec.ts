@@ -113,7 +113,7 @@ describeQemu('VMs with disks (real QEMU, real node)', () => {
         vcpus: 1,
         memoryMiB: 128,
         nodeId,
-        disks: [{ id: 'vda', sizeBytes: 64 * MiB }],
+        disks: [{ sizeBytes: 64 * MiB }],
       },
       201,
     );
@@ -145,7 +145,7 @@ describeQemu('VMs with disks (real QEMU, real node)', () => {
         vcpus: 1,
         memoryMiB: 128,
         nodeId,
-        disks: [{ id: 'vda', sizeBytes: 64 * MiB, image: BASE }],
+        disks: [{ sizeBytes: 64 * MiB, image: BASE }],
       },
       201,
     );

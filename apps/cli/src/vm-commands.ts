@@ -62,7 +62,7 @@ export function registerVmCommands(program: Command, io: CliIo): void {
     .option('--node <node>', 'place it on this node (id or name)')
     .option('--label <key=value>', 'a label; repeat for more', label, {})
     .option(
-      '--disk <size[,image=NAME][,format=qcow2|raw][,id=ID]>',
+      '--disk <size[,image=NAME][,format=qcow2|raw][]>',
       'a disk (4G, 512M, ...), a qcow2 overlay on image NAME or blank; repeat for more (vda, vdb, ...)',
       diskOption,
     )

@@ -76,6 +76,9 @@ export interface VmRecord {
 }
 
 export const DISK_FORMATS = ['qcow2', 'raw'] as const;
+
+/** The id of a VM's disk at `index` in its list: vda, vdb, ... (at most 8 disks: up to vdh). */
+export const diskIdAt = (index: number): string => `vd${String.fromCharCode(97 + index)}`;
 export type DiskFormat = (typeof DISK_FORMATS)[number];
 
 /**
@@ -83,7 +86,7 @@ export type DiskFormat = (typeof DISK_FORMATS)[number];
  * qcow2 overlay of the image's disk (`qemu-img create -b`) or a raw copy of it; else blank.
  */
 export interface VmDiskRecord {
-  /** Its name in the VM: the guest's device serial, and the block node `disk-<id>` in QEMU. */
+  /** Its name in the VM, from its place in the list (vda, vdb, ...): the guest's device serial, and the block node `disk-<id>` in QEMU. */
   id: string;
   /** Virtual size in bytes (a whole number of MiB). */
   sizeBytes: number;

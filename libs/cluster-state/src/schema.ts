@@ -49,9 +49,6 @@ const MAX_DISKS = 8;
 
 const diskObject = z
   .object({
-    id: z
-      .string()
-      .regex(/^[a-z][a-z0-9]{0,15}$/, 'must be 1-16 lower-case letters or digits, starting with a letter'),
     sizeBytes: z
       .number()
       .int()
@@ -68,14 +65,14 @@ type DiskShape = typeof diskObject;
 
 /** A disk and the rules over a disk list, for the log's schema and for the API's annotated copy of it. */
 export function diskRules<S extends DiskShape>(disk: S) {
-  const list = z
-    .array(disk)
-    .max(MAX_DISKS, `at most ${MAX_DISKS} disks`)
-    .refine((ds) => new Set(ds.map((d) => d.id)).size === ds.length, 'disk ids must be distinct');
+  const list = z.array(disk).max(MAX_DISKS, `at most ${MAX_DISKS} disks`);
   return { one: disk, list };
 }
 
-/** A disk of a VM (`VmDiskRecord`), as the log takes it; `diskObject` before its rules. */
+/**
+ * A disk of a VM as asked for (`VmDiskRecord` without its id: the guest's vda, vdb, ... are named by
+ * their place in the list, `diskIdAt`), as the log takes it; `diskObject` before its rules.
+ */
 export const { one: diskSchema, list: disksSchema } = diskRules(diskObject);
 export { diskObject };
 

@@ -7,13 +7,14 @@ import type { CommandOutcome } from './commands';
 import { DomainError } from './errors';
 import { CANCELLABLE_PHASES, canAdvance, isTerminal } from './migration-phases';
 import { fits, pickNode } from './placement';
-import type {
-  ApiTokenRecord,
-  MigrationRecord,
-  NodeCapacity,
-  NodeRecord,
-  VmRecord,
-  VmRecordStatus,
+import {
+  type ApiTokenRecord,
+  diskIdAt,
+  type MigrationRecord,
+  type NodeCapacity,
+  type NodeRecord,
+  type VmRecord,
+  type VmRecordStatus,
 } from './records';
 import { type CommandOf, clusterCommandSchema, issuePath, type ValidClusterCommand } from './schema';
 import type { ClusterStateView } from './view';
@@ -309,7 +310,7 @@ export class ClusterStateMachine implements ClusterStateView {
       nodeId: node.id,
       state: 'stopped',
       labels: { ...c.labels },
-      ...(c.disks.length > 0 ? { disks: c.disks.map((d) => ({ ...d })) } : {}),
+      ...(c.disks.length > 0 ? { disks: c.disks.map((d, i) => ({ id: diskIdAt(i), ...d })) } : {}),
       createdAt: c.at,
       revision: index,
     };

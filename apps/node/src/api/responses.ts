@@ -22,7 +22,7 @@ import type { AdmitResponse } from '@novacron/consensus';
 import type { ZodTypeAny } from 'zod';
 import type { ClusterMember } from './control-plane.service';
 import { API_ERROR_CODES, type ApiErrorBody } from './errors';
-import { diskRequestSchema } from './schemas';
+import { diskRecordSchema } from './schemas';
 import { z } from './zod-openapi';
 
 /** Accepts `schema` only if its output and `T` are assignable both ways (a field added to either fails to compile). */
@@ -89,7 +89,7 @@ export const vmRecordSchema = exactly<VmRecord>()(
         }),
       labels,
       disks: z
-        .array(diskRequestSchema)
+        .array(diskRecordSchema)
         .optional()
         .openapi({ description: 'Its disks; absent when it has none.' }),
       createdAt: fields.timestamp,

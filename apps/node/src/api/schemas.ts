@@ -66,10 +66,6 @@ export type IdParams = z.output<ReturnType<typeof idParams>>;
 /** The log's disk schema with examples for the document (its patterns alone make none). */
 const { one: disk, list: disks } = diskRules(
   diskObject.extend({
-    id: diskObject.shape.id.openapi({
-      example: 'vda',
-      description: 'Its name in the VM: the guest’s device serial.',
-    }),
     sizeBytes: diskObject.shape.sizeBytes.openapi({
       example: 4 * 1024 ** 3,
       multipleOf: 1024 * 1024,
@@ -81,7 +77,19 @@ const { one: disk, list: disks } = diskRules(
     }),
   }),
 );
-export const diskRequestSchema = disk.openapi('Disk');
+export const diskRequestSchema = disk.openapi('DiskRequest');
+
+/** A disk as the record holds it: as asked for, plus the id its place gave it. */
+export const diskRecordSchema = disk
+  .extend({
+    id: z
+      .string()
+      .openapi({
+        example: 'vda',
+        description: 'Its name in the VM (vda, vdb, ... in order): the guest’s device serial.',
+      }),
+  })
+  .openapi('Disk');
 
 export const createVmSchema = z
   .object({

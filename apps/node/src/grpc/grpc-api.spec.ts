@@ -174,7 +174,7 @@ describe('gRPC API', () => {
         memory_mib: 256,
         node_id: 'node-1',
         disks: [
-          { id: 'vda', size_bytes: 2 ** 30, image: 'base' },
+          { id: 'ignored', size_bytes: 2 ** 30, image: 'base' },
           { id: 'vdb', size_bytes: 2 ** 20, format: 'raw' },
         ],
       },
@@ -194,7 +194,7 @@ describe('gRPC API', () => {
         image: 'img',
         vcpus: 1,
         memory_mib: 256,
-        disks: [{ id: 'vda', size_bytes: 2 ** 20 + 1 }],
+        disks: [{ size_bytes: 2 ** 20 + 1 }],
       },
       'operator',
     );

@@ -69,7 +69,7 @@ export const vmToProto = (v: VmRecord): Msg => ({
 export const disksFromProto = (v: unknown): Msg[] =>
   (Array.isArray(v) ? (v as Msg[]) : []).map((d) => {
     const text = (key: string) => (typeof d[key] === 'string' && d[key] !== '' ? { [key]: d[key] } : {});
-    return { id: d.id, sizeBytes: d.size_bytes, ...text('format'), ...text('image'), ...text('bus') };
+    return { sizeBytes: d.size_bytes, ...text('format'), ...text('image'), ...text('bus') };
   });
 
 export const migrationToProto = (m: MigrationRecord): Msg => ({
