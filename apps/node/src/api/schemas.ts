@@ -82,12 +82,10 @@ export const diskRequestSchema = disk.openapi('DiskRequest');
 /** A disk as the record holds it: as asked for, plus the id its place gave it. */
 export const diskRecordSchema = disk
   .extend({
-    id: z
-      .string()
-      .openapi({
-        example: 'vda',
-        description: 'Its name in the VM (vda, vdb, ... in order): the guest’s device serial.',
-      }),
+    id: z.string().openapi({
+      example: 'vda',
+      description: 'Its name in the VM (vda, vdb, ... in order): the guest’s device serial.',
+    }),
   })
   .openapi('Disk');
 
